@@ -1,0 +1,236 @@
+"""Every service the kernel uses, as a `typing.Protocol`.
+
+Each port has an embedded implementation (SQLite or in-process, the default) and an Azure one selected by
+config; `aos_core.runtime` is the only place that picks them. Adapters raise the typed errors in
+`aos_core.errors` (ConflictError on a lost ETag race, NotFoundError, LockLostError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from aos_core.events import AgentId, Event
+
+JSON = Any  # a value json.dumps accepts: dict, list, str, int, float, bool or None
+
+
+# --- time and ids -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where the kernel gets time. Tests use `aos_core.testing.ManualClock` instead of sleeping."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for timeouts and idle tracking)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock's time."""
+        ...
+
+
+class IdFactory(Protocol):
+    def new_id(self) -> str:
+        """A new unique id (uuid4 text by default)."""
+        ...
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A stored JSON document and the ETag of the version read."""
+
+    key: str
+    value: JSON
+    etag: str
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """JSON documents by key, with optimistic concurrency through ETags.
+
+    Keys are `/`-separated paths (`context/ceo`, `registry/agents/t1`); listing is by key prefix in key order.
+    """
+
+    async def get(self, key: str) -> Document | None:
+        """The document at `key`, or None."""
+        ...
+
+    async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        """Write `value` and return the new ETag.
+
+        `if_match`: replace only if the stored ETag equals it (ConflictError otherwise, also if missing).
+        `if_none_match`: create only; ConflictError if the key exists.
+        """
+        ...
+
+    async def delete(self, key: str, *, if_match: str | None = None) -> bool:
+        """Delete `key`; False if it did not exist. ConflictError on a stale `if_match`."""
+        ...
+
+    async def list(self, prefix: str = "", *, start_after: str | None = None, limit: int = 1000) -> list[Document]:
+        """Documents whose key starts with `prefix`, in key order, after `start_after`, at most `limit`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Opaque bytes by (container, name): files, reports, exported models."""
+
+    async def upload(self, container: str, name: str, data: bytes | str, *, overwrite: bool = True) -> str:
+        """Store `data` (str is UTF-8 encoded) and return its ETag. ConflictError if it exists and not `overwrite`."""
+        ...
+
+    async def download(self, container: str, name: str) -> bytes:
+        """The blob's bytes; NotFoundError if missing."""
+        ...
+
+    async def delete_blob(self, container: str, name: str) -> bool: ...
+
+    async def list_blobs(self, container: str, prefix: str = "") -> list[str]: ...
+
+
+# --- messaging ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionFilter:
+    """Which events a subscription takes. Empty fields match everything.
+
+    `event_types` are glob patterns (`order.*`); `subject` and `correlationid` must be equal when set.
+    """
+
+    event_types: tuple[str, ...] = ()
+    subject: str | None = None
+    correlationid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BusMessage:
+    """One event received under a peek-lock; settle it with complete, abandon or dead_letter."""
+
+    event: Event
+    topic: str
+    subscription: str
+    sequence_number: int
+    delivery_count: int
+    lock_token: str
+    locked_until: datetime
+    enqueued_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    event: Event
+    topic: str
+    subscription: str
+    sequence_number: int
+    delivery_count: int
+    reason: str
+    description: str | None
+    dead_lettered_time: datetime
+
+
+@runtime_checkable
+class EventBus(Protocol):
+    """Topics with subscriptions, peek-lock delivery, dead-letter and scheduled messages (Service Bus semantics).
+
+    Delivery is at least once: a message whose lock expires or that is abandoned comes back with its
+    delivery count raised; past the subscription's `max_delivery_count` it is dead-lettered with the reason.
+    Publishing is idempotent by event id per topic (duplicate detection).
+    """
+
+    async def create_subscription(
+        self,
+        topic: str,
+        name: str,
+        *,
+        filter: SubscriptionFilter | None = None,
+        max_delivery_count: int = 10,
+        lock_duration: float = 30.0,
+    ) -> None:
+        """Create the topic and subscription if missing (idempotent); later messages are copied to it."""
+        ...
+
+    async def publish(self, topic: str, event: Event, *, scheduled_time: datetime | None = None) -> None:
+        """Put `event` on every subscription of `topic` whose filter matches, now or at `scheduled_time`."""
+        ...
+
+    async def receive(
+        self, topic: str, subscription: str, *, max_messages: int = 1, max_wait: float = 0.0
+    ) -> list[BusMessage]:
+        """Lock and return up to `max_messages` available messages, waiting up to `max_wait` seconds for one."""
+        ...
+
+    async def complete(self, message: BusMessage) -> None:
+        """Remove a settled message. LockLostError if its lock expired or was settled already."""
+        ...
+
+    async def abandon(self, message: BusMessage, *, reason: str | None = None) -> None:
+        """Release the lock so the message is delivered again (or dead-lettered at max deliveries)."""
+        ...
+
+    async def dead_letter(self, message: BusMessage, *, reason: str, description: str | None = None) -> None: ...
+
+    async def renew_lock(self, message: BusMessage) -> BusMessage: ...
+
+    async def dead_letters(self, topic: str, subscription: str) -> list[DeadLetter]: ...
+
+    async def conversation(self, correlation_id: str) -> list[Event]:
+        """Every event published with this correlation id, in publish order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+MessageHandler = Callable[[Event], Awaitable[Any]]
+
+
+# --- agents -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResult:
+    """What one agent did with one event. `status` is never "completed" for a failure."""
+
+    agent_id: str
+    status: str  # "completed" | "failed" | "duplicate" | "rejected"
+    result: JSON = None
+    error: str | None = None
+    extra: dict[str, JSON] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {"agent_id": self.agent_id, "status": self.status, "result": self.result}
+        if self.error is not None:
+            out["error"] = self.error
+        out.update(self.extra)
+        return out
+
+
+class Dispatcher(Protocol):
+    """Delivers an event to one agent through that agent's serial mailbox."""
+
+    async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult: ...
+
+    async def close(self) -> None: ...
+
+
+# --- secrets ------------------------------------------------------------------------------------
+
+
+class SecretStore(Protocol):
+    async def get_secret(self, name: str) -> str | None:
+        """The secret's value, or None when it is not set. Never log it."""
+        ...
