@@ -234,3 +234,27 @@ class SecretStore(Protocol):
     async def get_secret(self, name: str) -> str | None:
         """The secret's value, or None when it is not set. Never log it."""
         ...
+
+
+class Agent(Protocol):
+    """What the kernel needs of an agent (agents.BaseAgent implements it)."""
+
+    agent_id: str
+    agent_type: str
+    perpetual: bool
+    depends_on: tuple[str, ...]
+
+    @property
+    def all_capabilities(self) -> tuple[str, ...]: ...
+
+    async def initialize(self) -> None: ...
+
+    async def process(self, event: Event, ctx: Any, *, durable: bool = True, retries: int = 5) -> tuple[str, JSON]: ...
+
+    async def health_check(self) -> bool | str: ...
+
+    async def sleep(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...

@@ -1,0 +1,37 @@
+# The README's two commands: `make run` and `make test`. Each installs what it needs first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: run test lint bench clean
+
+run: $(PY_STAMP)
+	$(BIN)/aos run --config examples/config --events examples/events
+
+test: $(PY_STAMP) $(NODE_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check .
+
+bench: $(PY_STAMP)
+	$(BIN)/python bench/dispatch.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules .aos .pytest_cache

@@ -1,0 +1,111 @@
+"""BaseAgent: an id, a type, capabilities, and a handler for events."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from aos_core.events import AgentId, Event, validate_id
+from aos_core.ports import JSON
+
+if TYPE_CHECKING:
+    from aos_core.agent_context import AgentContext
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Agent") or name).lower()
+
+
+class BaseAgent:
+    """An agent that handles events in-process and keeps nothing between calls.
+
+    Subclasses set `agent_type` (defaults to the class name in snake case without "Agent"),
+    `capabilities` (for discovery), `subscriptions` (event type globs every agent of this type receives,
+    the agent picked by the event's `subject`), and implement `handle_event` (or `handle` for the context).
+    """
+
+    agent_type: ClassVar[str] = ""
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    subscriptions: ClassVar[tuple[str, ...]] = ()
+    perpetual: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "agent_type" not in cls.__dict__:
+            cls.agent_type = _snake(cls.__name__)
+
+    def __init__(
+        self,
+        agent_id: str,
+        *,
+        config: dict[str, Any] | None = None,
+        capabilities: Iterable[str] | None = None,
+        depends_on: Iterable[str] = (),
+    ) -> None:
+        validate_id(self.agent_type or "base", "agent type")
+        self.agent_id = validate_id(agent_id, "agent id")
+        self.config: dict[str, Any] = dict(config or {})
+        self.instance_capabilities: tuple[str, ...] = tuple(capabilities or self.config.get("capabilities", ()))
+        self.depends_on: tuple[str, ...] = tuple(depends_on or self.config.get("depends_on", ()))
+        self._context: AgentContext | None = None
+
+    @classmethod
+    def create(cls, agent_id: str, config: dict[str, Any] | None = None) -> BaseAgent:
+        """Build an instance from its id and stored config (used when a dormant agent is activated)."""
+        return cls(agent_id, config=config)
+
+    @property
+    def id(self) -> AgentId:
+        return AgentId(self.agent_type or "base", self.agent_id)
+
+    @property
+    def all_capabilities(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.capabilities, *self.instance_capabilities)))
+
+    async def initialize(self) -> None:
+        """Prepare the agent before its first event (open clients, load state)."""
+
+    async def process(self, event: Event, ctx: AgentContext, *, durable: bool = True, retries: int = 5
+                      ) -> tuple[str, JSON]:
+        """Run one event through `handle` with `ctx` bound; perpetual agents add dedupe and commit."""
+        self._context = ctx
+        try:
+            return "completed", await self.handle(event, ctx)
+        finally:
+            self._context = None
+
+    async def handle(self, event: Event, ctx: AgentContext) -> JSON:
+        """Handle one event. The default calls `handle_event`; `ctx` is also reachable as `self.ctx`."""
+        return await self.handle_event(event)
+
+    async def handle_event(self, event: Event) -> JSON:
+        raise NotImplementedError(f"{type(self).__name__} handles no events")
+
+    async def health_check(self) -> bool | str:
+        """True when healthy; False or a reason when not (the lifecycle manager then recovers the agent)."""
+        return True
+
+    async def sleep(self) -> None:
+        """Called before the agent is evicted from memory."""
+
+    async def shutdown(self) -> None:
+        """Called when the agent is terminated or the OS shuts down."""
+
+    # --- talking to other agents (queued, sent after the current event is committed) ---------------
+
+    @property
+    def ctx(self) -> AgentContext:
+        if self._context is None:
+            raise RuntimeError(f"agent {self.agent_id} is not handling an event")
+        return self._context
+
+    async def publish(self, event_type: str, data: JSON = None, *, subject: str | None = None) -> Event:
+        return self.ctx.publish(event_type, data, subject=subject)
+
+    async def send_message(self, to_agent: str, message_type: str, data: JSON = None) -> Event:
+        return self.ctx.send(to_agent, message_type, data)
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.agent_id, "type": self.agent_type, "capabilities": list(self.all_capabilities),
+                "depends_on": list(self.depends_on), "perpetual": self.perpetual}

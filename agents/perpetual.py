@@ -1,0 +1,112 @@
+"""PerpetualAgent: an agent whose state outlives every call, kept in its ContextMCPServer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from agents.base import BaseAgent
+from aos_core.errors import ConflictError
+from aos_core.events import Event
+from aos_core.ports import JSON, Clock, StateStore
+from services.context import ContextMCPServer
+
+if TYPE_CHECKING:
+    from aos_core.agent_context import AgentContext
+
+
+class PerpetualAgent(BaseAgent):
+    """State is loaded before and committed after each event, with the event id in the same write.
+
+    `self.state` is a JSON object. Inside `handle_event`, `await self.save_state()` asks for the commit the
+    kernel makes anyway when the event is done (one write per event); outside an event it writes at once.
+    """
+
+    perpetual: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        agent_id: str,
+        *,
+        config: dict[str, Any] | None = None,
+        capabilities: Iterable[str] | None = None,
+        depends_on: Iterable[str] = (),
+    ) -> None:
+        super().__init__(agent_id, config=config, capabilities=capabilities, depends_on=depends_on)
+        self.context: ContextMCPServer | None = None
+        self._store: StateStore | None = None
+        self._clock: Clock | None = None
+        self._dedupe_window = 128
+        self._handling = False
+
+    def bind(self, store: StateStore, *, clock: Clock | None = None, dedupe_window: int = 128) -> None:
+        """Give the agent the store its context lives in (the kernel does this before `initialize`)."""
+        self._store, self._clock, self._dedupe_window = store, clock, dedupe_window
+
+    def initial_state(self) -> dict[str, Any]:
+        """The state of an agent that has never saved any."""
+        return {}
+
+    async def initialize(self) -> None:
+        """Create the agent's ContextMCPServer and load its state."""
+        if self.context is None:
+            self.context = ContextMCPServer(self.agent_id, self._store, clock=self._clock,
+                                            dedupe_window=self._dedupe_window)
+            await self.context.initialize()
+        else:
+            await self.context.reload()
+        if self.context.version == 0 and not self.context.state:
+            self.context.state = self.initial_state()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        if self.context is None:
+            raise RuntimeError(f"agent {self.agent_id}: call initialize() before using state")
+        return self.context.state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        if self.context is None:
+            raise RuntimeError(f"agent {self.agent_id}: call initialize() before using state")
+        self.context.state = value
+
+    async def save_state(self) -> None:
+        if self.context is None:
+            raise RuntimeError(f"agent {self.agent_id}: call initialize() before save_state()")
+        if not self._handling:
+            await self.context.save_state()
+
+    async def process(self, event: Event, ctx: AgentContext, *, durable: bool = True, retries: int = 5
+                      ) -> tuple[str, JSON]:
+        """Apply `event` once: skip a duplicate, handle, commit with the event id; reload and retry a lost race."""
+        context = self.context
+        if context is None:
+            raise RuntimeError(f"agent {self.agent_id} is not initialized")
+        for _ in range(retries + 1):
+            if context.has_applied(event.id):
+                return "duplicate", None
+            self._context, self._handling = ctx, True
+            try:
+                result = await self.handle(event, ctx)
+            except BaseException:
+                await context.reload()  # drop a half-applied change to state
+                raise
+            finally:
+                self._context, self._handling = None, False
+            if not durable:
+                context.mark_applied(event.id)
+                return "completed", result
+            try:
+                await context.save_state(applied_event_id=event.id)
+                return "completed", result
+            except ConflictError:
+                ctx.outbox.clear()
+                await context.reload()
+        raise ConflictError(f"context/{self.agent_id}", f"gave up after {retries + 1} lost races")
+
+    async def sleep(self) -> None:
+        if self.context is not None and self.context.dirty:
+            await self.context.save_state()
+
+    async def shutdown(self) -> None:
+        await self.sleep()

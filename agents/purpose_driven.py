@@ -1,0 +1,80 @@
+"""PurposeDrivenAgent: a perpetual agent with a purpose and goals whose progress can be measured."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agents.perpetual import PerpetualAgent
+
+
+class Goal(BaseModel):
+    """A measurable goal: the metric `metric` should reach `target` (at least, or at most)."""
+
+    id: str
+    description: str = ""
+    metric: str
+    target: float
+    direction: Literal["at_least", "at_most"] = "at_least"
+    baseline: float = Field(default=0.0, description="where progress is measured from")
+
+
+class PurposeDrivenAgent(PerpetualAgent):
+    """The agents AOS users write: `super().__init__(agent_id="ceo", purpose="...", adapter_name="ceo")`.
+
+    Metrics live in the state (`state["metrics"]`), so progress survives restarts like everything else.
+    `adapter_name` names the LoRA adapter the agent reasons with.
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        purpose: str = "",
+        *,
+        adapter_name: str | None = None,
+        goals: Iterable[Goal | dict[str, Any]] = (),
+        config: dict[str, Any] | None = None,
+        capabilities: Iterable[str] | None = None,
+        depends_on: Iterable[str] = (),
+    ) -> None:
+        super().__init__(agent_id, config=config, capabilities=capabilities, depends_on=depends_on)
+        self.purpose = purpose or str(self.config.get("purpose", ""))
+        self.adapter_name = adapter_name or self.config.get("adapter_name")
+        self.goals = [g if isinstance(g, Goal) else Goal.model_validate(g)
+                      for g in (goals or self.config.get("goals", ()))]
+
+    def initial_state(self) -> dict[str, Any]:
+        return {"metrics": {}}
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.state.setdefault("metrics", {})
+
+    def record_metric(self, name: str, value: float) -> None:
+        self.metrics[name] = float(value)
+
+    def increment_metric(self, name: str, by: float = 1.0) -> float:
+        self.metrics[name] = self.metrics.get(name, 0.0) + by
+        return self.metrics[name]
+
+    def evaluate_progress(self) -> dict[str, Any]:
+        """Each goal's current value, progress (0..1) and whether it is met, and the mean progress."""
+        report = []
+        for goal in self.goals:
+            current = float(self.metrics.get(goal.metric, goal.baseline))
+            span = goal.target - goal.baseline
+            if goal.direction == "at_least":
+                met = current >= goal.target
+            else:
+                met = current <= goal.target
+            progress = 1.0 if met or span == 0 else max(0.0, min(1.0, (current - goal.baseline) / span))
+            report.append({"id": goal.id, "metric": goal.metric, "target": goal.target, "current": current,
+                           "progress": progress, "met": met})
+        overall = sum(g["progress"] for g in report) / len(report) if report else 1.0
+        return {"purpose": self.purpose, "goals": report, "overall": overall}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "purpose": self.purpose, "adapter_name": self.adapter_name,
+                "goals": [g.model_dump() for g in self.goals]}

@@ -1,0 +1,54 @@
+"""What an agent sees while it handles one event: the event, the clock, and an outbox.
+
+Events an agent publishes or sends are queued in the outbox and dispatched only after the agent's state
+for this event is committed, so a crash never leaves a message out for a change that did not happen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aos_core.events import Event, validate_id
+from aos_core.ports import JSON, Clock
+
+
+@dataclass
+class Outgoing:
+    event: Event
+    to_agent: str | None = None  # None: routed by subscriptions
+
+
+@dataclass
+class AgentContext:
+    agent_id: str
+    event: Event
+    clock: Clock
+    outbox: list[Outgoing] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def publish(self, event_type: str, data: JSON = None, *, subject: str | None = None) -> Event:
+        """Queue an event for everyone subscribed to `event_type`, in this event's conversation."""
+        event = self._derive(event_type, data, subject)
+        self.outbox.append(Outgoing(event))
+        return event
+
+    def send(self, to_agent: str, message_type: str, data: JSON = None) -> Event:
+        """Queue a direct message to one agent, in this event's conversation."""
+        validate_id(to_agent, "agent id")
+        event = self._derive(message_type, data, to_agent)
+        self.outbox.append(Outgoing(event, to_agent=to_agent))
+        return event
+
+    def reply(self, message_type: str, data: JSON = None) -> Event | None:
+        """Send a message back to the agent that sent the current event, if an agent sent it."""
+        sender = self.event.source.removeprefix("agents/") if self.event.source.startswith("agents/") else None
+        return self.send(sender, message_type, data) if sender else None
+
+    def _derive(self, event_type: str, data: JSON, subject: str | None) -> Event:
+        return Event(
+            source=f"agents/{self.agent_id}", type=event_type, subject=subject, data=data, time=self.clock.now(),
+            correlationid=self.event.correlationid or self.event.id, traceparent=self.event.traceparent,
+        )

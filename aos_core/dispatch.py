@@ -1,0 +1,163 @@
+"""In-process dispatch: one serial mailbox per agent and a bounded cache of live agents.
+
+Events to one agent run one at a time, in arrival order (its mailbox is a FIFO lock), so its state never
+sees interleaved updates; different agents run concurrently. Live agents are kept in LRU order; when there
+are more than `max_live`, or one has been idle for `idle_timeout`, it is saved and evicted, and comes back
+from storage on its next event. Pinned agents (registered as objects) stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Protocol
+
+from aos_core.errors import RegistrationError
+from aos_core.events import AgentId, Event
+from aos_core.ports import Agent, AgentResult, Clock
+
+
+class AgentHost(Protocol):
+    """What the dispatcher needs from the kernel: bring an agent to life, apply an event, put it to sleep."""
+
+    async def activate(self, agent_id: AgentId) -> Agent: ...
+
+    async def apply(self, agent: Agent, event: Event) -> AgentResult: ...
+
+    async def deactivate(self, agent: Agent) -> None: ...
+
+    def pinned(self, agent_id: str) -> bool: ...
+
+
+class _Live:
+    __slots__ = ("agent", "evicted", "last_used", "mailbox")
+
+    def __init__(self, agent: Agent, now: float) -> None:
+        self.agent = agent
+        self.mailbox = asyncio.Lock()  # FIFO for waiters: events are applied in arrival order
+        self.last_used = now
+        self.evicted = False
+
+
+class LocalDispatcher:
+    def __init__(self, host: AgentHost, clock: Clock, *, max_live: int = 10_000, idle_timeout: float = 300.0) -> None:
+        self._host = host
+        self._clock = clock
+        self.max_live = max_live
+        self.idle_timeout = idle_timeout
+        self._live: OrderedDict[str, _Live] = OrderedDict()
+        self._activating: dict[str, asyncio.Future[_Live]] = {}
+        self._deactivating: dict[str, asyncio.Event] = {}
+        self.activations = 0
+        self.evictions = 0
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def is_live(self, agent_id: str) -> bool:
+        return agent_id in self._live
+
+    def live_agent(self, agent_id: str) -> Agent | None:
+        live = self._live.get(agent_id)
+        return live.agent if live else None
+
+    def live_ids(self) -> list[str]:
+        return list(self._live)
+
+    async def ensure_live(self, agent_id: AgentId) -> Agent:
+        """The live agent, activated from storage if needed."""
+        live = self._live.get(agent_id.key) or await self._activate(agent_id)
+        return live.agent
+
+    async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult:
+        while True:
+            live = self._live.get(agent_id.key) or await self._activate(agent_id)
+            if live.agent.agent_type != agent_id.type:
+                raise RegistrationError(f"agent {agent_id.key!r} is of type {live.agent.agent_type!r}, "
+                                        f"not {agent_id.type!r}")
+            async with live.mailbox:
+                if live.evicted:  # evicted while we waited in its mailbox: bring it back
+                    continue
+                live.last_used = self._clock.monotonic()
+                self._live.move_to_end(agent_id.key)
+                return await self._host.apply(live.agent, event)
+
+    async def _activate(self, agent_id: AgentId) -> _Live:
+        key = agent_id.key
+        pending = self._activating.get(key)
+        if pending is not None:  # someone is already loading it: share the result
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Live] = asyncio.get_running_loop().create_future()
+        self._activating[key] = future
+        try:
+            saving = self._deactivating.get(key)
+            if saving is not None:  # let the previous incarnation finish saving before we load
+                await saving.wait()
+            agent = await self._host.activate(agent_id)
+            live = _Live(agent, self._clock.monotonic())
+            self._live[key] = live
+            self.activations += 1
+            future.set_result(live)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the error goes to this caller
+            raise
+        finally:
+            del self._activating[key]
+        await self._shrink()
+        return live
+
+    async def _shrink(self) -> None:
+        excess = len(self._live) - self.max_live
+        if excess <= 0:
+            return
+        for key in list(self._live):
+            if excess <= 0:
+                break
+            if await self._evict_if_idle(key):
+                excess -= 1
+
+    async def _evict_if_idle(self, key: str) -> bool:
+        live = self._live.get(key)
+        if live is None or live.mailbox.locked() or self._host.pinned(key):
+            return False
+        await self.drop(key)
+        return True
+
+    async def drop(self, key: str, *, save: bool = True) -> None:
+        """Take an agent out of memory (saving it first unless `save` is False, as after a failure)."""
+        live = self._live.pop(key, None)
+        if live is None:
+            return
+        live.evicted = True
+        self.evictions += 1
+        if save:
+            done = self._deactivating[key] = asyncio.Event()
+            try:
+                async with live.mailbox:
+                    await self._host.deactivate(live.agent)
+            finally:
+                done.set()
+                if self._deactivating.get(key) is done:
+                    del self._deactivating[key]
+
+    async def evict_idle(self) -> int:
+        """Evict every unpinned agent idle for longer than `idle_timeout`; return how many."""
+        cutoff = self._clock.monotonic() - self.idle_timeout
+        idle = [k for k, live in self._live.items() if live.last_used <= cutoff]
+        count = 0
+        for key in idle:
+            count += await self._evict_if_idle(key)
+        return count
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Background sweep: evict idle agents every half idle timeout."""
+        while not stop.is_set():
+            await self._clock.sleep(self.idle_timeout / 2)
+            await self.evict_idle()
+
+    async def close(self) -> None:
+        """Save and release every live agent."""
+        for key in list(self._live):
+            await self.drop(key)

@@ -1,0 +1,447 @@
+"""AgentOperatingSystem: registers agents, routes events to them, and keeps them alive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+from aos_core.agent_context import AgentContext, Outgoing
+from aos_core.clock import SystemClock, UuidIds
+from aos_core.config import AOSConfig
+from aos_core.dispatch import LocalDispatcher
+from aos_core.errors import AgentUnavailableError, ConflictError, NotFoundError, RegistrationError
+from aos_core.events import AgentId, Event, validate_id
+from aos_core.graph import topological_order
+from aos_core.lifecycle import AgentState, Lifecycle, LifecycleManager
+from aos_core.ports import Agent, AgentResult, Clock, EventBus, IdFactory, StateStore
+from aos_core.registry import AgentRecord, AgentRegistry
+from aos_core.router import Router, Subscription
+from aos_core.runtime import (
+    build_event_bus,
+    build_state_store,
+    entry_point_agent_types,
+    import_agent_type,
+    runtime_default_is,
+    set_default_state_store,
+)
+from aos_core.scheduler import Scheduler
+from aos_core.workflow import WorkflowEngine
+
+log = logging.getLogger("aos.kernel")
+
+
+class AgentOperatingSystem:
+    """The kernel. `await initialize()`, `register_agent(...)`, `await process_event(event)`, `await shutdown()`.
+
+    Ports not passed in are built from `config` by `aos_core.runtime` (SQLite files by default).
+    """
+
+    def __init__(
+        self,
+        config: AOSConfig | None = None,
+        *,
+        store: StateStore | None = None,
+        bus: EventBus | None = None,
+        clock: Clock | None = None,
+        ids: IdFactory | None = None,
+    ) -> None:
+        self.config = config or AOSConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.ids: IdFactory = ids or UuidIds()
+        self._store = store
+        self._bus = bus
+        self._owned: list[Any] = []
+        self.router = Router()
+        self._pinned: dict[str, Agent] = {}
+        self._deps: dict[str, tuple[str, ...]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()  # messages agents sent, being delivered
+        self._loops: set[asyncio.Task[Any]] = set()  # scheduler, lifecycle and eviction loops
+        self._stop = asyncio.Event()
+        self._initialized = False
+        self._registry: AgentRegistry | None = None
+        self._pending_types: list[tuple[str, Any]] = []
+        dispatch = self.config.dispatch
+        self._durable = dispatch.durability == "commit"
+        self.dispatcher = LocalDispatcher(self, self.clock, max_live=dispatch.max_live_agents,
+                                          idle_timeout=dispatch.idle_timeout)
+        self.lifecycle = LifecycleManager(self.clock, self.config.lifecycle, supervisor=self)
+
+    # --- set-up --------------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            raise RuntimeError("AgentOperatingSystem.initialize() has not run")
+        return self._store
+
+    @property
+    def bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError("AgentOperatingSystem.initialize() has not run")
+        return self._bus
+
+    @property
+    def registry(self) -> AgentRegistry:
+        if self._registry is None:
+            raise RuntimeError("AgentOperatingSystem.initialize() has not run")
+        return self._registry
+
+    async def initialize(self) -> None:
+        """Open storage and the bus, load agent types and configured agents, start them in dependency order."""
+        if self._initialized:
+            return
+        if self._store is None:
+            self._store = await build_state_store(self.config)
+            self._owned.append(self._store)
+        if self._bus is None:
+            self._bus = await build_event_bus(self.config, self.clock)
+            self._owned.append(self._bus)
+        self._registry = AgentRegistry(self._store)
+        self.scheduler = Scheduler(self.clock, self._store, self._emit_scheduled)
+        self.workflows = WorkflowEngine(self._store, self.clock, self.ids)
+        self.workflows.register_action("event", self._workflow_event)
+        self._initialized = True
+        set_default_state_store(self._store)
+        if self.config.agents.load_entry_points:
+            for name, agent_class in entry_point_agent_types():
+                self.register_type(agent_class, name)
+        for name, path in self.config.agents.types.items():
+            self.register_type(import_agent_type(path), name)
+        for name, agent_class in self._pending_types:
+            self.register_type(agent_class, name)
+        specs = {spec.id: spec for spec in self.config.agents.instances}
+        # Dependencies outside the config are checked by register_agent, with its clear error.
+        for key in topological_order({k: [d for d in s.depends_on if d in specs] for k, s in specs.items()}):
+            spec = specs[key]
+            await self.register_agent(spec.type, agent_id=spec.id, config=spec.config, depends_on=spec.depends_on,
+                                      start=True)
+        for spec in self.config.schedules:
+            if spec.enabled:
+                self.scheduler.add(spec)
+        for loop in (self.scheduler.run(self._stop), self.lifecycle.run(self._stop), self.dispatcher.run(self._stop)):
+            self._loops.add(asyncio.ensure_future(loop))
+        self._spawn(self.workflows.resume_all())
+
+    # --- registration --------------------------------------------------------------------------------
+
+    def register_type(self, agent_class: Any, name: str | None = None) -> str:
+        """Make an agent class available by type name; its `subscriptions` become type subscriptions."""
+        name = name or agent_class.agent_type
+        if self._registry is None:
+            self._pending_types.append((name, agent_class))
+            return name
+        if self._registry.has_type(name):
+            self._registry.register_type(name, agent_class)  # raises if another class has the name
+            return name
+        self._registry.register_type(name, agent_class)
+        for pattern in getattr(agent_class, "subscriptions", ()):
+            self.router.add(Subscription(pattern, name))
+        return name
+
+    async def register_agent(
+        self,
+        agent_or_type: Agent | type | str,
+        *,
+        agent_id: str | None = None,
+        config: dict[str, Any] | None = None,
+        depends_on: Iterable[str] | None = None,
+        subscribe: Iterable[str] = (),
+        start: bool | None = None,
+    ) -> AgentId:
+        """Register an agent object (kept live), or an agent type and an id (loaded on its first event).
+
+        Dependencies must be registered first; a cycle or a missing one raises RegistrationError and
+        registers nothing. `subscribe` adds event type patterns this one agent receives.
+        """
+        await self._require_initialized()
+        agent: Agent | None = None
+        if isinstance(agent_or_type, str):
+            type_name = agent_or_type
+            agent_class = self.registry.agent_class(type_name)
+        elif isinstance(agent_or_type, type):
+            type_name = self.register_type(agent_or_type)
+            agent_class = agent_or_type
+        else:
+            agent = agent_or_type
+            type_name = self.register_type(type(agent), agent.agent_type)
+            agent_class = type(agent)
+            agent_id = agent.agent_id
+        if agent_id is None:
+            raise RegistrationError("register_agent needs agent_id when given an agent type")
+        validate_id(agent_id, "agent id")
+        config = dict(config or {})
+        deps = tuple(depends_on if depends_on is not None else (agent.depends_on if agent else
+                                                                 config.get("depends_on", ())))
+        await self._check_dependencies(agent_id, deps)
+        capabilities = list(dict.fromkeys([*getattr(agent_class, "capabilities", ()),
+                                           *(agent.all_capabilities if agent else config.get("capabilities", ()))]))
+        record = AgentRecord(id=agent_id, type=type_name, config=config, depends_on=list(deps),
+                             capabilities=capabilities, created_at=self.clock.now().isoformat())
+        existing = await self.registry.get(agent_id)
+        if existing is not None and existing.state == AgentState.TERMINATED:
+            raise RegistrationError(f"agent {agent_id!r} was terminated; choose another id")
+        stored = await self.registry.add(record)
+        if existing is not None and (stored.config != config or stored.depends_on != list(deps)
+                                     or stored.capabilities != capabilities):
+            stored.config, stored.depends_on, stored.capabilities = config, list(deps), capabilities
+            await self.registry.save(stored)
+        if deps:
+            self._deps[agent_id] = deps
+        for pattern in (*subscribe, *config.get("subscribe", ())):
+            self.router.add(Subscription(pattern, type_name, agent_id))
+        if agent is not None:
+            self._pinned[agent_id] = agent
+        if agent is not None or start:
+            await self.dispatcher.ensure_live(AgentId(type_name, agent_id))
+        return AgentId(type_name, agent_id)
+
+    async def _check_dependencies(self, agent_id: str, deps: tuple[str, ...]) -> None:
+        for dep in deps:
+            if dep == agent_id or (dep not in self._pinned and await self.registry.get(dep) is None):
+                raise RegistrationError(f"{agent_id!r} depends on {dep!r}, which is not registered")
+        graph = {**self._deps, agent_id: deps}
+        for needs in list(graph.values()):  # registered agents without dependencies are leaves
+            for dep in needs:
+                graph.setdefault(dep, ())
+        topological_order(graph)
+
+    def subscribe(self, event_type: str, *, agent_type: str | None = None, agent_id: str | None = None,
+                  topic: str | None = None) -> Subscription:
+        """Route events of `event_type` (a glob) to one agent, or to the agent of `agent_type` named by subject."""
+        if agent_type is None:
+            raise ValueError("subscribe needs agent_type (and agent_id for a single agent)")
+        return self.router.add(Subscription(event_type, agent_type, agent_id, topic))
+
+    async def _require_initialized(self) -> None:
+        if not self._initialized:
+            await self.initialize()
+
+    # --- events --------------------------------------------------------------------------------------
+
+    async def process_event(self, event: Event, *, topic: str | None = None) -> list[AgentResult]:
+        """Deliver `event` to every subscribed agent and return what each did."""
+        await self._require_initialized()
+        targets = self.router.route(event, topic)
+        if len(targets) == 1:
+            return [await self._deliver(targets[0], event)]
+        return list(await asyncio.gather(*(self._deliver(t, event) for t in targets)))
+
+    async def send_message(self, agent_id: str, event: Event) -> AgentResult:
+        """Deliver `event` to one agent, whatever its subscriptions."""
+        await self._require_initialized()
+        return await self._deliver(await self._address(agent_id), event)
+
+    async def _deliver(self, target: AgentId, event: Event) -> AgentResult:
+        try:
+            return await self.dispatcher.deliver(target, event)
+        except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
+            return AgentResult(target.key, "rejected", error=str(exc))
+        except Exception as exc:  # the agent could not be activated: report it, never as success
+            return AgentResult(target.key, "failed", error=f"activation failed: {type(exc).__name__}: {exc}")
+
+    async def _address(self, agent_id: str) -> AgentId:
+        agent = self._pinned.get(agent_id) or self.dispatcher.live_agent(agent_id)
+        if agent is not None:
+            return AgentId(agent.agent_type, agent_id)
+        record = await self.registry.require(agent_id)
+        return AgentId(record.type, agent_id)
+
+    async def _emit_scheduled(self, event: Event) -> list[AgentResult]:
+        return await self.process_event(event, topic="schedule")
+
+    async def _workflow_event(self, step_input: Any, deps: dict[str, Any]) -> list[dict[str, Any]]:
+        event = Event.model_validate(step_input)
+        if event.subject and not self.router.route(event):
+            results = [await self.send_message(event.subject, event)]
+        else:
+            results = await self.process_event(event)
+        failed = [r for r in results if r.status in ("failed", "rejected")]
+        if failed:
+            raise RuntimeError(f"event {event.id} failed at {failed[0].agent_id}: {failed[0].error}")
+        return [r.to_dict() for r in results]
+
+    def _send_outbox(self, outbox: list[Outgoing]) -> None:
+        for out in outbox:
+            if out.to_agent is not None:
+                self._spawn(self.send_message(out.to_agent, out.event))
+            else:
+                self._spawn(self.process_event(out.event))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    async def run_until_idle(self) -> None:
+        """Wait until every message agents sent has been handled (background loops excluded)."""
+        while busy := [t for t in self._tasks if not t.done()]:
+            await asyncio.wait(busy)
+
+    # --- what the dispatcher calls (AgentHost) -------------------------------------------------------
+
+    def pinned(self, agent_id: str) -> bool:
+        return agent_id in self._pinned
+
+    async def activate(self, agent_id: AgentId) -> Agent:
+        key = agent_id.key
+        record = await self.registry.get(key)
+        if record is None:
+            agent_class = self.registry.agent_class(agent_id.type)  # type subscriptions create on first use
+            record = await self.registry.add(AgentRecord(
+                id=key, type=agent_id.type, capabilities=list(getattr(agent_class, "capabilities", ())),
+                created_at=self.clock.now().isoformat()))
+        if record.type != agent_id.type:
+            raise RegistrationError(f"agent {key!r} is of type {record.type!r}, not {agent_id.type!r}")
+        lifecycle = self.lifecycle.get(key) or (Lifecycle.from_dict(record.lifecycle) if record.lifecycle
+                                                else Lifecycle())
+        if lifecycle.state in (AgentState.TERMINATED, AgentState.FAILED):
+            raise AgentUnavailableError(f"agent {key!r} is {lifecycle.state}: {lifecycle.reason or 'no reason'}")
+        for dep in record.depends_on:
+            await self.dispatcher.ensure_live(await self._address(dep))
+        agent = self._pinned.get(key)
+        if agent is None:
+            agent = self.registry.agent_class(record.type).create(key, record.config)
+            agent.agent_type = record.type  # a class may be registered under another type name
+        if agent.perpetual:
+            agent.bind(self.store, clock=self.clock, dedupe_window=self.config.dispatch.dedupe_window)  # type: ignore[attr-defined]
+        await agent.initialize()
+        now = self.clock.now()
+        if lifecycle.state == AgentState.CREATED:
+            lifecycle.transition(AgentState.INITIALIZED, at=now)
+        if lifecycle.state in (AgentState.INITIALIZED, AgentState.SLEEPING):
+            lifecycle.transition(AgentState.RUNNING, at=now)
+            await self._persist_lifecycle(key, lifecycle, record)
+        self.lifecycle.track(key, lifecycle)
+        return agent
+
+    async def apply(self, agent: Agent, event: Event) -> AgentResult:
+        ctx = AgentContext(agent.agent_id, event, self.clock)
+        try:
+            status, result = await agent.process(event, ctx, durable=self._durable,
+                                                 retries=self.config.dispatch.commit_retries)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("agent %s failed on event %s: %s", agent.agent_id, event.id, error)
+            await self.dispatcher.drop(agent.agent_id, save=False)
+            await self.lifecycle.record_failure(agent.agent_id, error)
+            return AgentResult(agent.agent_id, "failed", error=error)
+        lifecycle = self.lifecycle.get(agent.agent_id)
+        if lifecycle is not None and lifecycle.restarts:
+            await self.lifecycle.record_success(agent.agent_id)
+        if ctx.outbox:
+            self._send_outbox(ctx.outbox)
+        return AgentResult(agent.agent_id, status, result)
+
+    async def deactivate(self, agent: Agent) -> None:
+        await agent.sleep()
+        lifecycle = self.lifecycle.get(agent.agent_id)
+        if lifecycle is not None and lifecycle.state == AgentState.RUNNING:
+            await self.lifecycle.transition(agent.agent_id, AgentState.SLEEPING)
+        self.lifecycle.forget(agent.agent_id)
+
+    # --- what the lifecycle manager calls (Supervisor) ------------------------------------------------
+
+    async def check_health(self, agent_id: str) -> bool | str:
+        agent = self.dispatcher.live_agent(agent_id)
+        return True if agent is None else await agent.health_check()
+
+    async def restart(self, agent_id: str) -> None:
+        await self.dispatcher.drop(agent_id, save=False)
+        await self.dispatcher.ensure_live(await self._address(agent_id))
+
+    async def on_change(self, agent_id: str, lifecycle: Lifecycle) -> None:
+        await self._persist_lifecycle(agent_id, lifecycle)
+
+    async def _persist_lifecycle(self, agent_id: str, lifecycle: Lifecycle, record: AgentRecord | None = None
+                                 ) -> None:
+        for _ in range(5):
+            record = record or await self.registry.get(agent_id)
+            if record is None:
+                return
+            record.lifecycle = lifecycle.to_dict()
+            try:
+                await self.registry.save(record)
+                return
+            except ConflictError:
+                record = None
+        raise ConflictError(f"registry/agents/{agent_id}", "lifecycle update kept losing races")
+
+    # --- queries and control -------------------------------------------------------------------------
+
+    async def get_agent(self, agent_id: str) -> dict[str, Any]:
+        """An agent's record, lifecycle and whether it is live; NotFoundError if unknown."""
+        await self._require_initialized()
+        record = await self.registry.require(agent_id)
+        info = record.to_dict()
+        live = self.lifecycle.get(agent_id)
+        if live is not None:
+            info["lifecycle"] = live.to_dict()
+        info["state"] = info["lifecycle"].get("state", AgentState.CREATED)
+        info["live"] = self.dispatcher.is_live(agent_id)
+        return info
+
+    async def agent_state(self, agent_id: str) -> dict[str, Any] | None:
+        """A perpetual agent's context snapshot (version, state, applied event ids); None for stateless agents."""
+        await self._require_initialized()
+        agent = await self.dispatcher.ensure_live(await self._address(agent_id))
+        context = getattr(agent, "context", None)
+        return context.snapshot() if context is not None else None
+
+    async def list_agents(self, *, capability: str | None = None, agent_type: str | None = None,
+                          state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        await self._require_initialized()
+        records = await self.registry.find(capability=capability, agent_type=agent_type, state=state, limit=limit)
+        return [{**r.to_dict(), "state": r.state, "live": self.dispatcher.is_live(r.id)} for r in records]
+
+    async def terminate_agent(self, agent_id: str, reason: str = "terminated on request") -> None:
+        """Stop an agent for good: it is saved, shut down, unsubscribed, and refuses further events."""
+        await self._require_initialized()
+        record = await self.registry.require(agent_id)
+        dependents = [k for k, deps in self._deps.items() if agent_id in deps and k != agent_id]
+        if dependents:
+            raise RegistrationError(f"cannot terminate {agent_id!r}: {', '.join(sorted(dependents))} depend on it")
+        agent = self.dispatcher.live_agent(agent_id)
+        await self.dispatcher.drop(agent_id)
+        if agent is not None:
+            await agent.shutdown()
+            record = await self.registry.require(agent_id)  # eviction just recorded it as sleeping
+        lifecycle = self.lifecycle.get(agent_id) or (Lifecycle.from_dict(record.lifecycle) if record.lifecycle
+                                                     else Lifecycle())
+        lifecycle.transition(AgentState.TERMINATED, at=self.clock.now(), reason=reason)
+        self.lifecycle.forget(agent_id)
+        await self._persist_lifecycle(agent_id, lifecycle)
+        self.router.remove_agent(agent_id)
+        self._pinned.pop(agent_id, None)
+        self._deps.pop(agent_id, None)
+
+    async def shutdown(self) -> None:
+        """Stop background loops, save every live agent (dependents first), and close what the kernel opened."""
+        if not self._initialized:
+            return
+        self._stop.set()
+        await self.run_until_idle()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        live = self.dispatcher.live_ids()
+        order = [k for k in reversed(topological_order({k: self._deps.get(k, ()) for k in live} |
+                                                      {d: () for k in live for d in self._deps.get(k, ())}))
+                 if k in live]
+        for key in order:
+            agent = self.dispatcher.live_agent(key)
+            await self.dispatcher.drop(key)
+            if agent is not None:
+                await agent.shutdown()
+        for resource in reversed(self._owned):
+            await resource.close()
+        if self._owned and runtime_default_is(self._store):
+            set_default_state_store(None)
+        self._initialized = False

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agents import BaseAgent, Goal, PerpetualAgent, PurposeDrivenAgent
+from agents.tally import TallyAgent
+from aos_core.agent_context import AgentContext
+from aos_core.events import Event
+from aos_core.testing import ManualClock
+from services.storage import InMemoryStateStore
+
+
+class OrderDesk(BaseAgent):
+    capabilities = ("orders",)
+
+
+def test_type_names_and_descriptions() -> None:
+    assert OrderDesk.agent_type == "order_desk"
+    assert TallyAgent.agent_type == "tally"
+    agent = OrderDesk("desk-1", capabilities=["intake"], depends_on=["ledger"])
+    assert agent.describe() == {"id": "desk-1", "type": "order_desk", "capabilities": ["orders", "intake"],
+                                "depends_on": ["ledger"], "perpetual": False}
+    with pytest.raises(ValueError):
+        OrderDesk("Bad Id")
+
+
+async def test_tally_counts_by_type_and_saves_with_the_event_id() -> None:
+    store = InMemoryStateStore()
+    tally = TallyAgent("t1")
+    tally.bind(store)
+    await tally.initialize()
+    assert tally.state == {"total": 0, "by_type": {}}
+    clock = ManualClock()
+    for type_ in ["a", "b", "a"]:
+        event = Event(type=type_)
+        status, result = await tally.process(event, AgentContext("t1", event, clock))
+        assert status == "completed"
+    assert result == {"total": 3}
+    again = TallyAgent("t1")
+    again.bind(store)
+    await again.initialize()
+    assert again.state == {"total": 3, "by_type": {"a": 2, "b": 1}}
+    assert again.context is not None and again.context.has_applied(event.id)
+    assert (await again.process(event, AgentContext("t1", event, clock)))[0] == "duplicate"
+
+
+async def test_a_failing_handler_leaves_no_half_applied_state() -> None:
+    class Careless(PerpetualAgent):
+        async def handle_event(self, event: Event) -> Any:
+            self.state["half"] = True
+            raise RuntimeError("midway")
+
+    agent = Careless("c1")
+    agent.bind(InMemoryStateStore())
+    await agent.initialize()
+    event = Event(type="x")
+    with pytest.raises(RuntimeError):
+        await agent.process(event, AgentContext("c1", event, ManualClock()))
+    assert agent.state == {}
+    assert agent.context is not None and not agent.context.has_applied(event.id)
+
+
+async def test_messages_sent_while_handling_wait_in_the_outbox() -> None:
+    class Forwarder(PerpetualAgent):
+        async def handle_event(self, event: Event) -> Any:
+            await self.send_message("cfo", "budget.request", {"amount": 5})
+            await self.publish("initiative.started", {"name": "x"})
+            return None
+
+    agent = Forwarder("ceo")
+    agent.bind(InMemoryStateStore())
+    await agent.initialize()
+    event = Event(type="go", correlationid="conv-1")
+    ctx = AgentContext("ceo", event, ManualClock())
+    await agent.process(event, ctx)
+    assert [(o.to_agent, o.event.type, o.event.correlationid, o.event.source) for o in ctx.outbox] == [
+        ("cfo", "budget.request", "conv-1", "agents/ceo"), (None, "initiative.started", "conv-1", "agents/ceo")]
+
+
+async def test_purpose_driven_goals_measure_progress() -> None:
+    class SalesAgent(PurposeDrivenAgent):
+        def __init__(self) -> None:
+            super().__init__(agent_id="sales", purpose="Grow revenue", adapter_name="sales", goals=[
+                Goal(id="revenue", metric="revenue", target=100.0),
+                {"id": "churn", "metric": "churn", "target": 0.05, "direction": "at_most", "baseline": 0.2},
+            ])
+
+        async def handle_event(self, event: Event) -> Any:
+            self.increment_metric("revenue", event.data["amount"])
+            await self.save_state()
+            return self.evaluate_progress()["overall"]
+
+    store = InMemoryStateStore()
+    agent = SalesAgent()
+    agent.bind(store)
+    await agent.initialize()
+    agent.record_metric("churn", 0.125)
+    report = agent.evaluate_progress()
+    assert report["purpose"] == "Grow revenue"
+    assert [g["progress"] for g in report["goals"]] == [0.0, 0.5]
+    event = Event(type="sale", data={"amount": 150})
+    _, overall = await agent.process(event, AgentContext("sales", event, ManualClock()))
+    assert overall == 0.75
+    assert agent.context is not None and agent.context.version == 1  # save_state inside a handler: one write
+    reloaded = SalesAgent()
+    reloaded.bind(store)
+    await reloaded.initialize()
+    assert reloaded.evaluate_progress()["goals"][0]["met"] is True
+    assert reloaded.describe()["adapter_name"] == "sales"
+
+
+async def test_save_state_outside_an_event_writes_at_once() -> None:
+    store = InMemoryStateStore()
+    agent = TallyAgent("t2")
+    agent.bind(store)
+    await agent.initialize()
+    agent.state["total"] = 41
+    await agent.save_state()
+    doc = await store.get("context/t2")
+    assert doc is not None and doc.value["state"]["total"] == 41

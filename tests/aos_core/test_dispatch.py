@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from agents import PerpetualAgent
+from aos_core import AgentOperatingSystem, AOSConfig
+from aos_core.events import Event
+from aos_core.testing import ManualClock
+from services.storage import SqliteStateStore
+
+
+class Flaky(PerpetualAgent):
+    agent_type = "flaky"
+    broken = False
+
+    async def initialize(self) -> None:
+        if Flaky.broken:
+            raise RuntimeError("cannot reach my database")
+        await super().initialize()
+
+    async def handle_event(self, event: Event) -> Any:
+        if event.type == "boom":
+            raise RuntimeError("exploded on purpose")
+        self.state["ok"] = self.state.get("ok", 0) + 1
+        return self.state["ok"]
+
+
+async def settled(aos: AgentOperatingSystem, agent_id: str, state: str) -> bool:
+    # Recovery does real SQLite I/O on its own thread: give it (bounded) real time to land.
+    for _ in range(200):
+        if (await aos.get_agent(agent_id))["state"] == state:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def kernel(tmp_path: Path, clock: ManualClock, **dispatch: Any) -> AgentOperatingSystem:
+    cfg = AOSConfig(data_dir=tmp_path, dispatch=dispatch,
+                    lifecycle={"backoff_initial": 1.0, "backoff_multiplier": 2.0, "max_restarts": 2})
+    aos = AgentOperatingSystem(cfg, store=SqliteStateStore(tmp_path / "state.db"), clock=clock)
+    await aos.initialize()
+    aos.register_type(Flaky)
+    return aos
+
+
+async def test_live_agents_are_bounded_and_state_survives_eviction(tmp_path: Path) -> None:
+    aos = await kernel(tmp_path, ManualClock(), max_live_agents=10)
+    aos.subscribe("hit", agent_type="tally")
+    for _ in range(3):
+        await asyncio.gather(*(aos.process_event(Event(type="hit", subject=f"a{i}")) for i in range(50)))
+        assert aos.dispatcher.live_count <= 10
+    assert aos.dispatcher.evictions >= 100
+    for i in range(50):
+        assert (await aos.agent_state(f"a{i}"))["state"]["total"] == 3  # type: ignore[index]
+    dormant = await aos.list_agents(state="sleeping")
+    assert len(dormant) >= 40
+    await aos.shutdown()
+
+
+async def test_idle_agents_are_evicted_by_the_clock(tmp_path: Path) -> None:
+    clock = ManualClock()
+    aos = await kernel(tmp_path, clock, idle_timeout=60)
+    await aos.register_agent("tally", agent_id="t1", subscribe=["*"])
+    await aos.process_event(Event(type="x"))
+    assert aos.dispatcher.is_live("t1")
+    await clock.advance(31)
+    assert aos.dispatcher.is_live("t1")
+    await clock.advance(60)
+    assert not aos.dispatcher.is_live("t1")
+    assert (await aos.get_agent("t1"))["state"] == "sleeping"
+    assert (await aos.process_event(Event(type="x")))[0].result == {"total": 2}
+    assert (await aos.get_agent("t1"))["state"] == "running"
+    await aos.shutdown()
+
+
+async def test_write_behind_mode_saves_on_eviction(tmp_path: Path) -> None:
+    aos = await kernel(tmp_path, ManualClock(), durability="memory", max_live_agents=1)
+    aos.subscribe("x", agent_type="tally")
+    for _ in range(3):
+        await aos.process_event(Event(type="x", subject="a"))
+    await aos.process_event(Event(type="x", subject="b"))  # evicts a, which saves
+    store = SqliteStateStore(tmp_path / "state.db")
+    doc = await store.get("context/a")
+    assert doc is not None and doc.value["state"]["total"] == 3
+    await store.close()
+    await aos.shutdown()
+
+
+async def test_a_failing_agent_is_recovered_with_backoff(tmp_path: Path) -> None:
+    clock = ManualClock()
+    aos = await kernel(tmp_path, clock)
+    await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
+    assert (await aos.process_event(Event(type="ok")))[0].result == 1
+    failed = (await aos.process_event(Event(type="boom")))[0]
+    assert failed.status == "failed" and "exploded on purpose" in (failed.error or "")
+    assert (await aos.get_agent("f1"))["state"] == "failed"
+    rejected = (await aos.process_event(Event(type="ok")))[0]
+    assert rejected.status == "rejected"
+    await clock.advance(1.5)
+    assert await settled(aos, "f1", "running")
+    assert (await aos.process_event(Event(type="ok")))[0].result == 2  # the failed event left no trace
+    await aos.shutdown()
+
+
+async def test_recovery_gives_up_after_max_restarts_and_says_why(tmp_path: Path) -> None:
+    clock = ManualClock()
+    aos = await kernel(tmp_path, clock)
+    await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
+    await aos.process_event(Event(type="ok"))
+    Flaky.broken = True
+    try:
+        await aos.process_event(Event(type="boom"))
+        for _ in range(10):
+            await clock.advance(100)
+        await settled(aos, "f1", "failed")
+        info = await aos.get_agent("f1")
+        assert info["state"] == "failed"
+        assert "gave up after 2 restarts" in info["lifecycle"]["reason"]
+        assert "cannot reach my database" in info["lifecycle"]["reason"]
+    finally:
+        Flaky.broken = False
+        await aos.shutdown()
+
+
+async def test_concurrent_first_events_activate_an_agent_once(tmp_path: Path) -> None:
+    aos = await kernel(tmp_path, ManualClock())
+    aos.subscribe("x", agent_type="tally")
+    await asyncio.gather(*(aos.process_event(Event(type="x", subject="once")) for _ in range(100)))
+    assert aos.dispatcher.activations == 1
+    assert (await aos.agent_state("once"))["state"]["total"] == 100  # type: ignore[index]
+    await aos.shutdown()

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_aos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets an empty config folder and its own data folder, whatever the developer's shell has."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AOS_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path / "no-config"
+    empty.mkdir()
+    monkeypatch.setenv("AOS_CONFIG_DIR", str(empty))
+    monkeypatch.setenv("AOS_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_store() -> object:
+    """`ContextMCPServer(agent_id)` without a store uses a process default; never share it between tests."""
+    yield
+    from aos_core import runtime
+
+    runtime.set_default_state_store(None)
