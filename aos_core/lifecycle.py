@@ -174,10 +174,11 @@ class LifecycleManager:
             sleeper = asyncio.ensure_future(self._clock.sleep(wait))
             woke = asyncio.ensure_future(self._wake.wait())
             started = self._clock.monotonic()
-            await asyncio.wait({sleeper, woke}, return_when=asyncio.FIRST_COMPLETED)
-            woke.cancel()
-            if not sleeper.done():
+            try:
+                await asyncio.wait({sleeper, woke}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when this loop is cancelled at shutdown
                 sleeper.cancel()
+                woke.cancel()
             health_due -= self._clock.monotonic() - started
             await self.run_recoveries()
             if health_due <= 0:

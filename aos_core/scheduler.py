@@ -89,6 +89,8 @@ class Scheduler:
             self._wake.clear()
             sleeper = asyncio.ensure_future(self._clock.sleep(wait))
             woke = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({sleeper, woke}, return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            woke.cancel()
+            try:
+                await asyncio.wait({sleeper, woke}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when this loop is cancelled at shutdown
+                sleeper.cancel()
+                woke.cancel()
