@@ -101,9 +101,13 @@ class SqliteDatabase:
                     break
             for kind, fn, waiter in batch:
                 if kind == _WRITE:
-                    if not conn.in_transaction:
-                        conn.execute("BEGIN IMMEDIATE")
-                    conn.execute("SAVEPOINT w")
+                    try:
+                        if not conn.in_transaction:
+                            conn.execute("BEGIN IMMEDIATE")
+                        conn.execute("SAVEPOINT w")
+                    except sqlite3.Error as exc:  # busy past the timeout, disk full: fail this write, keep serving
+                        _resolve(waiter, error=exc)
+                        continue
                     try:
                         result = fn(conn)  # type: ignore[misc]
                     except BaseException as exc:
@@ -118,6 +122,7 @@ class SqliteDatabase:
                 if kind == _CLOSE:
                     conn.close()
                     _resolve(waiter, result=None)
+                    self._refuse_rest(batch[batch.index((kind, fn, waiter)) + 1:])
                     return
                 try:
                     result = fn(conn)  # type: ignore[misc]
@@ -127,13 +132,23 @@ class SqliteDatabase:
                     _resolve(waiter, result=result)
             self._commit(conn, pending)
 
+    def _refuse_rest(self, queued: list[tuple[int, Any, Any]]) -> None:
+        # Calls that arrived behind close() get an error instead of waiting forever.
+        while True:
+            try:
+                queued.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for _, _, waiter in queued:
+            _resolve(waiter, error=RuntimeError(f"database {self.path} was closed"))
+
     @staticmethod
     def _commit(conn: sqlite3.Connection, pending: list[tuple[Any, Any]]) -> None:
         if not conn.in_transaction:
             return
         try:
             conn.execute("COMMIT")
-        except BaseException as exc:
+        except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             for waiter, _ in pending:
                 _resolve(waiter, error=exc)

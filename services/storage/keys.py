@@ -34,13 +34,17 @@ def _check_text(value: object, what: str) -> str:
     return value
 
 
+def _check_name(value: object, what: str, limit: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty str, got {value!r}")
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value)} characters long; the limit is {limit}")
+    return _check_text(value, what)
+
+
 def check_key(key: object) -> str:
     """Return `key` if it is a valid document key: a non-empty str of at most 1024 characters."""
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"key must be a non-empty str, got {key!r}")
-    if len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"key is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}")
-    return _check_text(key, "key")
+    return _check_name(key, "key", MAX_KEY_LENGTH)
 
 
 def check_prefix(prefix: object, what: str = "prefix") -> str:
@@ -74,11 +78,7 @@ def check_container(container: object) -> str:
 
 def check_blob_name(name: object) -> str:
     """Return `name` if it is a valid blob name: a non-empty str of at most 1024 characters."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"blob name must be a non-empty str, got {name!r}")
-    if len(name) > MAX_BLOB_NAME_LENGTH:
-        raise ValueError(f"blob name is {len(name)} characters long; the limit is {MAX_BLOB_NAME_LENGTH}")
-    return _check_text(name, "blob name")
+    return _check_name(name, "blob name", MAX_BLOB_NAME_LENGTH)
 
 
 def blob_bytes(data: object) -> bytes:
