@@ -3,7 +3,8 @@
   events_per_s_memory     routed in-process dispatch to 1,000 tally agents, state kept in memory (write-behind)
   events_per_s_committed  the same with each agent's state committed to SQLite before the event is acknowledged
   dormant_bytes_per_agent RSS growth per registered-but-dormant agent (100,000 of them)
-  activation_ms_p50/p99   time to bring a dormant agent back from SQLite and apply one event
+  activation_ms_p50/p99   time to bring a dormant agent back live from SQLite (evicting another one)
+  first_event_ms_p50/p99  time of a dormant agent's first event: activation, handling and commit
 
 Targets on a 2-core machine: >= 20,000 events/s in memory, >= 5,000 committed, < 300 bytes per dormant
 agent, activation p99 < 2 ms.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aos_core import AgentOperatingSystem, AOSConfig
-from aos_core.events import Event
+from aos_core.events import AgentId, Event
 from services.storage import InMemoryStateStore, SqliteStateStore
 
 
@@ -72,15 +73,19 @@ async def dormant(data: Path, *, count: int, samples: int) -> tuple[float, list[
                                for i in range(offset, min(count, offset + chunk))))
     gc.collect()
     per_agent = (rss_bytes() - before) / count
-    latencies = []
-    for key in random.Random(7).sample(range(count), samples):
-        event = Event(type="bench.wake", subject=f"d{key}")
+    activation, first_event = [], []
+    keys = random.Random(7).sample(range(count), 2 * samples)
+    for key in keys[:samples]:  # bring the agent live from SQLite (evicting another, which is saved)
         started = time.perf_counter()
-        result = await aos.process_event(event)
-        latencies.append((time.perf_counter() - started) * 1000)
+        await aos.dispatcher.ensure_live(AgentId("tally", f"d{key}"))
+        activation.append((time.perf_counter() - started) * 1000)
+    for key in keys[samples:]:  # the whole first event: activation, handling, commit
+        started = time.perf_counter()
+        result = await aos.process_event(Event(type="bench.wake", subject=f"d{key}"))
+        first_event.append((time.perf_counter() - started) * 1000)
         assert result[0].status == "completed"
     await aos.shutdown()
-    return per_agent, latencies
+    return per_agent, activation, first_event
 
 
 async def main() -> None:
@@ -95,11 +100,12 @@ async def main() -> None:
         emit("events_per_s_memory", rate, "events/s", agents=agents, events=mem_events)
         rate = await throughput(root / "c", durability="commit", sqlite=True, agents=agents, events=db_events)
         emit("events_per_s_committed", rate, "events/s", agents=agents, events=db_events)
-        per_agent, latencies = await dormant(root / "d", count=dormant_count, samples=samples)
+        per_agent, activation, first_event = await dormant(root / "d", count=dormant_count, samples=samples)
         emit("dormant_bytes_per_agent", per_agent, "bytes", agents=dormant_count)
-        latencies.sort()
-        emit("activation_ms_p50", statistics.median(latencies), "ms", samples=samples)
-        emit("activation_ms_p99", latencies[int(len(latencies) * 0.99) - 1], "ms", samples=samples)
+        for name, values in (("activation", activation), ("first_event", first_event)):
+            values.sort()
+            emit(f"{name}_ms_p50", statistics.median(values), "ms", samples=samples)
+            emit(f"{name}_ms_p99", values[int(len(values) * 0.99) - 1], "ms", samples=samples)
 
 
 if __name__ == "__main__":
