@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from aos_core.clock import sleep_or_wake
 from aos_core.errors import IllegalTransitionError
 from aos_core.ports import Clock
 
@@ -171,14 +172,8 @@ class LifecycleManager:
         while not stop.is_set():
             self._wake.clear()
             wait = min(self._next_deadline(), health_due)
-            sleeper = asyncio.ensure_future(self._clock.sleep(wait))
-            woke = asyncio.ensure_future(self._wake.wait())
             started = self._clock.monotonic()
-            try:
-                await asyncio.wait({sleeper, woke}, return_when=asyncio.FIRST_COMPLETED)
-            finally:  # also when this loop is cancelled at shutdown
-                sleeper.cancel()
-                woke.cancel()
+            await sleep_or_wake(self._clock, wait, self._wake)
             health_due -= self._clock.monotonic() - started
             await self.run_recoveries()
             if health_due <= 0:

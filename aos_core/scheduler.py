@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from aos_core.clock import sleep_or_wake
 from aos_core.config import ScheduleSpec
 from aos_core.errors import ConfigError, ConflictError
 from aos_core.events import Event
@@ -87,10 +88,4 @@ class Scheduler:
             due = await self.next_due()
             wait = 60.0 if due is None else max(0.0, (due - self._clock.now()).total_seconds())
             self._wake.clear()
-            sleeper = asyncio.ensure_future(self._clock.sleep(wait))
-            woke = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({sleeper, woke}, return_when=asyncio.FIRST_COMPLETED)
-            finally:  # also when this loop is cancelled at shutdown
-                sleeper.cancel()
-                woke.cancel()
+            await sleep_or_wake(self._clock, wait, self._wake)
