@@ -31,16 +31,6 @@ class Recorder(BaseAgent):
         return {"seen": event.type}
 
 
-class Flaky(PerpetualAgent):
-    agent_type = "flaky"
-
-    async def handle_event(self, event: Event) -> Any:
-        if event.type == "boom":
-            raise RuntimeError("exploded on purpose")
-        self.state["ok"] = self.state.get("ok", 0) + 1
-        return self.state["ok"]
-
-
 class Relay(PerpetualAgent):
     """Forwards every event to the agent named in its config, in the same conversation."""
 
