@@ -43,6 +43,13 @@ class PerpetualAgent(BaseAgent):
         """Give the agent the store its context lives in (the kernel does this before `initialize`)."""
         self._store, self._clock, self._dedupe_window = store, clock, dedupe_window
 
+    @classmethod
+    async def read_context(cls, store: StateStore, agent_id: str) -> dict[str, Any]:
+        """The stored context of agent `agent_id` without loading the agent (for readers such as the API)."""
+        context = ContextMCPServer(agent_id, store)
+        await context.initialize()
+        return context.snapshot()
+
     def initial_state(self) -> dict[str, Any]:
         """The state of an agent that has never saved any."""
         return {}

@@ -2,15 +2,20 @@
 
 Events an agent publishes or sends are queued in the outbox and dispatched only after the agent's state
 for this event is committed, so a crash never leaves a message out for a change that did not happen.
+Outgoing ids are derived from the incoming event id, the agent and the position in the outbox: handling the
+same event again (a redelivery, a lost commit race) produces the same ids, so downstream dedupe drops copies.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from aos_core.events import Event, validate_id
 from aos_core.ports import JSON, Clock
+
+_OUTBOX_NAMESPACE = uuid.UUID("5b0c1f2e-8a41-4d0f-9a47-2f6f6c1a0b7e")
 
 
 @dataclass
@@ -48,7 +53,9 @@ class AgentContext:
         return self.send(sender, message_type, data) if sender else None
 
     def _derive(self, event_type: str, data: JSON, subject: str | None) -> Event:
+        event_id = uuid.uuid5(_OUTBOX_NAMESPACE, f"{self.event.id}|{self.agent_id}|{len(self.outbox)}")
         return Event(
-            source=f"agents/{self.agent_id}", type=event_type, subject=subject, data=data, time=self.clock.now(),
+            id=str(event_id), source=f"agents/{self.agent_id}", type=event_type, subject=subject, data=data,
+            time=self.clock.now(),
             correlationid=self.event.correlationid or self.event.id, traceparent=self.event.traceparent,
         )

@@ -38,8 +38,10 @@ class MessagingSettings(_Section):
     backend: Literal["sqlite", "servicebus"] = "sqlite"
     path: Path | None = None  # None: data_dir/bus.db
     connection: str = "ServiceBusConnection"
-    events_topic: str = "agent.events"
-    messages_topic: str = "agent.messages"
+    # The topics the Service Bus triggers read (`%AOS_EVENTS_TOPIC%`, `%AOS_MESSAGES_TOPIC%` in function_app)
+    # are the ones published to, so both come from those app settings.
+    events_topic: str = Field(default_factory=lambda: os.environ.get("AOS_EVENTS_TOPIC", "agent.events"))
+    messages_topic: str = Field(default_factory=lambda: os.environ.get("AOS_MESSAGES_TOPIC", "agent.messages"))
     max_delivery_count: int = Field(default=10, ge=1)
     lock_duration: float = Field(default=30.0, gt=0)
 
@@ -58,6 +60,46 @@ class LifecycleSettings(_Section):
     backoff_initial: float = Field(default=1.0, ge=0)
     backoff_multiplier: float = Field(default=2.0, ge=1)
     backoff_max: float = Field(default=300.0, ge=0)
+
+
+class ApiSettings(_Section):
+    """The HTTP API (`aos_core.api`): request limits."""
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)  # larger bodies get 413
+    max_wait: float = Field(default=30.0, gt=0)  # the largest `?wait=` a caller may ask for, in seconds
+    max_batch: int = Field(default=100, ge=1)  # events in one POST /api/events batch
+
+
+class AuthSettings(_Section):
+    """Who may do what over HTTP: app roles `reader` < `operator` < `admin`."""
+
+    key_roles: str = "admin"  # comma-separated roles of a caller with a function key and no principal
+    # Trust `X-MS-CLIENT-PRINCIPAL` only behind App Service authentication (which sets WEBSITE_AUTH_ENABLED and
+    # strips the header from callers); None: decide by that variable.
+    trust_principal_header: bool | None = None
+
+
+class KeyVaultSettings(_Section):
+    """Key Vault for secrets (AOS_KEYVAULT__URL); unset: secrets come from the environment only."""
+
+    url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?/?$")
+    client_id: str | None = None  # a user-assigned managed identity; None: DefaultAzureCredential
+
+
+class GovernanceSettings(_Section):
+    """Audit log, policies, alert rules and idempotency keys (services.governance, services.observability).
+
+    `policies` and `alerts` are lists of rule objects validated by those packages when they load them
+    (an error names `governance.policies[i]...`), so aos_core needs no knowledge of rule kinds.
+    """
+
+    audit_backend: Literal["sqlite", "table"] = "sqlite"
+    audit_path: Path | None = None  # None: data_dir/audit.db
+    audit_table: str = "aosaudit"  # the Table Storage table when audit_backend is "table"
+    audit_hmac_secret: str | None = None  # SecretStore name of the HMAC key for entry hashes (None: plain SHA-256)
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+    alerts: list[dict[str, Any]] = Field(default_factory=list)
+    idempotency_ttl: float = Field(default=86_400.0, gt=0)  # seconds an Idempotency-Key is remembered
 
 
 class AgentSpec(_Section):
@@ -146,6 +188,10 @@ class AOSConfig(BaseSettings):
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     agents: AgentsSettings = Field(default_factory=AgentsSettings)
     schedules: list[ScheduleSpec] = Field(default_factory=list)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    keyvault: KeyVaultSettings = Field(default_factory=KeyVaultSettings)
 
     def __init__(self, **overrides: Any) -> None:
         # A section model passed as an override would replace the whole section; only what it set counts.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
+from datetime import datetime
 from typing import Any
 
 from aos_core.agent_context import AgentContext, Outgoing
@@ -12,10 +13,11 @@ from aos_core.clock import SystemClock, UuidIds
 from aos_core.config import AOSConfig
 from aos_core.dispatch import LocalDispatcher
 from aos_core.errors import AgentUnavailableError, ConflictError, NotFoundError, RegistrationError
+from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event, validate_id
 from aos_core.graph import topological_order
 from aos_core.lifecycle import AgentState, Lifecycle, LifecycleManager
-from aos_core.ports import Agent, AgentResult, Clock, EventBus, IdFactory, StateStore
+from aos_core.ports import Agent, AgentResult, Clock, Dispatcher, EventBus, IdFactory, StateStore
 from aos_core.registry import AgentRecord, AgentRegistry
 from aos_core.router import Router, Subscription
 from aos_core.runtime import (
@@ -36,6 +38,10 @@ class AgentOperatingSystem:
     """The kernel. `await initialize()`, `register_agent(...)`, `await process_event(event)`, `await shutdown()`.
 
     Ports not passed in are built from `config` by `aos_core.runtime` (SQLite files by default).
+
+    `hosted=True` is how a Functions host runs it (`aos_core.runtime.get_aos`): the timer trigger drives the
+    scheduler (`tick`), events agents publish go to the bus topics (whose triggers route them back in), and
+    perpetual agents are reached through `remote` (Durable entities) when a host has set one.
     """
 
     def __init__(
@@ -46,8 +52,11 @@ class AgentOperatingSystem:
         bus: EventBus | None = None,
         clock: Clock | None = None,
         ids: IdFactory | None = None,
+        hosted: bool = False,
     ) -> None:
         self.config = config or AOSConfig()
+        self.hosted = hosted
+        self.remote: Dispatcher | None = None  # perpetual agents' mailboxes elsewhere (Durable entities)
         self.clock: Clock = clock or SystemClock()
         self.ids: IdFactory = ids or UuidIds()
         self._store = store
@@ -102,6 +111,7 @@ class AgentOperatingSystem:
         self.scheduler = Scheduler(self.clock, self._store, self._emit_scheduled)
         self.workflows = WorkflowEngine(self._store, self.clock, self.ids)
         self.workflows.register_action("event", self._workflow_event)
+        self.records = EventRecords(self._store, self.clock)
         self._initialized = True
         set_default_state_store(self._store)
         if self.config.agents.load_entry_points:
@@ -117,10 +127,14 @@ class AgentOperatingSystem:
             spec = specs[key]
             await self.register_agent(spec.type, agent_id=spec.id, config=spec.config, depends_on=spec.depends_on,
                                       start=True)
+        await self._restore_subscriptions()
         for spec in self.config.schedules:
             if spec.enabled:
                 self.scheduler.add(spec)
-        for loop in (self.scheduler.run(self._stop), self.lifecycle.run(self._stop), self.dispatcher.run(self._stop)):
+        loops = [self.lifecycle.run(self._stop), self.dispatcher.run(self._stop)]
+        if not self.hosted:  # hosted: the timer trigger calls tick()
+            loops.append(self.scheduler.run(self._stop))
+        for loop in loops:
             self._loops.add(asyncio.ensure_future(loop))
         self._spawn(self.workflows.resume_all())
 
@@ -197,6 +211,18 @@ class AgentOperatingSystem:
             await self.dispatcher.ensure_live(AgentId(type_name, agent_id))
         return AgentId(type_name, agent_id)
 
+    async def _restore_subscriptions(self) -> None:
+        # Agents registered at run time (over HTTP, by another worker) keep their own subscriptions in the
+        # registry; a fresh process must route to them too.
+        configured = {spec.id for spec in self.config.agents.instances}
+        async for record in self.registry.iterate():
+            if record.id in configured or record.state == AgentState.TERMINATED:
+                continue
+            if record.depends_on:
+                self._deps[record.id] = tuple(record.depends_on)
+            for pattern in record.config.get("subscribe", ()):
+                self.router.add(Subscription(pattern, record.type, record.id))
+
     async def _check_dependencies(self, agent_id: str, deps: tuple[str, ...]) -> None:
         for dep in deps:
             if dep == agent_id or (dep not in self._pinned and await self.registry.get(dep) is None):
@@ -233,7 +259,51 @@ class AgentOperatingSystem:
         await self._require_initialized()
         return await self._deliver(await self._address(agent_id), event)
 
-    async def _deliver(self, target: AgentId, event: Event) -> AgentResult:
+    async def submit(self, event: Event, *, topic: str | None = None, to_agent: str | None = None) -> EventRecord:
+        """Accept `event` once by its id, deliver it, and return its record (results so far, status).
+
+        `to_agent` sends it to that agent only (NotFoundError if unknown); otherwise subscriptions route it.
+        An id seen before is not applied again: its first record comes back, and targets that have not
+        answered yet are delivered to again (agents drop an event id they already applied).
+        """
+        await self._require_initialized()
+        targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
+        record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
+                                                    kind="message" if to_agent is not None else "event")
+        if not created:
+            if record.status != "pending":
+                return record
+            targets = [await self._address(key) for key in record.missing()]
+            event = Event.model_validate(record.event) if record.event else event
+        await asyncio.gather(*(self._deliver_and_record(t, event) for t in targets))
+        return await self.records.get(event.id) or record
+
+    async def _deliver_and_record(self, target: AgentId, event: Event) -> None:
+        result = await self._deliver(target, event)
+        if result.status != "accepted":
+            await self.records.add_result(event.id, result)
+
+    async def apply_delivery(self, agent_id: str, event: Event) -> AgentResult:
+        """Run `event` through this agent here (the entity operation calls this) and record the result."""
+        await self._require_initialized()
+        result = await self._deliver(await self._address(agent_id), event, local=True)
+        await self.records.add_result(event.id, result)
+        return result
+
+    async def tick(self, now: datetime | None = None) -> list[Event]:
+        """Fire every schedule due at `now` (the timer trigger's time); a missed run catches up once."""
+        await self._require_initialized()
+        return await self.scheduler.run_due(now)
+
+    def _perpetual(self, target: AgentId) -> bool:
+        if target.key in self._pinned:
+            return False  # an object registered in this process lives here
+        agent_class = self.registry.agent_class(target.type) if self.registry.has_type(target.type) else None
+        return bool(getattr(agent_class, "perpetual", False))
+
+    async def _deliver(self, target: AgentId, event: Event, *, local: bool = False) -> AgentResult:
+        if not local and self.remote is not None and self._perpetual(target):
+            return await self.remote.deliver(target, event)  # raises if it cannot be handed over
         try:
             return await self.dispatcher.deliver(target, event)
         except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
@@ -248,8 +318,8 @@ class AgentOperatingSystem:
         record = await self.registry.require(agent_id)
         return AgentId(record.type, agent_id)
 
-    async def _emit_scheduled(self, event: Event) -> list[AgentResult]:
-        return await self.process_event(event, topic="schedule")
+    async def _emit_scheduled(self, event: Event) -> EventRecord:
+        return await self.submit(event, topic="schedule")
 
     async def _workflow_event(self, step_input: Any, deps: dict[str, Any]) -> list[dict[str, Any]]:
         event = Event.model_validate(step_input)
@@ -262,7 +332,15 @@ class AgentOperatingSystem:
             raise RuntimeError(f"event {event.id} failed at {failed[0].agent_id}: {failed[0].error}")
         return [r.to_dict() for r in results]
 
-    def _send_outbox(self, outbox: list[Outgoing]) -> None:
+    async def _send_outbox(self, outbox: list[Outgoing]) -> None:
+        if self.hosted:
+            # Through the bus, whose triggers deliver them: the message survives this process, and its
+            # deterministic id lets duplicate detection drop a copy if this handling runs again.
+            messaging = self.config.messaging
+            for out in outbox:
+                topic = messaging.events_topic if out.to_agent is None else messaging.messages_topic
+                await self.bus.publish(topic, out.event)
+            return
         for out in outbox:
             if out.to_agent is not None:
                 self._spawn(self.send_message(out.to_agent, out.event))
@@ -336,7 +414,11 @@ class AgentOperatingSystem:
         if lifecycle is not None and lifecycle.restarts:
             await self.lifecycle.record_success(agent.agent_id)
         if ctx.outbox:
-            self._send_outbox(ctx.outbox)
+            try:
+                await self._send_outbox(ctx.outbox)
+            except Exception as exc:  # the state is committed; say what was not sent rather than fail it
+                log.error("agent %s: sending its outbox for event %s failed: %s", agent.agent_id, event.id, exc)
+                return AgentResult(agent.agent_id, status, result, extra={"outbox_error": str(exc)})
         return AgentResult(agent.agent_id, status, result)
 
     async def deactivate(self, agent: Agent) -> None:
@@ -393,6 +475,19 @@ class AgentOperatingSystem:
         agent = await self.dispatcher.ensure_live(await self._address(agent_id))
         context = getattr(agent, "context", None)
         return context.snapshot() if context is not None else None
+
+    async def read_context(self, agent_id: str) -> dict[str, Any] | None:
+        """A perpetual agent's context document as committed (live state for a live agent), without loading it;
+        None for agents that keep no context. NotFoundError for an unknown agent."""
+        await self._require_initialized()
+        agent = self._pinned.get(agent_id) or self.dispatcher.live_agent(agent_id)
+        if agent is not None:
+            context = getattr(agent, "context", None)
+            return context.snapshot() if context is not None else None
+        record = await self.registry.require(agent_id)
+        agent_class = self.registry.agent_class(record.type) if self.registry.has_type(record.type) else None
+        reader = getattr(agent_class, "read_context", None)
+        return await reader(self.store, agent_id) if reader is not None else None
 
     async def list_agents(self, *, capability: str | None = None, agent_type: str | None = None,
                           state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:

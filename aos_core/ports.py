@@ -258,3 +258,63 @@ class Agent(Protocol):
     async def shutdown(self) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One link of the tamper-evident audit chain (hashes as lowercase hex SHA-256).
+
+    `payload_hash` covers `payload`; `hash` covers seq, time, actor, action, subject, payload_hash and
+    prev_hash in canonical JSON (HMAC-SHA256 when a key is configured); see services.governance.chain.
+    """
+
+    seq: int
+    time: datetime
+    actor: str
+    action: str
+    subject: str
+    payload: JSON
+    payload_hash: str
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {"seq": self.seq, "time": self.time.isoformat(), "actor": self.actor, "action": self.action,
+                "subject": self.subject, "payload": self.payload, "payload_hash": self.payload_hash,
+                "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerification:
+    """The result of checking the whole chain: `first_bad_seq` names where it breaks and `reason` says how."""
+
+    ok: bool
+    count: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {"ok": self.ok, "count": self.count, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
+
+
+@runtime_checkable
+class AuditLog(Protocol):
+    """An append-only, hash-chained record of every state-changing action."""
+
+    async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
+        """Append one entry (next seq, linked to the previous entry's hash) and return it once durable."""
+        ...
+
+    async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,
+                      subject: str | None = None) -> list[AuditEntry]:
+        """Entries with seq > `after` in seq order, at most `limit`, filtered by exact actor/action/subject."""
+        ...
+
+    async def verify(self) -> AuditVerification:
+        """Check the whole chain; a changed, deleted, inserted or reordered entry makes it fail and is named."""
+        ...
+
+    async def close(self) -> None: ...

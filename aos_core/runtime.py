@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aos_core.config import AOSConfig
 from aos_core.errors import ConfigError
-from aos_core.ports import Clock, EventBus, StateStore
+from aos_core.ports import Clock, EventBus, SecretStore, StateStore
+
+if TYPE_CHECKING:
+    from aos_core.kernel import AgentOperatingSystem
 
 ENTRY_POINT_GROUP = "aos.agents"
+T = TypeVar("T")
+log = logging.getLogger("aos.runtime")
 
 _default_store: StateStore | None = None
 _default_store_lock = asyncio.Lock()
@@ -32,7 +39,13 @@ async def build_state_store(config: AOSConfig) -> StateStore:
         from services.storage import InMemoryStateStore
 
         return InMemoryStateStore()
-    raise ConfigError(f"storage.backend: {backend!r} is not available in this build (use 'sqlite' or 'memory')")
+    if backend == "azure":
+        # Resolved now, so a missing or bad connection setting fails at start and names the setting.
+        from services.storage.blob import BlobStateStore
+        from services.storage.connections import resolve_storage_connection
+
+        return BlobStateStore(resolve_storage_connection(config.storage.connection))
+    raise ConfigError(f"storage.backend: {backend!r} is not available (use 'sqlite', 'memory' or 'azure')")
 
 
 async def build_event_bus(config: AOSConfig, clock: Clock | None = None) -> EventBus:
@@ -41,7 +54,19 @@ async def build_event_bus(config: AOSConfig, clock: Clock | None = None) -> Even
         from services.messaging import SqliteEventBus
 
         return SqliteEventBus(config.bus_path(), clock=clock)
-    raise ConfigError(f"messaging.backend: {backend!r} is not available in this build (use 'sqlite')")
+    if backend == "servicebus":
+        from services.messaging.servicebus import ServiceBusEventBus
+        from services.storage.connections import resolve_servicebus_connection
+
+        return ServiceBusEventBus(resolve_servicebus_connection(config.messaging.connection))
+    raise ConfigError(f"messaging.backend: {backend!r} is not available (use 'sqlite' or 'servicebus')")
+
+
+def build_secret_store(config: AOSConfig) -> SecretStore:
+    """Secrets from the environment first, then Key Vault when `keyvault.url` (AOS_KEYVAULT__URL) is set."""
+    from services.secrets import build_secret_store as build
+
+    return build(config.keyvault.url, client_id=config.keyvault.client_id)
 
 
 async def default_state_store() -> StateStore:
@@ -78,3 +103,111 @@ def import_agent_type(path: str) -> Any:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"agents.types: cannot load {path!r}: {exc}") from exc
+
+
+# --- the warm kernel of a Functions worker -----------------------------------------------------------
+
+
+class KernelLoop:
+    """One event loop on a daemon thread that owns the warm kernel and everything it opened.
+
+    Functions calls sync functions (entities) on worker threads and async ones on its own loop; both reach
+    the kernel here, so its storage connections, locks and background loops live on one loop for the whole
+    life of the worker process instead of a new loop per call.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="aos-kernel", daemon=True)
+        self._thread.start()
+
+    def in_loop(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `work` on the kernel loop and block this (non-kernel) thread until it is done."""
+        if self.in_loop():
+            work.close()
+            raise RuntimeError("KernelLoop.run called from the kernel loop itself; await the coroutine instead")
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    async def call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Await `work` on the kernel loop from any other loop (or directly when already on it)."""
+        if self.in_loop():
+            return await work
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+_kernel_loop: KernelLoop | None = None
+_kernel_loop_lock = threading.Lock()
+_warm: AgentOperatingSystem | None = None
+_warm_lock: asyncio.Lock | None = None  # created on the kernel loop
+
+
+def kernel_loop() -> KernelLoop:
+    global _kernel_loop
+    with _kernel_loop_lock:
+        if _kernel_loop is None:
+            _kernel_loop = KernelLoop()
+        return _kernel_loop
+
+
+async def _warm_kernel() -> AgentOperatingSystem:
+    # Runs on the kernel loop only, so the lock and the kernel belong to it.
+    global _warm, _warm_lock
+    if _warm is not None:
+        return _warm
+    if _warm_lock is None:
+        _warm_lock = asyncio.Lock()
+    async with _warm_lock:
+        if _warm is None:
+            from aos_core.kernel import AgentOperatingSystem
+
+            aos = AgentOperatingSystem(AOSConfig(), hosted=True)
+            await aos.initialize()
+            _warm = aos
+            log.info("AOS kernel warm (storage %s, messaging %s)", aos.config.storage.backend,
+                     aos.config.messaging.backend)
+    return _warm
+
+
+def get_aos() -> AgentOperatingSystem:
+    """The worker's kernel, built from settings on first use and kept warm. Blocks; call from a sync context."""
+    return kernel_loop().run(_warm_kernel())
+
+
+async def with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
+    """Run `work(aos)` on the kernel loop with the warm kernel, from any thread or loop."""
+
+    async def on_kernel_loop() -> T:
+        return await work(await _warm_kernel())
+
+    return await kernel_loop().call(on_kernel_loop())
+
+
+def run_with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]], timeout: float | None = None) -> T:
+    """`with_aos` for sync callers (Durable entity functions run on worker threads)."""
+
+    async def on_kernel_loop() -> T:
+        return await work(await _warm_kernel())
+
+    return kernel_loop().run(on_kernel_loop(), timeout)
+
+
+def reset_aos() -> None:
+    """Shut the warm kernel down; the next call builds a new one from the settings of that moment.
+
+    The loop thread stays: clients created on it (the Durable SDK's shared HTTP session) remain valid.
+    """
+    global _warm
+    with _kernel_loop_lock:
+        loop = _kernel_loop
+    if loop is None or _warm is None:
+        return
+    aos, _warm = _warm, None
+    loop.run(aos.shutdown(), timeout=30)

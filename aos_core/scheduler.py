@@ -53,6 +53,7 @@ class Scheduler:
         self._retry_delay = retry_delay
         self._specs: dict[str, ScheduleSpec] = {}
         self._since: dict[str, datetime] = {}  # last fired slot (from the store) or when the schedule was added
+        self._synced: set[str] = set()  # schedules whose stored record this scheduler has read
         self._retry_at: dict[str, datetime] = {}  # a failed emit waits this long in `run` before retrying
         self._wake = asyncio.Event()
 
@@ -72,6 +73,7 @@ class Scheduler:
     def remove(self, schedule_id: str) -> None:
         self._specs.pop(schedule_id, None)
         self._since.pop(schedule_id, None)
+        self._synced.discard(schedule_id)
         self._retry_at.pop(schedule_id, None)
         self._wake.set()
 
@@ -88,17 +90,18 @@ class Scheduler:
                 due.append(max(slot, self._retry_at.get(schedule_id, slot)))
         return min(due) if due else None
 
-    async def run_due(self) -> list[Event]:
-        """Emit one event for every schedule with a slot at or before now; return the events recorded.
+    async def run_due(self, now: datetime | None = None) -> list[Event]:
+        """Emit one event for every schedule with a slot at or before `now` (default: the clock's time).
 
-        A schedule whose emit raises is logged and left unrecorded (it fires again); the others still fire.
+        Returns the events recorded. A schedule whose emit raises is logged and left unrecorded (it fires
+        again); the others still fire. A timer trigger passes its own time here.
         """
         fired = []
         for spec in [self._specs[k] for k in sorted(self._specs)]:
             if not spec.enabled:
                 continue
             try:
-                event = await self._fire(spec)
+                event = await self._fire(spec, now)
             except Exception:
                 log.exception("schedule %s: emitting its event failed; it will be retried", spec.id)
                 self._retry_at[spec.id] = self._clock.now() + timedelta(seconds=self._retry_delay)
@@ -107,11 +110,16 @@ class Scheduler:
                 fired.append(event)
         return fired
 
-    async def _fire(self, spec: ScheduleSpec) -> Event | None:
-        now = self._clock.now()
+    async def _fire(self, spec: ScheduleSpec, now: datetime | None = None) -> Event | None:
+        now = now or self._clock.now()
         doc = await self._store.get(_KEY + spec.id)
-        if doc is not None:  # another host (or an earlier run of this one) may have fired since
-            self._since[spec.id] = max(self._since[spec.id], datetime.fromisoformat(doc.value["last_slot"]))
+        if doc is not None:
+            # The stored slot is the truth: on first sight it says what was missed while no host ran (that
+            # fires once, past due); later, another host may have fired since.
+            stored = datetime.fromisoformat(doc.value["last_slot"])
+            first = spec.id not in self._synced
+            self._since[spec.id] = stored if first else max(self._since[spec.id], stored)
+        self._synced.add(spec.id)
         slots = cron_iter(spec.cron, self._since[spec.id])
         slot = slots.get_next(datetime)
         if slot > now:

@@ -1,0 +1,333 @@
+"""The host-neutral HTTP API: a plain request in, a plain response out. `function_app.py` maps its triggers here.
+
+Every input is checked before anything changes. Bad input is a 4xx RFC 9457 problem (400 malformed or
+invalid, 401/403 auth, 404 unknown, 409 conflict, 413 too large); only a broken dependency is a 503.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from aos_core import api_models as m
+from aos_core.auth import AuthError, Caller, identify
+from aos_core.errors import AgentUnavailableError, ConfigError, ConflictError, NotFoundError, RegistrationError
+from aos_core.event_records import EventRecord
+from aos_core.events import Event, validate_id
+from aos_core.lifecycle import AgentState
+from aos_core.ports import Dispatcher
+
+if TYPE_CHECKING:
+    from aos_core.kernel import AgentOperatingSystem
+
+log = logging.getLogger("aos.api")
+_EVENTS = TypeAdapter(Event | list[Event])
+
+
+@dataclass
+class ApiRequest:
+    method: str
+    route_params: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+
+    @classmethod
+    def from_http(cls, request: Any) -> ApiRequest:
+        """From anything shaped like `azure.functions.HttpRequest` (method, params, route_params, headers)."""
+        return cls(method=request.method.upper(), route_params=dict(request.route_params or {}),
+                   query=dict(request.params or {}), headers={k.lower(): v for k, v in request.headers.items()},
+                   body=request.get_body() or b"")
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+    def body_bytes(self) -> bytes:
+        return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str | None = None, *,
+                 errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail, self.errors = status, title, detail, errors
+        self.headers = headers or {}
+
+    def response(self) -> ApiResponse:
+        slug = self.title.lower().replace(" ", "-")
+        body = m.Problem(type=f"urn:aos:problem:{slug}", title=self.title, status=self.status, detail=self.detail,
+                         errors=self.errors).model_dump(exclude_none=True)
+        return ApiResponse(self.status, body, dict(self.headers), "application/problem+json")
+
+
+def _invalid(exc: ValidationError, what: str) -> Problem:
+    errors = [{"loc": ".".join(str(p) for p in e["loc"]) or what, "msg": e["msg"]} for e in exc.errors()]
+    return Problem(400, "Invalid request", f"{what}: " + "; ".join(f"{e['loc']}: {e['msg']}" for e in errors),
+                   errors=errors)
+
+
+# --- routing ---------------------------------------------------------------------------------------------
+
+Handler = Callable[["AgentOperatingSystem", ApiRequest, Caller], Awaitable[ApiResponse]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    handler: Handler
+    role: str | None  # None: anonymous
+    has_body: bool = False
+
+
+async def handle(aos: AgentOperatingSystem, operation: str, request: ApiRequest, *,
+                 remote: Dispatcher | None = None) -> ApiResponse:
+    """Authorize and run one API operation (see OPERATIONS), turning every error into a problem response."""
+    op = OPERATIONS[operation]
+    if remote is not None:
+        aos.remote = remote
+    try:
+        caller = identify(request.headers, aos.config.auth, anonymous=op.role is None)
+        if op.role is not None and not caller.can(op.role):
+            log.warning("denied %s to %s (%s): needs role %s", operation, caller.name, caller.via, op.role)
+            raise Problem(403, "Forbidden", f"{operation} needs the {op.role!r} role; the caller has "
+                          f"{', '.join(sorted(caller.roles)) or 'no roles'}")
+        if op.has_body and len(request.body) > aos.config.api.max_body_bytes:
+            raise Problem(413, "Body too large", f"the body is {len(request.body)} bytes; the limit is "
+                          f"{aos.config.api.max_body_bytes}")
+        return await op.handler(aos, request, caller)
+    except Problem as problem:
+        return problem.response()
+    except AuthError as exc:
+        return Problem(401, "Unauthorized", str(exc)).response()
+    except NotFoundError as exc:
+        return Problem(404, "Not found", str(exc)).response()
+    except (ConflictError, RegistrationError) as exc:
+        return Problem(409, "Conflict", str(exc)).response()
+    except AgentUnavailableError as exc:
+        return Problem(503, "Unavailable", str(exc), headers={"Retry-After": "1"}).response()
+    except Exception:
+        log.exception("API operation %s failed", operation)
+        return Problem(503, "Unavailable", "the operation failed on the server; it is safe to retry",
+                       headers={"Retry-After": "1"}).response()
+
+
+def startup_failure(exc: BaseException) -> ApiResponse:
+    """The answer while the kernel cannot start (a bad setting names itself here and in the log)."""
+    detail = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__} while starting AOS"
+    return Problem(503, "Unavailable", f"AOS is not running: {detail}", headers={"Retry-After": "5"}).response()
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _json_body(request: ApiRequest) -> Any:
+    if not request.body.strip():
+        raise Problem(400, "Invalid request", "the request needs a JSON body")
+    try:
+        return json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Problem(400, "Invalid request", f"the body is not valid JSON: {exc}") from None
+
+
+def _parse(model: type[BaseModel], request: ApiRequest, what: str) -> Any:
+    try:
+        return model.model_validate(_json_body(request))
+    except ValidationError as exc:
+        raise _invalid(exc, what) from None
+
+
+def _agent_id(request: ApiRequest) -> str:
+    value = request.route_params.get("agent_id", "")
+    try:
+        return validate_id(value, "agent id")
+    except ValueError as exc:
+        raise Problem(400, "Invalid request", str(exc)) from None
+
+
+def _wait_seconds(aos: AgentOperatingSystem, request: ApiRequest) -> float | None:
+    raw = request.query.get("wait")
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    limit = aos.config.api.max_wait
+    if not 0 <= seconds <= limit:  # NaN fails too
+        raise Problem(400, "Invalid request", f"wait must be a number of seconds from 0 to {limit:g}, not {raw!r}")
+    return seconds
+
+
+def status_url(event_id: str) -> str:
+    return f"/api/events/{quote(event_id, safe='')}"
+
+
+def _status_body(record: EventRecord, *, full: bool) -> dict[str, Any]:
+    body = {"id": record.id, "status": record.status, "status_url": status_url(record.id)}
+    if full:
+        body |= {"type": record.type, "kind": record.kind, "accepted_at": record.accepted_at,
+                 "targets": record.targets, "results": record.results}
+    return body
+
+
+async def _answer(aos: AgentOperatingSystem, records: list[EventRecord], wait: float | None, *, batch: bool
+                  ) -> ApiResponse:
+    if wait:
+        records = [await aos.records.wait(r.id, wait) or r if r.status == "pending" else r for r in records]
+    done = wait is not None and all(r.status != "pending" for r in records)
+    items = [_status_body(r, full=done) for r in records]
+    body = {"items": items} if batch else items[0]
+    headers = {} if done or batch else {"Location": items[0]["status_url"]}
+    return ApiResponse(200 if done else 202, body, headers)
+
+
+def _agent_info(info: dict[str, Any]) -> dict[str, Any]:
+    return m.AgentInfo.model_validate(info).model_dump(mode="json")
+
+
+# --- operations ------------------------------------------------------------------------------------------
+
+
+async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count}
+    if request.query.get("ready", "").lower() in ("1", "true"):
+        try:
+            await aos.store.get("health/ready-probe")
+            checks["storage"] = "ok"
+        except Exception as exc:
+            checks["storage"] = f"unavailable: {type(exc).__name__}"
+            return ApiResponse(503, {"status": "unavailable", "checks": checks}, {"Retry-After": "5"})
+    return ApiResponse(200, {"status": "ok", "checks": checks})
+
+
+async def openapi(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    return ApiResponse(200, m.openapi_document())
+
+
+async def post_events(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    wait = _wait_seconds(aos, request)
+    try:
+        parsed = _EVENTS.validate_python(_json_body(request))
+    except ValidationError as exc:
+        raise _invalid(exc, "event") from None
+    events = parsed if isinstance(parsed, list) else [parsed]
+    if not events or len(events) > aos.config.api.max_batch:
+        raise Problem(400, "Invalid request", f"a batch holds 1 to {aos.config.api.max_batch} events")
+    records = [await aos.submit(event) for event in events]
+    return await _answer(aos, records, wait, batch=isinstance(parsed, list))
+
+
+async def get_event(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    event_id = request.route_params.get("id", "")
+    record = await aos.records.get(event_id) if 0 < len(event_id) <= 200 else None
+    if record is None:
+        raise Problem(404, "Not found", f"no event {event_id!r} was accepted")
+    return ApiResponse(200, _status_body(record, full=True))
+
+
+async def list_agents(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    raw_limit = request.query.get("limit", "1000")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise Problem(400, "Invalid request", f"limit must be an integer from 1 to 1000, not {raw_limit!r}")
+    agents = await aos.list_agents(capability=request.query.get("capability") or None,
+                                   agent_type=request.query.get("type") or None,
+                                   state=request.query.get("state") or None, limit=int(raw_limit))
+    return ApiResponse(200, {"agents": [_agent_info(a) for a in agents]})
+
+
+async def create_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    spec: m.AgentCreate = _parse(m.AgentCreate, request, "agent")
+    if not aos.registry.has_type(spec.type):
+        known = ", ".join(sorted(aos.registry.types)) or "none"
+        raise Problem(400, "Invalid request", f"unknown agent type {spec.type!r} (registered types: {known})")
+    for dep in spec.depends_on:
+        validate_dep(dep)
+    existing = await aos.registry.get(spec.id)
+    config = dict(spec.config)
+    if spec.subscribe:
+        config["subscribe"] = list(spec.subscribe)
+    if existing is not None:
+        same = (existing.type == spec.type and existing.config == config and existing.depends_on == spec.depends_on
+                and existing.state != AgentState.TERMINATED)
+        if not same:
+            raise Problem(409, "Conflict", f"agent {spec.id!r} already exists as a {existing.type!r} agent"
+                          f"{' (terminated)' if existing.state == AgentState.TERMINATED else ''} with another "
+                          "definition; choose another id")
+        return ApiResponse(200, _agent_info(await aos.get_agent(spec.id)), {"Location": f"/api/agents/{spec.id}"})
+    await aos.register_agent(spec.type, agent_id=spec.id, config=config, depends_on=spec.depends_on)
+    log.info("agent %s (%s) registered by %s", spec.id, spec.type, caller.name)
+    return ApiResponse(201, _agent_info(await aos.get_agent(spec.id)), {"Location": f"/api/agents/{spec.id}"})
+
+
+def validate_dep(dep: str) -> None:
+    try:
+        validate_id(dep, "dependency")
+    except ValueError as exc:
+        raise Problem(400, "Invalid request", str(exc)) from None
+
+
+async def get_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    return ApiResponse(200, _agent_info(await aos.get_agent(_agent_id(request))))
+
+
+async def delete_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    agent_id = _agent_id(request)
+    info = await aos.get_agent(agent_id)  # 404 before anything changes
+    if info["state"] != AgentState.TERMINATED:
+        await aos.terminate_agent(agent_id, reason=f"terminated over HTTP by {caller.name}")
+        log.info("agent %s terminated by %s", agent_id, caller.name)
+    return ApiResponse(200, _agent_info(await aos.get_agent(agent_id)))
+
+
+async def post_message(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    agent_id = _agent_id(request)
+    wait = _wait_seconds(aos, request)
+    message: m.MessageIn = _parse(m.MessageIn, request, "message")
+    fields = message.model_dump(exclude_none=True)
+    try:
+        event = Event(source=f"/api/agents/{agent_id}/messages", subject=agent_id, **fields)
+    except ValidationError as exc:
+        raise _invalid(exc, "message") from None
+    await aos.registry.require(agent_id)  # 404 for an unknown agent, before anything is recorded
+    record = await aos.submit(event, to_agent=agent_id)
+    return await _answer(aos, [record], wait, batch=False)
+
+
+async def get_context(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    agent_id = _agent_id(request)
+    context = await aos.read_context(agent_id)
+    if context is None:
+        raise Problem(404, "Not found", f"agent {agent_id!r} keeps no context (it is not a perpetual agent)")
+    return ApiResponse(200, context)
+
+
+async def tick(aos: AgentOperatingSystem, remote: Dispatcher | None = None) -> list[str]:
+    """The timer trigger: fire what is due now; returns the ids of the events it emitted."""
+    if remote is not None:
+        aos.remote = remote
+    return [event.id for event in await aos.tick()]
+
+
+OPERATIONS: dict[str, Operation] = {
+    "health": Operation(health, None),
+    "openapi": Operation(openapi, "reader"),
+    "post_events": Operation(post_events, "operator", has_body=True),
+    "get_event": Operation(get_event, "reader"),
+    "list_agents": Operation(list_agents, "reader"),
+    "create_agent": Operation(create_agent, "admin", has_body=True),
+    "get_agent": Operation(get_agent, "reader"),
+    "delete_agent": Operation(delete_agent, "admin"),
+    "post_message": Operation(post_message, "operator", has_body=True),
+    "get_context": Operation(get_context, "reader"),
+}

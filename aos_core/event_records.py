@@ -1,0 +1,122 @@
+"""Accepted events and what each target agent did with them, stored by event id.
+
+An event is accepted once: its record is created with a create-only write, so a client (or Service Bus) that
+sends the same id again gets the first one's status instead of a second application. Each target's result is
+its own create-only document, so agents finishing in parallel never race on one record, and a redelivered
+result is ignored. The status is derived on read: `pending` until every target answered, then `failed` if any
+target failed or refused it, else `completed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aos_core.errors import ConflictError
+from aos_core.events import Event
+from aos_core.ports import JSON, AgentResult, Clock, StateStore
+
+Status = Literal["pending", "completed", "failed"]
+_PREFIX = "events/"
+_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
+_FAILED = frozenset({"failed", "rejected"})
+_WAIT_STEPS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def _slug(value: str) -> str:
+    # Ids become key segments: keep readable ones, hash the rest so `/` or odd characters cannot alias a key.
+    return value if _SAFE.match(value) else "~" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def record_key(event_id: str) -> str:
+    return f"{_PREFIX}{_slug(event_id)}"
+
+
+def _result_prefix(event_id: str) -> str:
+    return f"{record_key(event_id)}/results/"
+
+
+@dataclass
+class EventRecord:
+    id: str
+    type: str
+    accepted_at: str
+    targets: list[str]
+    kind: str = "event"  # "event" (routed by subscriptions) or "message" (sent to one agent)
+    topic: str | None = None
+    results: list[dict[str, JSON]] = field(default_factory=list)
+    event: dict[str, JSON] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Status:
+        answered = {r["agent_id"] for r in self.results}
+        if any(r["status"] in _FAILED for r in self.results):
+            return "failed" if answered >= set(self.targets) else "pending"
+        return "completed" if answered >= set(self.targets) else "pending"
+
+    def missing(self) -> list[str]:
+        answered = {r["agent_id"] for r in self.results}
+        return [t for t in self.targets if t not in answered]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "type": self.type, "kind": self.kind,
+                "accepted_at": self.accepted_at, "targets": self.targets, "results": self.results}
+
+
+class EventRecords:
+    """Records of accepted events on the StateStore (`events/<id>` and `events/<id>/results/<agent>`)."""
+
+    def __init__(self, store: StateStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def accept(self, event: Event, targets: list[str], *, kind: str = "event", topic: str | None = None
+                     ) -> tuple[EventRecord, bool]:
+        """Record `event` as accepted for `targets`; `(record, False)` with the first record if its id was seen."""
+        value = {"id": event.id, "type": event.type, "kind": kind, "topic": topic, "targets": targets,
+                 "accepted_at": self._clock.now().isoformat(), "event": event.to_dict()}
+        try:
+            await self._store.put(record_key(event.id), value, if_none_match=True)
+        except ConflictError:
+            existing = await self.get(event.id)
+            if existing is not None:
+                return existing, False
+            raise  # created and deleted in between: let the caller's retry decide
+        return self._from(value, []), True
+
+    async def add_result(self, event_id: str, result: AgentResult) -> None:
+        """Store one target's result; a second result for the same target (a redelivery) is ignored."""
+        key = _result_prefix(event_id) + _slug(result.agent_id)
+        try:
+            await self._store.put(key, result.to_dict(), if_none_match=True)
+        except ConflictError:
+            pass
+
+    async def get(self, event_id: str) -> EventRecord | None:
+        doc = await self._store.get(record_key(event_id))
+        if doc is None:
+            return None
+        results = [d.value for d in await self._store.list(_result_prefix(event_id))]
+        return self._from(doc.value, results)
+
+    async def wait(self, event_id: str, seconds: float) -> EventRecord | None:
+        """The record once it is no longer pending, or as it is after `seconds` of the clock."""
+        deadline = self._clock.monotonic() + seconds
+        step = 0
+        while True:
+            record = await self.get(event_id)
+            left = deadline - self._clock.monotonic()
+            if record is None or record.status != "pending" or left <= 0:
+                return record
+            await self._clock.sleep(min(_WAIT_STEPS[min(step, len(_WAIT_STEPS) - 1)], left))
+            step += 1
+
+    @staticmethod
+    def _from(value: dict[str, Any], results: list[dict[str, JSON]]) -> EventRecord:
+        order = {agent: n for n, agent in enumerate(value["targets"])}
+        results.sort(key=lambda r: order.get(str(r.get("agent_id")), len(order)))
+        return EventRecord(id=value["id"], type=value["type"], accepted_at=value["accepted_at"],
+                           targets=list(value["targets"]), kind=value.get("kind", "event"), topic=value.get("topic"),
+                           results=results, event=value.get("event", {}))

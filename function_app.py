@@ -1,0 +1,108 @@
+"""AOS on Azure Functions (Python v2 model): triggers only. Each one decodes its input and calls the kernel.
+
+HTTP routes live under /api (host.json routePrefix); the Service Bus topics and the timer read their names
+and schedule from app settings; every perpetual agent is the Durable entity `agent/<id>`.
+"""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from aos_core import api
+from aos_core.runtime import with_aos
+from services.dispatch import ENTITY_NAME, DurableEntityDispatcher, run_agent_entity
+from services.messaging.topic_trigger import receive_topic_message
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+async def _serve(req: func.HttpRequest, operation: str, client: df.DurableOrchestrationClient | None = None
+                 ) -> func.HttpResponse:
+    request = api.ApiRequest.from_http(req)
+    remote = DurableEntityDispatcher(client) if client is not None else None
+    try:
+        response = await with_aos(lambda aos: api.handle(aos, operation, request, remote=remote))
+    except Exception as exc:  # the kernel could not start: say why (a bad setting names itself)
+        response = api.startup_failure(exc)
+    return func.HttpResponse(response.body_bytes(), status_code=response.status, headers=response.headers,
+                             mimetype=response.media_type)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "health")
+
+
+@app.route(route="openapi.json", methods=["GET"])
+async def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "openapi")
+
+
+@app.route(route="events", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def post_events(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await _serve(req, "post_events", client)
+
+
+@app.route(route="events/{id}", methods=["GET"])
+async def get_event(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "get_event")
+
+
+@app.route(route="agents", methods=["GET"])
+async def list_agents(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "list_agents")
+
+
+@app.route(route="agents", methods=["POST"])
+async def create_agent(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "create_agent")
+
+
+@app.route(route="agents/{agent_id}", methods=["GET"])
+async def get_agent(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "get_agent")
+
+
+@app.route(route="agents/{agent_id}", methods=["DELETE"])
+@app.durable_client_input(client_name="client")
+async def delete_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await _serve(req, "delete_agent", client)
+
+
+@app.route(route="agents/{agent_id}/messages", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await _serve(req, "post_message", client)
+
+
+@app.route(route="agents/{agent_id}/context", methods=["GET"])
+async def get_context(req: func.HttpRequest) -> func.HttpResponse:
+    return await _serve(req, "get_context")
+
+
+@app.service_bus_topic_trigger(arg_name="message", topic_name="%AOS_EVENTS_TOPIC%",
+                               subscription_name="%AOS_EVENTS_SUBSCRIPTION%", connection="ServiceBusConnection")
+@app.durable_client_input(client_name="client")
+async def events_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
+    await receive_topic_message(message, remote=DurableEntityDispatcher(client))
+
+
+@app.service_bus_topic_trigger(arg_name="message", topic_name="%AOS_MESSAGES_TOPIC%",
+                               subscription_name="%AOS_MESSAGES_SUBSCRIPTION%", connection="ServiceBusConnection")
+@app.durable_client_input(client_name="client")
+async def messages_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
+    await receive_topic_message(message, direct=True, remote=DurableEntityDispatcher(client))
+
+
+@app.timer_trigger(arg_name="timer", schedule="%AOS_TICK_SCHEDULE%", run_on_startup=False)
+@app.durable_client_input(client_name="client")
+async def tick(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    remote = DurableEntityDispatcher(client)
+    await with_aos(lambda aos: api.tick(aos, remote))
+
+
+@app.entity_trigger(context_name="context", entity_name=ENTITY_NAME)
+def agent(context: df.DurableEntityContext) -> None:
+    run_agent_entity(context)

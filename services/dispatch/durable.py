@@ -1,0 +1,98 @@
+"""Perpetual agents as Durable entities: the Dispatcher that signals them and the body of the `agent` entity.
+
+Every perpetual agent is the entity `agent/<agent id>`: Durable runs one operation at a time per key, which
+is the agent's serial mailbox, and gives it a persistent identity wherever the worker runs. The entity's own
+state is small (identity, lifecycle, version, recent event ids); the agent's working memory is its
+ContextMCPServer document, committed with the event id in the same write, so a redelivered signal is a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from aos_core.errors import AgentUnavailableError
+from aos_core.events import AgentId, Event
+from aos_core.ports import AgentResult
+from aos_core.runtime import run_with_aos
+
+ENTITY_NAME = "agent"
+RECENT_EVENTS = 64  # ids the entity remembers, so a signal delivered twice in a row is answered from state
+_OPERATION_TIMEOUT = 600.0
+
+
+class DurableEntityDispatcher:
+    """Dispatcher port on Durable Functions: `deliver` signals the agent's entity and returns `accepted`.
+
+    `client` is the `DurableOrchestrationClient` a `durable_client_input` binding gives a function.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult:
+        import azure.durable_functions as df
+
+        try:
+            await self._client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
+        except Exception as exc:  # the event stays pending; a resend with the same id signals again
+            raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
+        return AgentResult(agent_id.key, "accepted")
+
+    async def close(self) -> None:
+        return None
+
+
+def _initial(key: str) -> dict[str, Any]:
+    return {"agent_id": key, "type": None, "lifecycle": "created", "version": 0, "delivered": 0, "recent": []}
+
+
+def run_agent_entity(context: Any) -> None:
+    """The `agent` entity function: operations `deliver`, `status` and `terminate`.
+
+    A failed operation does not roll back entity state in the Python SDK, so each operation validates and does
+    its work first and sets the new state last.
+    """
+    key = context.entity_key
+    operation = context.operation_name
+    state = context.get_state(lambda: _initial(key), expected_type=dict)
+    if operation == "deliver":
+        _deliver(context, key, state)
+    elif operation == "status":
+        info = run_with_aos(lambda aos: aos.get_agent(key), _OPERATION_TIMEOUT)
+        context.set_result({**state, "agent": info})
+    elif operation == "terminate":
+        run_with_aos(lambda aos: _terminate(aos, key), _OPERATION_TIMEOUT)
+        context.set_state({**state, "lifecycle": "terminated"})
+        context.set_result({"agent_id": key, "lifecycle": "terminated"})
+    else:
+        raise ValueError(f"entity {ENTITY_NAME} has no operation {operation!r} (deliver, status, terminate)")
+
+
+def _deliver(context: Any, key: str, state: dict[str, Any]) -> None:
+    raw = context.get_input(expected_type=dict)
+    try:
+        event = Event.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"deliver needs a CloudEvents event: {exc.errors()[0]['msg']}") from None
+    if event.id in state["recent"]:
+        context.set_result(AgentResult(key, "duplicate").to_dict())
+        return
+
+    async def apply(aos: Any) -> tuple[AgentResult, dict[str, Any]]:
+        result = await aos.apply_delivery(key, event)
+        info = await aos.get_agent(key)
+        snapshot = await aos.read_context(key) or {}
+        return result, {"type": info["type"], "lifecycle": info["state"], "version": snapshot.get("version", 0)}
+
+    result, facts = run_with_aos(apply, _OPERATION_TIMEOUT)
+    context.set_state({**state, **facts, "delivered": state["delivered"] + 1,
+                       "recent": [*state["recent"], event.id][-RECENT_EVENTS:]})
+    context.set_result(result.to_dict())
+
+
+async def _terminate(aos: Any, key: str) -> None:
+    info = await aos.get_agent(key)
+    if info["state"] != "terminated":
+        await aos.terminate_agent(key, reason="terminated through its entity")

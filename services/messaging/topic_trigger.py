@@ -1,0 +1,62 @@
+"""What the Service Bus topic triggers do with a message: decode it into an Event and submit it once.
+
+A message that can never become an event is recorded under `deadletters/` with its reason and then raises,
+so the host abandons it and Service Bus dead-letters it at the subscription's max delivery count: it is
+neither retried forever nor dropped without a trace. A redelivered message id maps to the same event id, and
+the kernel accepts an event id once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from aos_core.ports import Dispatcher
+from aos_core.runtime import with_aos
+from services.messaging.cloudevents_amqp import InvalidMessage, event_from_message
+
+log = logging.getLogger("aos.servicebus")
+
+
+async def receive_topic_message(message: Any, *, direct: bool = False, remote: Dispatcher | None = None
+                                ) -> dict[str, Any]:
+    """Handle one `azure.functions.ServiceBusMessage`; returns the event's record as a dict.
+
+    `direct`: it came from the messages topic, and goes to the agent named by the event's subject; otherwise
+    from the events topic, routed by subscriptions.
+    """
+    try:
+        event = event_from_message(
+            message.get_body() or b"", message_id=message.message_id, content_type=message.content_type,
+            correlation_id=message.correlation_id, subject=getattr(message, "subject", None),
+            application_properties=message.application_properties)
+        if direct and not event.subject:
+            raise InvalidMessage("a direct message needs the target agent id as its subject")
+    except InvalidMessage as exc:
+        reason = str(exc)
+        await with_aos(lambda aos: _record_poison(aos, message, _topic(aos, direct), reason))
+        log.error("message %s can never be processed: %s", message.message_id, exc)
+        raise
+
+    async def submit(aos: Any) -> dict[str, Any]:
+        if remote is not None:
+            aos.remote = remote
+        record = await aos.submit(event, topic=_topic(aos, direct), to_agent=event.subject if direct else None)
+        return record.to_dict()
+
+    return await with_aos(submit)
+
+
+def _topic(aos: Any, direct: bool) -> str:
+    messaging = aos.config.messaging
+    return str(messaging.messages_topic if direct else messaging.events_topic)
+
+
+async def _record_poison(aos: Any, message: Any, topic: str, reason: str) -> None:
+    body = message.get_body() or b""
+    key_id = message.message_id or hashlib.sha256(body).hexdigest()
+    value = {"topic": topic, "message_id": message.message_id, "reason": reason,
+             "delivery_count": getattr(message, "delivery_count", None),
+             "recorded_at": aos.clock.now().isoformat(), "body": body[:4096].decode("utf-8", "replace")}
+    await aos.store.put(f"deadletters/{hashlib.sha256(f'{topic}|{key_id}'.encode()).hexdigest()}", value)

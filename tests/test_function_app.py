@@ -1,0 +1,394 @@
+"""function_app.py called the way the Functions host calls it: the app's own index, real binding types."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+from aos_core import runtime
+from services.messaging.cloudevents_amqp import InvalidMessage
+from tests.support.durable_webhook import SignalRecorder, entity_batch
+
+_FUNCTIONS: dict[str, Any] = {}
+
+
+def functions() -> dict[str, Any]:
+    """The indexed functions, once per process (FunctionApp.get_functions() indexes only once)."""
+    if not _FUNCTIONS:
+        import function_app
+
+        _FUNCTIONS.update({f.get_function_name(): f for f in function_app.app.get_functions()})
+    return _FUNCTIONS
+
+
+@pytest.fixture
+def durable() -> Iterator[SignalRecorder]:
+    recorder = SignalRecorder()
+    yield recorder
+    recorder.close()
+
+
+@pytest.fixture(autouse=True)
+def warm_kernel(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AOS_EVENTS_TOPIC", "agent.events")
+    monkeypatch.setenv("AOS_MESSAGES_TOPIC", "agent.messages")
+    yield
+    runtime.reset_aos()
+
+
+async def call(name: str, method: str = "GET", *, body: Any = None, raw: bytes | None = None,
+               route: dict[str, str] | None = None, params: dict[str, str] | None = None,
+               headers: dict[str, str] | None = None, durable: SignalRecorder | None = None) -> func.HttpResponse:
+    data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+    request = func.HttpRequest(method=method, url=f"http://localhost/api/{name}", headers=headers or {},
+                               params=params or {}, route_params=route or {}, body=data)
+    kwargs: dict[str, Any] = {"req": request}
+    if any(b.type == "durableClient" for b in functions()[name].get_bindings()):
+        kwargs["client"] = (durable or SignalRecorder()).client_binding()
+    return await functions()[name].get_user_function()(**kwargs)
+
+
+def body_of(response: func.HttpResponse) -> Any:
+    return json.loads(response.get_body())
+
+
+def run_entity(key: str, state: Any, operations: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = json.loads(functions()["agent"].get_user_function()(entity_batch(key, state, operations)))
+    out["state"] = json.loads(out["entityState"]) if out["entityState"] else None
+    return out
+
+
+async def deliver_signals(durable: SignalRecorder, states: dict[str, Any]) -> list[dict[str, Any]]:
+    """Play the Durable extension: run each recorded signal through the entity function, keeping state."""
+    results = []
+    for signal in durable.take():
+        assert (signal.entity, signal.operation) == ("agent", "deliver")
+        out = run_entity(signal.key, states.get(signal.key), [("deliver", signal.input)])
+        states[signal.key] = out["state"]
+        results.extend(out["results"])
+    return results
+
+
+async def register(agent_id: str, agent_type: str = "tally", **extra: Any) -> func.HttpResponse:
+    response = await call("create_agent", "POST", body={"type": agent_type, "id": agent_id, **extra})
+    assert response.status_code in (200, 201), response.get_body()
+    return response
+
+
+def principal(*roles: str, name: str = "ada@example.com") -> str:
+    claims = [{"typ": "roles", "val": r} for r in roles] + [{"typ": "name", "val": name}]
+    data = {"auth_typ": "aad", "name_typ": "name", "role_typ": "roles", "claims": claims}
+    return base64.b64encode(json.dumps(data).encode()).decode()
+
+
+# --- the index ---------------------------------------------------------------------------------------------
+
+
+def test_the_app_indexes_every_trigger_with_its_bindings() -> None:
+    index = {name: {b.type: b for b in f.get_bindings()} for name, f in functions().items()}
+    http = {name for name, b in index.items() if "httpTrigger" in b}
+    assert http == {"health", "openapi", "post_events", "get_event", "list_agents", "create_agent", "get_agent",
+                    "delete_agent", "post_message", "get_context"}
+    routes = {(index[n]["httpTrigger"].route, tuple(str(m.value) for m in index[n]["httpTrigger"].methods))
+              for n in http}
+    assert ("events", ("POST",)) in routes and ("agents/{agent_id}/messages", ("POST",)) in routes
+    assert str(index["health"]["httpTrigger"].auth_level).endswith("ANONYMOUS")
+    assert all(str(index[n]["httpTrigger"].auth_level).endswith("FUNCTION") for n in http - {"health"})
+    topic = index["events_topic"]["serviceBusTrigger"]
+    assert (topic.topic_name, topic.subscription_name, topic.connection) == (
+        "%AOS_EVENTS_TOPIC%", "%AOS_EVENTS_SUBSCRIPTION%", "ServiceBusConnection")
+    assert index["tick"]["timerTrigger"].schedule == "%AOS_TICK_SCHEDULE%"
+    assert "entityTrigger" in index["agent"]
+    for name in ("post_events", "post_message", "events_topic", "messages_topic", "tick", "delete_agent"):
+        assert "durableClient" in index[name], name
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------------
+
+
+async def test_health_is_anonymous_and_ready_checks_storage() -> None:
+    response = await call("health", params={"ready": "1"})
+    assert response.status_code == 200
+    assert body_of(response)["checks"]["storage"] == "ok"
+
+
+async def test_an_event_to_a_perpetual_agent_goes_through_its_entity(durable: SignalRecorder) -> None:
+    created = await register("t1", subscribe=["order.*"])
+    assert created.status_code == 201 and created.headers["Location"] == "/api/agents/t1"
+    event = {"specversion": "1.0", "id": "e-1", "source": "shop", "type": "order.created", "data": {"n": 1}}
+    accepted = await call("post_events", "POST", body=event, durable=durable)
+    assert accepted.status_code == 202
+    assert body_of(accepted) == {"id": "e-1", "status": "pending", "status_url": "/api/events/e-1"}
+    [signal] = durable.signals
+    assert (signal.key, signal.operation, signal.input["id"]) == ("t1", "deliver", "e-1")
+
+    states: dict[str, Any] = {}
+    [result] = await deliver_signals(durable, states)
+    assert result["isError"] is False, result
+    assert states["t1"]["recent"] == ["e-1"] and states["t1"]["lifecycle"] == "running"
+    status = await call("get_event", route={"id": "e-1"})
+    assert body_of(status)["status"] == "completed"
+    assert body_of(status)["results"][0]["result"] == {"total": 1}
+    context = body_of(await call("get_context", route={"agent_id": "t1"}))
+    assert context["state"]["total"] == 1 and context["version"] == 1
+
+
+async def test_a_resent_event_id_is_not_applied_twice(durable: SignalRecorder) -> None:
+    await register("t1", subscribe=["ping"])
+    event = {"id": "same", "source": "client", "type": "ping"}
+    await call("post_events", "POST", body=event, durable=durable)
+    states: dict[str, Any] = {}
+    await deliver_signals(durable, states)
+    again = await call("post_events", "POST", body={**event, "data": "changed"}, durable=durable)
+    assert again.status_code == 202, again.get_body()
+    assert body_of(again)["id"] == "same" and body_of(again)["status"] == "completed"
+    assert durable.signals == []  # completed: nothing is delivered again
+    # A redelivered signal (the host retried after a crash) is answered from the entity's state.
+    out = run_entity("t1", states["t1"], [("deliver", event)])
+    assert json.loads(out["results"][0]["result"])["status"] == "duplicate"
+    assert body_of(await call("get_context", route={"agent_id": "t1"}))["state"]["total"] == 1
+
+
+async def test_a_pending_event_resent_is_signalled_again_and_applied_once(durable: SignalRecorder) -> None:
+    await register("t1", subscribe=["ping"])
+    event = {"id": "lost-signal", "source": "client", "type": "ping"}
+    await call("post_events", "POST", body=event, durable=durable)
+    durable.take()  # the signal was lost before the entity ran
+    again = await call("post_events", "POST", body=event, durable=durable)
+    assert body_of(again)["status"] == "pending" and len(durable.signals) == 1
+    states: dict[str, Any] = {}
+    await deliver_signals(durable, states)
+    assert body_of(await call("get_context", route={"agent_id": "t1"}))["state"]["total"] == 1
+
+
+async def test_wait_returns_200_with_results_when_done_and_202_when_not(durable: SignalRecorder) -> None:
+    await register("t1", subscribe=["ping"])
+    waited = await call("post_events", "POST", body={"id": "w1", "source": "c", "type": "ping"},
+                        params={"wait": "0.05"}, durable=durable)
+    assert waited.status_code == 202  # the entity has not run: a timeout is a 202, never a 500
+    assert waited.headers["Location"] == "/api/events/w1"
+    nobody = await call("post_events", "POST", body={"id": "w2", "source": "c", "type": "unrouted"},
+                        params={"wait": "1"}, durable=durable)
+    assert nobody.status_code == 200
+    assert body_of(nobody) | {"accepted_at": None} == {
+        "id": "w2", "status": "completed", "status_url": "/api/events/w2", "type": "unrouted", "kind": "event",
+        "accepted_at": None, "targets": [], "results": []}
+
+
+async def test_a_direct_message_reaches_one_agent(durable: SignalRecorder) -> None:
+    await register("t1")
+    await register("t2")
+    sent = await call("post_message", "POST", route={"agent_id": "t2"}, body={"id": "m1", "type": "hello"},
+                      durable=durable)
+    assert sent.status_code == 202
+    assert [(s.key, s.input["subject"]) for s in durable.signals] == [("t2", "t2")]
+    await deliver_signals(durable, {})
+    done = body_of(await call("get_event", route={"id": "m1"}))
+    assert (done["kind"], done["status"], done["targets"]) == ("message", "completed", ["t2"])
+
+
+async def test_batches_are_accepted_per_event(durable: SignalRecorder) -> None:
+    batch = [{"id": f"b{n}", "source": "c", "type": "nobody.listens"} for n in range(3)]
+    response = await call("post_events", "POST", body=batch, params={"wait": "1"}, durable=durable)
+    assert response.status_code == 200
+    assert [i["id"] for i in body_of(response)["items"]] == ["b0", "b1", "b2"]
+
+
+async def test_agents_are_listed_shown_and_terminated(durable: SignalRecorder) -> None:
+    await register("t1")
+    listed = body_of(await call("list_agents", params={"capability": "count"}))
+    assert [a["id"] for a in listed["agents"]] == ["t1"]
+    assert body_of(await call("list_agents", params={"capability": "nothing"}))["agents"] == []
+    shown = body_of(await call("get_agent", route={"agent_id": "t1"}))
+    assert (shown["type"], shown["state"]) == ("tally", "created")
+    gone = await call("delete_agent", "DELETE", route={"agent_id": "t1"}, durable=durable)
+    assert gone.status_code == 200 and body_of(gone)["state"] == "terminated"
+    again = await call("create_agent", "POST", body={"type": "tally", "id": "t1"})
+    assert again.status_code == 409
+
+
+BAD_REQUESTS = [
+    ("post_events", "POST", {}, b"{not json", 400),
+    ("post_events", "POST", {}, b"", 400),
+    ("post_events", "POST", {}, json.dumps({"id": "x", "source": "s"}).encode(), 400),  # no type
+    ("post_events", "POST", {}, json.dumps({"type": "a", "specversion": "0.3"}).encode(), 400),
+    ("post_events", "POST", {}, b"[]", 400),
+    ("create_agent", "POST", {}, json.dumps({"type": "nope", "id": "n1"}).encode(), 400),
+    ("create_agent", "POST", {}, json.dumps({"type": "tally", "id": "Bad Id"}).encode(), 400),
+    ("create_agent", "POST", {}, json.dumps({"type": "tally", "id": "n1", "extra": 1}).encode(), 400),
+    ("create_agent", "POST", {}, json.dumps({"type": "tally", "id": "t1", "config": {"x": 1}}).encode(), 409),
+    ("get_agent", "GET", {"agent_id": "missing"}, b"", 404),
+    ("get_agent", "GET", {"agent_id": "NOT valid"}, b"", 400),
+    ("get_context", "GET", {"agent_id": "missing"}, b"", 404),
+    ("delete_agent", "DELETE", {"agent_id": "missing"}, b"", 404),
+    ("post_message", "POST", {"agent_id": "missing"}, json.dumps({"type": "hi"}).encode(), 404),
+    ("post_message", "POST", {"agent_id": "t1"}, json.dumps({"data": 1}).encode(), 400),
+    ("get_event", "GET", {"id": "never"}, b"", 404),
+]
+
+
+@pytest.mark.parametrize(("name", "method", "route", "raw", "status"), BAD_REQUESTS)
+async def test_bad_input_is_a_problem_and_changes_nothing(name: str, method: str, route: dict[str, str],
+                                                          raw: bytes, status: int) -> None:
+    await register("t1")
+    before = body_of(await call("list_agents"))
+    response = await call(name, method, route=route, raw=raw)
+    assert response.status_code == status, response.get_body()
+    assert response.mimetype == "application/problem+json"
+    problem = body_of(response)
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert body_of(await call("list_agents")) == before
+
+
+async def test_limits_on_body_size_and_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOS_API__MAX_BODY_BYTES", "100")
+    big = {"id": "big", "source": "c", "type": "t", "data": "x" * 200}
+    assert (await call("post_events", "POST", body=big)).status_code == 413
+    small = {"id": "ok", "source": "c", "type": "t"}
+    for wait in ("31", "-1", "soon", "nan"):
+        assert (await call("post_events", "POST", body=small, params={"wait": wait})).status_code == 400
+    assert (await call("get_event", route={"id": "big"})).status_code == 404
+
+
+async def test_roles_from_the_principal_and_from_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    event = {"id": "r1", "source": "c", "type": "t"}
+    monkeypatch.setenv("AOS_AUTH__TRUST_PRINCIPAL_HEADER", "true")
+    reader = {"x-ms-client-principal": principal("reader")}
+    denied = await call("post_events", "POST", body=event, headers=reader)
+    assert denied.status_code == 403 and "operator" in body_of(denied)["detail"]
+    assert (await call("get_event", route={"id": "r1"})).status_code == 404  # nothing was accepted
+    assert (await call("list_agents", headers=reader)).status_code == 200
+    operator = {"x-ms-client-principal": principal("operator")}
+    assert (await call("post_events", "POST", body=event, headers=operator)).status_code == 202
+    no_admin = await call("create_agent", "POST", body={"type": "tally", "id": "x1"}, headers=operator)
+    assert no_admin.status_code == 403
+    garbled = await call("list_agents", headers={"x-ms-client-principal": "%%%"})
+    assert garbled.status_code == 401
+
+
+async def test_the_principal_header_is_ignored_unless_app_service_auth_is_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOS_AUTH__KEY_ROLES", "reader")
+    forged = {"x-ms-client-principal": principal("admin")}
+    response = await call("create_agent", "POST", body={"type": "tally", "id": "x1"}, headers=forged)
+    assert response.status_code == 403  # the key's roles apply: a forged header grants nothing
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    runtime.reset_aos()
+    assert (await call("create_agent", "POST", body={"type": "tally", "id": "x1"}, headers=forged)).status_code == 201
+
+
+async def test_a_bad_setting_makes_every_route_a_503_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOS_DISPATCH__MAX_LIVE_AGENTS", "many")
+    response = await call("health")
+    assert response.status_code == 503
+    assert "AOS_DISPATCH__MAX_LIVE_AGENTS" in body_of(response)["detail"]
+
+
+async def test_a_failed_signal_is_a_503_and_the_event_stays_pending(durable: SignalRecorder) -> None:
+    await register("t1", subscribe=["ping"])
+    durable.fail = True
+    event = {"id": "f1", "source": "c", "type": "ping"}
+    response = await call("post_events", "POST", body=event, durable=durable)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    durable.fail = False
+    again = await call("post_events", "POST", body=event, durable=durable)
+    assert again.status_code == 202 and [s.key for s in durable.signals] == ["t1"]
+
+
+# --- Service Bus ----------------------------------------------------------------------------------------------
+
+
+def bus_message(body: bytes, *, message_id: str, content_type: str | None = None,
+                properties: dict[str, Any] | None = None, delivery_count: int = 1) -> ServiceBusMessage:
+    return ServiceBusMessage(body=body, message_id=message_id, content_type=content_type,
+                             application_properties=properties or {}, delivery_count=delivery_count,
+                             user_properties=properties or {})
+
+
+async def call_topic(name: str, message: ServiceBusMessage, durable: SignalRecorder) -> None:
+    await functions()[name].get_user_function()(message=message, client=durable.client_binding())
+
+
+async def test_a_topic_message_is_routed_once_even_when_redelivered(durable: SignalRecorder) -> None:
+    await register("t1", subscribe=["invoice.*"])
+    event = {"specversion": "1.0", "id": "sb-1", "source": "erp", "type": "invoice.paid", "data": {"eur": 5}}
+    message = bus_message(json.dumps(event).encode(), message_id="sb-1",
+                          content_type="application/cloudevents+json")
+    await call_topic("events_topic", message, durable)
+    await call_topic("events_topic", bus_message(message.get_body(), message_id="sb-1",
+                                                 content_type="application/cloudevents+json", delivery_count=2),
+                     durable)
+    assert [s.input["id"] for s in durable.signals] == ["sb-1", "sb-1"]  # pending: signalled again
+    states: dict[str, Any] = {}
+    await deliver_signals(durable, states)
+    assert body_of(await call("get_context", route={"agent_id": "t1"}))["state"]["total"] == 1
+
+
+async def test_a_binary_mode_message_on_the_messages_topic_goes_to_its_subject(durable: SignalRecorder) -> None:
+    await register("t1")
+    props = {"cloudEvents_type": "note", "cloudEvents_source": "crm", "cloudEvents_subject": "t1"}
+    await call_topic("messages_topic", bus_message(b'{"text": "hi"}', message_id="m-9", properties=props), durable)
+    [signal] = durable.signals
+    assert (signal.key, signal.input["id"], signal.input["data"]) == ("t1", "m-9", {"text": "hi"})
+
+
+async def test_a_poison_message_is_recorded_and_raised_for_dead_lettering(durable: SignalRecorder) -> None:
+    with pytest.raises(InvalidMessage, match="not valid JSON"):
+        await call_topic("events_topic", bus_message(b"\xff garbage", message_id="p-1",
+                                                     content_type="application/cloudevents+json"), durable)
+    docs = await runtime.with_aos(lambda aos: aos.store.list("deadletters/"))
+    assert [(d.value["message_id"], d.value["reason"]) for d in docs] == [("p-1", "body is not valid JSON")]
+
+
+# --- timer -------------------------------------------------------------------------------------------------
+
+
+async def test_the_timer_fires_due_schedules_and_catches_up_once(monkeypatch: pytest.MonkeyPatch,
+                                                                 durable: SignalRecorder) -> None:
+    monkeypatch.setenv("AOS_SCHEDULES", json.dumps([
+        {"id": "nightly", "cron": "0 0 0 * * *", "event_type": "report.nightly", "subject": "t1"}]))
+    await register("t1", subscribe=["report.*"])
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+    await runtime.with_aos(lambda aos: aos.store.put("scheduler/nightly", {
+        "last_slot": three_days_ago.isoformat(), "fired_at": three_days_ago.isoformat()}))
+    timer = TimerRequest(past_due=True)
+    await functions()["tick"].get_user_function()(timer=timer, client=durable.client_binding())
+    await functions()["tick"].get_user_function()(timer=timer, client=durable.client_binding())
+    [signal] = durable.signals  # three missed nights, one catch-up event
+    assert signal.input["type"] == "report.nightly" and signal.input["data"]["past_due"] is True
+
+
+# --- the entity ---------------------------------------------------------------------------------------------
+
+
+async def test_entity_operations_validate_before_they_change_state() -> None:
+    await register("t1")
+    state = {"agent_id": "t1", "type": "tally", "lifecycle": "running", "version": 3, "delivered": 3,
+             "recent": ["a", "b", "c"]}
+    bad = run_entity("t1", state, [("deliver", {"type": ""})])
+    assert bad["results"][0]["isError"] is True
+    assert bad["state"] == state  # unchanged
+    unknown = run_entity("t1", state, [("explode", None)])
+    assert unknown["results"][0]["isError"] is True and unknown["state"] == state
+    status = run_entity("t1", state, [("status", None)])
+    assert json.loads(status["results"][0]["result"])["agent"]["id"] == "t1"
+    ended = run_entity("t1", state, [("terminate", None)])
+    assert ended["state"]["lifecycle"] == "terminated"
+    assert body_of(await call("get_agent", route={"agent_id": "t1"}))["state"] == "terminated"
+
+
+async def test_an_entity_batch_applies_each_event_in_order() -> None:
+    await register("t1")
+    events = [{"id": f"e{n}", "source": "c", "type": "ping"} for n in range(5)]
+    out = run_entity("t1", None, [("deliver", e) for e in [*events, events[0]]])
+    statuses = [json.loads(r["result"])["status"] for r in out["results"]]
+    assert statuses == ["completed"] * 5 + ["duplicate"]
+    assert out["state"]["delivered"] == 5 and out["state"]["version"] == 5
