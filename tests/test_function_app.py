@@ -392,3 +392,18 @@ async def test_an_entity_batch_applies_each_event_in_order() -> None:
     statuses = [json.loads(r["result"])["status"] for r in out["results"]]
     assert statuses == ["completed"] * 5 + ["duplicate"]
     assert out["state"]["delivered"] == 5 and out["state"]["version"] == 5
+
+
+# --- cold start -------------------------------------------------------------------------------------------
+
+
+def test_importing_the_app_loads_no_cloud_sdk_beyond_functions() -> None:
+    import subprocess
+    import sys
+
+    heavy = ("azure.servicebus", "azure.storage", "azure.data.tables", "azure.identity", "azure.keyvault",
+             "azure.monitor", "azure.ai.ml", "mcp")
+    code = ("import sys, function_app\n"
+            f"print(','.join(sorted(m for m in sys.modules if m.startswith({heavy!r}))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"import function_app loaded: {out.stdout.strip()}"
