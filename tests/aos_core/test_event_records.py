@@ -1,0 +1,78 @@
+"""Events accepted once by id, with each target's result stored by event id (kernel.submit)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents import BaseAgent
+from aos_core import AgentOperatingSystem, AOSConfig
+from aos_core.errors import NotFoundError
+from aos_core.event_records import EventRecords, record_key
+from aos_core.events import Event
+from aos_core.ports import AgentResult
+from aos_core.testing import ManualClock
+from services.storage import SqliteStateStore
+
+
+class Boom(BaseAgent):
+    agent_type = "boom"
+
+    async def handle_event(self, event: Event) -> Any:
+        raise RuntimeError("no")
+
+
+@pytest.fixture
+async def aos(tmp_path: Path) -> AsyncIterator[AgentOperatingSystem]:
+    store = SqliteStateStore(tmp_path / "state.db")
+    kernel = AgentOperatingSystem(AOSConfig(data_dir=tmp_path), store=store, clock=ManualClock())
+    await kernel.initialize()
+    kernel.register_type(Boom)
+    yield kernel
+    await kernel.shutdown()
+    await store.close()
+
+
+async def test_an_event_is_applied_once_whatever_is_resent(aos: AgentOperatingSystem) -> None:
+    await aos.register_agent("tally", agent_id="t1", subscribe=["ping"])
+    first = await aos.submit(Event(id="e1", type="ping"))
+    assert (first.status, [r["result"] for r in first.results]) == ("completed", [{"total": 1}])
+    again = await aos.submit(Event(id="e1", type="ping", data="different"))
+    assert again.to_dict() == first.to_dict()
+    assert (await aos.read_context("t1") or {})["state"]["total"] == 1
+
+
+async def test_status_is_failed_when_any_target_fails(aos: AgentOperatingSystem) -> None:
+    await aos.register_agent("tally", agent_id="t1", subscribe=["ping"])
+    await aos.register_agent("boom", agent_id="b1", subscribe=["ping"])
+    record = await aos.submit(Event(id="e2", type="ping"))
+    assert record.status == "failed" and sorted(record.targets) == ["b1", "t1"]
+    assert {r["agent_id"]: r["status"] for r in record.results} == {"t1": "completed", "b1": "failed"}
+
+
+async def test_a_message_to_an_unknown_agent_is_refused_before_it_is_recorded(aos: AgentOperatingSystem) -> None:
+    with pytest.raises(NotFoundError):
+        await aos.submit(Event(id="m1", type="hi"), to_agent="nobody")
+    assert await aos.records.get("m1") is None
+
+
+async def test_results_for_many_targets_land_without_lost_updates(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    records = EventRecords(store, ManualClock())
+    targets = [f"a{n}" for n in range(50)]
+    await records.accept(Event(id="fan", type="x"), targets)
+    await asyncio.gather(*(records.add_result("fan", AgentResult(t, "completed", n)) for n, t in enumerate(targets)))
+    await records.add_result("fan", AgentResult("a0", "failed", error="late duplicate"))  # ignored
+    record = await records.get("fan")
+    assert record is not None and record.status == "completed"
+    assert [r["agent_id"] for r in record.results] == targets
+    await store.close()
+
+
+def test_odd_ids_cannot_alias_another_events_keys() -> None:
+    assert record_key("plain-id.1:x") == "events/plain-id.1:x"
+    assert record_key("a/results/b") != record_key("a") and "/" not in record_key("a/results/b")[len("events/"):]
