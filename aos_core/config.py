@@ -93,13 +93,65 @@ class GovernanceSettings(_Section):
     (an error names `governance.policies[i]...`), so aos_core needs no knowledge of rule kinds.
     """
 
-    audit_backend: Literal["sqlite", "table"] = "sqlite"
+    audit_backend: Literal["sqlite", "table", "none"] = "sqlite"  # none: no audit log (benchmarks only)
     audit_path: Path | None = None  # None: data_dir/audit.db
     audit_table: str = "aosaudit"  # the Table Storage table when audit_backend is "table"
     audit_hmac_secret: str | None = None  # SecretStore name of the HMAC key for entry hashes (None: plain SHA-256)
     policies: list[dict[str, Any]] = Field(default_factory=list)
     alerts: list[dict[str, Any]] = Field(default_factory=list)
     idempotency_ttl: float = Field(default=86_400.0, gt=0)  # seconds an Idempotency-Key is remembered
+
+
+class MLSettings(_Section):
+    """Inference and Azure ML (services.ml): which Reasoner serves agents, its cache, and the training target.
+
+    `reasoner` is `local` (deterministic, rule-based, no model download), `azureml` (an online endpoint's
+    scoring URI) or `openai` (an OpenAI-compatible chat completions endpoint). Keys are SecretStore names.
+    """
+
+    reasoner: Literal["local", "azureml", "openai"] = "local"
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    deployment: str | None = None  # azureml: the `azureml-model-deployment` header; openai: the model name
+    api_key_secret: str | None = None  # SecretStore name of the endpoint key
+    timeout: float = Field(default=30.0, gt=0)
+    attempts: int = Field(default=3, ge=1)
+    cache_ttl: float = Field(default=3600.0, ge=0)  # 0: no caching
+    cache_max_entries: int = Field(default=10_000, ge=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_timeout: float = Field(default=60.0, ge=0)
+    subscription_id: str | None = None  # the Azure ML workspace, for `aos ml train/deploy` without --dry-run
+    resource_group: str | None = None
+    workspace: str | None = None
+    compute: str = "gpu-cluster"
+    training_environment: str = "azureml:aos-lora-training@latest"
+    serving_environment: str = "azureml:aos-lora-serving@latest"
+    instance_type: str = "Standard_NC6s_v3"
+    base_model: str = "azureml:aos-base-model@latest"
+
+
+class LearningSettings(_Section):
+    """Self-learning (services.learning): DPO datasets from feedback and when new pairs trigger training."""
+
+    enabled: bool = True
+    min_new_pairs: int = Field(default=200, ge=1)  # new preference pairs per adapter before a training job
+    min_interval: float = Field(default=86_400.0, ge=0)  # seconds between two jobs for one adapter
+    validation_fraction: float = Field(default=0.1, ge=0, lt=1)
+    min_score_margin: float = Field(default=0.2, ge=0, le=1)  # scored answers closer than this make no pair
+    auto_submit: bool = False  # False: a due job is written as a dry run for an operator to submit
+    beta: float = Field(default=0.1, gt=0)  # the DPO temperature passed to the training job
+    epochs: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=5e-6, gt=0)
+
+
+class McpSettings(_Section):
+    """MCP servers agents may call (services.mcp.client), by name; an agent's config lists the ones it uses.
+
+    Each server: `{"command": ..., "args": [...]}` (stdio) or `{"url": ..., "headers": {...},
+    "secret_headers": {"Authorization": "secret-name"}}` (streamable HTTP), plus `timeout`, `attempts`,
+    `failure_threshold`, `reset_timeout`. Checked by services.mcp.client when an agent's toolbox is built.
+    """
+
+    servers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class AgentSpec(_Section):
@@ -192,6 +244,9 @@ class AOSConfig(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     keyvault: KeyVaultSettings = Field(default_factory=KeyVaultSettings)
+    ml: MLSettings = Field(default_factory=MLSettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
     def __init__(self, **overrides: Any) -> None:
         # A section model passed as an override would replace the whole section; only what it set counts.

@@ -42,3 +42,35 @@ class AgentUnavailableError(AOSError):
 
 class LockLostError(AOSError):
     """A bus message's peek-lock expired or the message was already settled."""
+
+
+class PolicyDenied(AOSError, PermissionError):
+    """An action was refused by policy rule `rule_id` (a 403 problem body naming the rule); it was audited."""
+
+    def __init__(self, rule_id: str, reason: str, audit_seq: int | None = None) -> None:
+        super().__init__(f"denied by policy {rule_id}: {reason}")
+        self.rule_id = rule_id
+        self.reason = reason
+        self.audit_seq = audit_seq
+
+    def problem(self) -> dict[str, object]:
+        """The RFC 9457 problem body for the 403 answer."""
+        return {"type": "urn:aos:problem:policy-denied", "title": "Denied by policy", "status": 403,
+                "detail": self.reason, "rule_id": self.rule_id, "audit_seq": self.audit_seq}
+
+
+class IdempotencyMismatch(AOSError, ValueError):
+    """The idempotency key was used before with a different request body (answer 422)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used with a different request")
+        self.key = key
+
+
+class IdempotencyInProgress(AOSError):
+    """A request with this idempotency key is still running (answer 409 with Retry-After)."""
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        super().__init__(f"a request with Idempotency-Key {key!r} is still in progress")
+        self.key = key
+        self.retry_after = retry_after

@@ -12,16 +12,32 @@ from aos_core.agent_context import AgentContext, Outgoing
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.config import AOSConfig
 from aos_core.dispatch import LocalDispatcher
-from aos_core.errors import AgentUnavailableError, ConflictError, NotFoundError, RegistrationError
+from aos_core.errors import AgentUnavailableError, ConflictError, NotFoundError, PolicyDenied, RegistrationError
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event, validate_id
 from aos_core.graph import topological_order
 from aos_core.lifecycle import AgentState, Lifecycle, LifecycleManager
-from aos_core.ports import Agent, AgentResult, Clock, Dispatcher, EventBus, IdFactory, StateStore
+from aos_core.ports import (
+    Agent,
+    AgentResult,
+    AuditLog,
+    Clock,
+    Dispatcher,
+    EventBus,
+    IdempotencyKeys,
+    IdFactory,
+    Policy,
+    PolicyRequest,
+    StateStore,
+    Telemetry,
+)
 from aos_core.registry import AgentRecord, AgentRegistry
 from aos_core.router import Router, Subscription
 from aos_core.runtime import (
+    build_audit_log,
     build_event_bus,
+    build_idempotency,
+    build_policy,
     build_state_store,
     entry_point_agent_types,
     import_agent_type,
@@ -29,6 +45,14 @@ from aos_core.runtime import (
     set_default_state_store,
 )
 from aos_core.scheduler import Scheduler
+from aos_core.telemetry import (
+    EVENTS_FAILED,
+    EVENTS_PROCESSED,
+    HANDLING_DURATION,
+    SPAN_HANDLER,
+    SPAN_PROCESS,
+    NoTelemetry,
+)
 from aos_core.workflow import WorkflowEngine
 
 log = logging.getLogger("aos.kernel")
@@ -53,10 +77,16 @@ class AgentOperatingSystem:
         clock: Clock | None = None,
         ids: IdFactory | None = None,
         hosted: bool = False,
+        audit: AuditLog | None = None,
+        policy: Policy | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config or AOSConfig()
         self.hosted = hosted
         self.remote: Dispatcher | None = None  # perpetual agents' mailboxes elsewhere (Durable entities)
+        self.audit = audit  # built from config.governance at initialize when not given
+        self.policy = policy
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self.clock: Clock = clock or SystemClock()
         self.ids: IdFactory = ids or UuidIds()
         self._store = store
@@ -112,6 +142,13 @@ class AgentOperatingSystem:
         self.workflows = WorkflowEngine(self._store, self.clock, self.ids)
         self.workflows.register_action("event", self._workflow_event)
         self.records = EventRecords(self._store, self.clock)
+        if self.audit is None:
+            self.audit = await build_audit_log(self.config, self.clock)
+            if self.audit is not None:
+                self._owned.append(self.audit)
+        if self.policy is None:
+            self.policy = build_policy(self.config, self.clock, self.audit)
+        self.idempotency: IdempotencyKeys = build_idempotency(self.config, self._store, self.clock)
         self._initialized = True
         set_default_state_store(self._store)
         if self.config.agents.load_entry_points:
@@ -163,11 +200,13 @@ class AgentOperatingSystem:
         depends_on: Iterable[str] | None = None,
         subscribe: Iterable[str] = (),
         start: bool | None = None,
+        actor: str = "kernel",
     ) -> AgentId:
         """Register an agent object (kept live), or an agent type and an id (loaded on its first event).
 
         Dependencies must be registered first; a cycle or a missing one raises RegistrationError and
-        registers nothing. `subscribe` adds event type patterns this one agent receives.
+        registers nothing. `subscribe` adds event type patterns this one agent receives (kept in its record).
+        `actor` is who asked, for the audit log.
         """
         await self._require_initialized()
         agent: Agent | None = None
@@ -186,6 +225,8 @@ class AgentOperatingSystem:
             raise RegistrationError("register_agent needs agent_id when given an agent type")
         validate_id(agent_id, "agent id")
         config = dict(config or {})
+        if subscribe:  # kept in the record, so every worker and every restart routes to this agent too
+            config["subscribe"] = list(dict.fromkeys([*config.get("subscribe", ()), *subscribe]))
         deps = tuple(depends_on if depends_on is not None else (agent.depends_on if agent else
                                                                  config.get("depends_on", ())))
         await self._check_dependencies(agent_id, deps)
@@ -203,8 +244,11 @@ class AgentOperatingSystem:
             await self.registry.save(stored)
         if deps:
             self._deps[agent_id] = deps
-        for pattern in (*subscribe, *config.get("subscribe", ())):
+        for pattern in config.get("subscribe", ()):
             self.router.add(Subscription(pattern, type_name, agent_id))
+        if existing is None:
+            await self._audit(actor, "agent.registered", f"agent/{agent_id}",
+                              {"type": type_name, "config": config, "depends_on": list(deps)})
         if agent is not None:
             self._pinned[agent_id] = agent
         if agent is not None or start:
@@ -259,7 +303,8 @@ class AgentOperatingSystem:
         await self._require_initialized()
         return await self._deliver(await self._address(agent_id), event)
 
-    async def submit(self, event: Event, *, topic: str | None = None, to_agent: str | None = None) -> EventRecord:
+    async def submit(self, event: Event, *, topic: str | None = None, to_agent: str | None = None,
+                     actor: str = "kernel") -> EventRecord:
         """Accept `event` once by its id, deliver it, and return its record (results so far, status).
 
         `to_agent` sends it to that agent only (NotFoundError if unknown); otherwise subscriptions route it.
@@ -267,18 +312,30 @@ class AgentOperatingSystem:
         answered yet are delivered to again (agents drop an event id they already applied).
         """
         await self._require_initialized()
-        targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
-        record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
-                                                    kind="message" if to_agent is not None else "event")
-        if not created:
-            if record.status != "pending":
-                return record
-            targets = [await self._address(key) for key in record.missing()]
-            event = Event.model_validate(record.event) if record.event else event
-        await asyncio.gather(*(self._deliver_and_record(t, event) for t in targets))
-        return await self.records.get(event.id) or record
+        with self.telemetry.event_span(SPAN_PROCESS, event, kind=topic or ("message" if to_agent else "event")):
+            targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
+            record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
+                                                        kind="message" if to_agent is not None else "event")
+            if created:
+                await self._audit(actor, "event.accepted", f"event/{event.id}",
+                                  {"type": event.type, "kind": record.kind, "targets": record.targets})
+            else:
+                if record.status != "pending":
+                    return record
+                targets = [await self._address(key) for key in record.missing()]
+                event = Event.model_validate(record.event) if record.event else event
+            await asyncio.gather(*(self._deliver_and_record(t, event) for t in targets))
+            return await self.records.get(event.id) or record
 
     async def _deliver_and_record(self, target: AgentId, event: Event) -> None:
+        try:
+            if self.policy is not None:
+                await self.policy.enforce(PolicyRequest("event.deliver", agent_id=target.key, agent_type=target.type,
+                                                        event_type=event.type, subject=f"event/{event.id}"))
+        except PolicyDenied as denied:
+            await self.records.add_result(event.id, AgentResult(target.key, "rejected", error=str(denied),
+                                                                extra={"rule_id": denied.rule_id}))
+            return
         result = await self._deliver(target, event)
         if result.status != "accepted":
             await self.records.add_result(event.id, result)
@@ -311,6 +368,10 @@ class AgentOperatingSystem:
         except Exception as exc:  # the agent could not be activated: report it, never as success
             return AgentResult(target.key, "failed", error=f"activation failed: {type(exc).__name__}: {exc}")
 
+    async def _audit(self, actor: str, action: str, subject: str, payload: Any = None) -> None:
+        if self.audit is not None:
+            await self.audit.append(actor, action, subject, payload)
+
     async def _address(self, agent_id: str) -> AgentId:
         agent = self._pinned.get(agent_id) or self.dispatcher.live_agent(agent_id)
         if agent is not None:
@@ -339,7 +400,7 @@ class AgentOperatingSystem:
             messaging = self.config.messaging
             for out in outbox:
                 topic = messaging.events_topic if out.to_agent is None else messaging.messages_topic
-                await self.bus.publish(topic, out.event)
+                await self.bus.publish(topic, self.telemetry.inject(out.event))
             return
         for out in outbox:
             if out.to_agent is not None:
@@ -401,15 +462,20 @@ class AgentOperatingSystem:
 
     async def apply(self, agent: Agent, event: Event) -> AgentResult:
         ctx = AgentContext(agent.agent_id, event, self.clock)
+        started = self.clock.monotonic()
         try:
-            status, result = await agent.process(event, ctx, durable=self._durable,
-                                                 retries=self.config.dispatch.commit_retries)
+            with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
+                status, result = await agent.process(event, ctx, durable=self._durable,
+                                                     retries=self.config.dispatch.commit_retries)
         except Exception as exc:
+            self.telemetry.increment(EVENTS_FAILED, type=event.type)
             error = f"{type(exc).__name__}: {exc}"
             log.warning("agent %s failed on event %s: %s", agent.agent_id, event.id, error)
             await self.dispatcher.drop(agent.agent_id, save=False)
             await self.lifecycle.record_failure(agent.agent_id, error)
             return AgentResult(agent.agent_id, "failed", error=error)
+        self.telemetry.increment(EVENTS_PROCESSED, type=event.type, status=status)
+        self.telemetry.histogram(HANDLING_DURATION, self.clock.monotonic() - started, type=event.type)
         lifecycle = self.lifecycle.get(agent.agent_id)
         if lifecycle is not None and lifecycle.restarts:
             await self.lifecycle.record_success(agent.agent_id)
@@ -495,7 +561,8 @@ class AgentOperatingSystem:
         records = await self.registry.find(capability=capability, agent_type=agent_type, state=state, limit=limit)
         return [{**r.to_dict(), "state": r.state, "live": self.dispatcher.is_live(r.id)} for r in records]
 
-    async def terminate_agent(self, agent_id: str, reason: str = "terminated on request") -> None:
+    async def terminate_agent(self, agent_id: str, reason: str = "terminated on request", *,
+                              actor: str = "kernel") -> None:
         """Stop an agent for good: it is saved, shut down, unsubscribed, and refuses further events."""
         await self._require_initialized()
         record = await self.registry.require(agent_id)
@@ -515,6 +582,7 @@ class AgentOperatingSystem:
         self.router.remove_agent(agent_id)
         self._pinned.pop(agent_id, None)
         self._deps.pop(agent_id, None)
+        await self._audit(actor, "agent.terminated", f"agent/{agent_id}", {"reason": reason})
 
     async def shutdown(self) -> None:
         """Stop background loops, save every live agent (dependents first), and close what the kernel opened."""

@@ -8,9 +8,10 @@ config; `aos_core.runtime` is the only place that picks them. Adapters raise the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from aos_core.events import AgentId, Event
 
@@ -318,3 +319,137 @@ class AuditLog(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# --- agent index (Table Storage on Azure) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIndexEntry:
+    """One agent as the lookup index knows it; `etag` is the version read (None on a new entry)."""
+
+    agent_id: str
+    agent_type: str
+    state: str
+    capabilities: tuple[str, ...] = ()
+    etag: str | None = None
+
+
+@runtime_checkable
+class AgentIndex(Protocol):
+    """Agents by id, with lookups by type, capability and lifecycle state that always agree with the entry."""
+
+    async def put(self, entry: AgentIndexEntry, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        """Write `entry` and its lookups atomically; return the new ETag. ConflictError on a stale `if_match`."""
+        ...
+
+    async def get(self, agent_id: str) -> AgentIndexEntry | None: ...
+
+    async def remove(self, agent_id: str, *, if_match: str | None = None) -> bool: ...
+
+    async def by_type(self, agent_type: str) -> list[AgentIndexEntry]: ...
+
+    async def by_capability(self, capability: str) -> list[AgentIndexEntry]: ...
+
+    async def by_state(self, state: str) -> list[AgentIndexEntry]: ...
+
+    async def close(self) -> None: ...
+
+
+# --- policy -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """What is about to happen: the action, who asks, and what it concerns."""
+
+    action: str  # e.g. "event.deliver", "agent.register", "spend"
+    caller: str | None = None
+    roles: frozenset[str] = frozenset()
+    agent_id: str | None = None
+    agent_type: str | None = None
+    event_type: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    category: str | None = None
+    subject: str | None = None  # for the audit entry; default the agent or the action
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision:
+    """`outcome`: allow (no rule objected), approve / escalate (a spending rule), or deny; with the rule's id."""
+
+    outcome: Literal["allow", "approve", "escalate", "deny"]
+    rule_id: str | None = None
+    reason: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome in ("allow", "approve")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "rule_id": self.rule_id, "reason": self.reason}
+
+
+class Policy(Protocol):
+    """Declarative rules evaluated before an action (services.governance.PolicyEngine)."""
+
+    def evaluate(self, request: PolicyRequest) -> PolicyDecision: ...
+
+    async def enforce(self, request: PolicyRequest) -> PolicyDecision:
+        """Evaluate; a deny is audited and raises aos_core.errors.PolicyDenied naming the rule."""
+        ...
+
+
+# --- idempotency --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The response saved for an idempotency key, replayed as is."""
+
+    status: int
+    body: JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+
+
+class IdempotencyKeys(Protocol):
+    """`Idempotency-Key` records for POST routes (services.reliability.IdempotencyStore)."""
+
+    async def begin(self, scope: str, key: str, request_hash: str) -> StoredResponse | None:
+        """Claim the key; the stored response of an earlier request with it, or None to go ahead.
+
+        Raises IdempotencyMismatch (another body used the key) or IdempotencyInProgress.
+        """
+        ...
+
+    async def save(self, scope: str, key: str, request_hash: str, status: int, body: JSON,
+                   headers: dict[str, str] | None = None) -> StoredResponse:
+        """Store the response for replays; returns the response that stands for the key."""
+        ...
+
+    async def release(self, scope: str, key: str) -> bool: ...
+
+
+# --- telemetry ----------------------------------------------------------------------------------
+
+
+class Telemetry(Protocol):
+    """Spans and metrics for the kernel (services.observability on OpenTelemetry; a no-op by default)."""
+
+    def span(self, name: str, *, parent: str | None = None, **attributes: Any) -> AbstractContextManager[Any]:
+        """A span around a block, child of the current span or of the W3C `parent` traceparent."""
+        ...
+
+    def event_span(self, name: str, event: Event, **attributes: Any) -> AbstractContextManager[Any]:
+        """A span about `event`, continuing the trace in `event.traceparent` when no span is current."""
+        ...
+
+    def inject(self, event: Event) -> Event:
+        """`event` carrying the current span's traceparent."""
+        ...
+
+    def increment(self, name: str, n: int = 1, **attributes: Any) -> None: ...
+
+    def histogram(self, name: str, value: float, **attributes: Any) -> None: ...

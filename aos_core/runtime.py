@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from importlib.metadata import entry_points
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aos_core.config import AOSConfig
 from aos_core.errors import ConfigError
-from aos_core.ports import Clock, EventBus, SecretStore, StateStore
+from aos_core.ports import AuditLog, Clock, EventBus, IdempotencyKeys, Policy, SecretStore, StateStore, Telemetry
 
 if TYPE_CHECKING:
     from aos_core.kernel import AgentOperatingSystem
@@ -67,6 +68,46 @@ def build_secret_store(config: AOSConfig) -> SecretStore:
     from services.secrets import build_secret_store as build
 
     return build(config.keyvault.url, client_id=config.keyvault.client_id)
+
+
+async def build_audit_log(config: AOSConfig, clock: Clock | None = None) -> AuditLog | None:
+    """The audit log `governance.audit_backend` selects (None for "none"); its HMAC key from the SecretStore."""
+    if config.governance.audit_backend == "none":
+        return None
+    from services.governance.factory import open_audit_log
+
+    secrets = build_secret_store(config) if config.governance.audit_hmac_secret else None
+    return await open_audit_log(config, secrets=secrets, clock=clock)
+
+
+def build_policy(config: AOSConfig, clock: Clock, audit: AuditLog | None) -> Policy | None:
+    """The rules of `governance.policies`, or None when there are none (nothing to evaluate)."""
+    if not config.governance.policies:
+        return None
+    from services.governance.policy import PolicyEngine
+
+    return PolicyEngine.from_config(config.governance.policies, clock=clock, audit=audit)
+
+
+def build_idempotency(config: AOSConfig, store: StateStore, clock: Clock) -> IdempotencyKeys:
+    from services.reliability.idempotency import IdempotencyStore
+
+    return IdempotencyStore(store, clock=clock, ttl=config.governance.idempotency_ttl)
+
+
+def build_telemetry(config: AOSConfig) -> Telemetry:
+    """OpenTelemetry hooks, exporting where the environment says (Application Insights, OTLP, or nowhere)."""
+    from services.observability.kernel_hooks import OpenTelemetryHooks
+    from services.observability.telemetry import configure_telemetry
+
+    configure_telemetry(config)
+    return OpenTelemetryHooks()
+
+
+def dependency_health() -> dict[str, Any]:
+    """Circuit breaker states by dependency, for the health route (empty when no breaker was ever used)."""
+    breakers = sys.modules.get("services.reliability.breaker")
+    return dict(breakers.breaker_states()) if breakers is not None else {}
 
 
 async def default_state_store() -> StateStore:
@@ -168,7 +209,8 @@ async def _warm_kernel() -> AgentOperatingSystem:
         if _warm is None:
             from aos_core.kernel import AgentOperatingSystem
 
-            aos = AgentOperatingSystem(AOSConfig(), hosted=True)
+            config = AOSConfig()
+            aos = AgentOperatingSystem(config, hosted=True, telemetry=build_telemetry(config))
             await aos.initialize()
             _warm = aos
             log.info("AOS kernel warm (storage %s, messaging %s)", aos.config.storage.backend,

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.azurite"]  # the session-scoped `azurite` fixture
+
 
 @pytest.fixture(autouse=True)
 def _isolated_aos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ top of this class; this module is the storage-backed core.
 from __future__ import annotations
 
 import copy
+import json
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
@@ -189,6 +190,26 @@ class ContextMCPServer:
         start = f"{self._key}/memory/{after:012d}" if after else None
         docs = await self.store.list(f"{self._key}/memory/", start_after=start, limit=limit)
         return [d.value for d in docs]
+
+    async def search_memory(self, query: str, *, limit: int = 20, scan: int = 10_000) -> list[dict[str, Any]]:
+        """Memory entries whose JSON text contains `query` (case-insensitive), newest first.
+
+        A linear scan of the last `scan` entries: memory is per agent and modest; an index can come later.
+        """
+        if not self._loaded:
+            await self.reload()
+        needle = query.casefold()
+        after = max(0, self._memory_count - scan)
+        found: list[dict[str, Any]] = []
+        while True:
+            page = await self.memory(after=after, limit=500)
+            for item in page:
+                if needle in json.dumps(item.get("entry"), ensure_ascii=False).casefold():
+                    found.append(item)
+            if len(page) < 500:
+                break
+            after = int(page[-1]["seq"])
+        return found[::-1][:limit]
 
     async def delete(self) -> None:
         """Remove the context and everything under it (when an agent is deleted for good)."""

@@ -1,4 +1,7 @@
-"""One contract for every StateStore/BlobStore implementation, run against each of them."""
+"""One contract for every StateStore/BlobStore implementation, run against each of them.
+
+`azure` is BlobStateStore on Azurite (the `azurite` session fixture); it starts each test from an empty account.
+"""
 
 from __future__ import annotations
 
@@ -17,16 +20,42 @@ from aos_core.errors import ConflictError, NotFoundError
 from aos_core.ports import BlobStore, StateStore
 from services.storage import InMemoryStateStore, SqliteStateStore
 
-Store = SqliteStateStore | InMemoryStateStore
+KINDS = ["sqlite", "memory", "azure"]
+Store = Any  # SqliteStateStore | InMemoryStateStore | BlobStateStore (the last is imported only for azure)
 
 
-def make_store(kind: str, folder: Path) -> Store:
-    return SqliteStateStore(folder / f"state-{uuid.uuid4().hex}.db") if kind == "sqlite" else InMemoryStateStore()
+def make_store(kind: str, folder: Path, connection_string: str | None = None) -> Store:
+    if kind == "sqlite":
+        return SqliteStateStore(folder / f"state-{uuid.uuid4().hex}.db")
+    if kind == "memory":
+        return InMemoryStateStore()
+    from services.storage.blob import BlobStateStore
+    from services.storage.connections import resolve_storage_connection
+
+    assert connection_string is not None
+    connection = resolve_storage_connection("AzureWebJobsStorage", {"AzureWebJobsStorage": connection_string})
+    return BlobStateStore(connection, container=f"state-{uuid.uuid4().hex[:12]}")
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+async def empty_account(connection_string: str) -> None:
+    """Delete every container, so blob listings in one test never see another test's containers."""
+    from azure.storage.blob.aio import BlobServiceClient
+
+    async with BlobServiceClient.from_connection_string(connection_string) as client:
+        names = [c.name async for c in client.list_containers()]
+        await asyncio.gather(*(client.delete_container(name) for name in names))
+
+
+def _connection_string(kind: str, request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("azurite").connection_string if kind == "azure" else None
+
+
+@pytest.fixture(params=KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s = make_store(request.param, tmp_path)
+    connection_string = _connection_string(request.param, request)
+    if connection_string is not None:
+        await empty_account(connection_string)
+    s = make_store(request.param, tmp_path, connection_string)
     yield s
     await s.close()
 
@@ -228,9 +257,9 @@ async def test_concurrent_read_modify_write_loses_no_update(store: Store) -> Non
             except ConflictError:
                 conflicts += 1
 
-    await asyncio.gather(*(increment() for _ in range(200)))
+    await asyncio.gather(*(increment() for _ in range(100)))
     doc = await store.get("counter")
-    assert doc is not None and doc.value == {"n": 200}
+    assert doc is not None and doc.value == {"n": 100}
     assert conflicts > 0
 
 
@@ -306,12 +335,16 @@ _json = st.recursive(
 _ops = st.lists(st.tuples(st.sampled_from(["put", "delete"]), _keys, _json), max_size=30)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+@pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_ops)
-def test_random_writes_match_a_dict_model(kind: str, tmp_path: Path, ops: list[tuple[str, str, Any]]) -> None:
+def test_random_writes_match_a_dict_model(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, ops: list[tuple[str, str, Any]]
+) -> None:
+    connection_string = _connection_string(kind, request)
+
     async def check() -> None:
-        store = make_store(kind, tmp_path)
+        store = make_store(kind, tmp_path, connection_string)  # azure: a new container per example
         model: dict[str, Any] = {}
         try:
             for op, key, value in ops:

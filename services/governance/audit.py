@@ -1,0 +1,140 @@
+"""The embedded AuditLog: an append-only SQLite table holding the hash chain (`data_dir/audit.db`).
+
+Appends go through SqliteDatabase's single writer thread, and each one reads the head and inserts in the
+same `BEGIN IMMEDIATE` transaction, so concurrent appenders (tasks, threads, or several processes on one
+file) always extend the chain one link at a time. Triggers refuse UPDATE and DELETE on entries; the head
+(last seq and hash) is kept in its own row, so a cut-off tail is detected too.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from aos_core.clock import SystemClock
+from aos_core.ports import JSON, AuditEntry, AuditVerification, Clock
+from services.governance.chain import GENESIS_HASH, ChainVerifier, canonical_json, make_entry
+from services.sqlite import SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_entries (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit_entries(actor, seq);
+CREATE INDEX IF NOT EXISTS audit_by_action ON audit_entries(action, seq);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_entries(subject, seq);
+CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_entries
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_entries
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+_COLUMNS = "seq, time, actor, action, subject, payload, payload_hash, prev_hash, hash"
+MAX_PAGE = 1000
+_VERIFY_PAGE = 5000
+_PAGE_SQL = f"SELECT {_COLUMNS} FROM audit_entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+
+
+def _row_entry(row: tuple[object, ...]) -> AuditEntry:
+    seq, time, actor, action, subject, payload, payload_digest, prev_hash, digest = row
+    return AuditEntry(seq=int(seq), time=datetime.fromisoformat(str(time)), actor=str(actor), action=str(action),  # type: ignore[arg-type]
+                      subject=str(subject), payload=json.loads(str(payload)), payload_hash=str(payload_digest),
+                      prev_hash=str(prev_hash), hash=str(digest))
+
+
+class SqliteAuditLog:
+    """AuditLog over SQLite. `hmac_key` (from the SecretStore) keys every entry hash; never logged."""
+
+    def __init__(self, path: str | Path, *, clock: Clock | None = None, hmac_key: bytes | str | None = None,
+                 synchronous: str = "NORMAL") -> None:
+        self.db = SqliteDatabase(path, schema=SCHEMA, synchronous=synchronous)
+        self.clock = clock or SystemClock()
+        self._key = hmac_key.encode("utf-8") if isinstance(hmac_key, str) else hmac_key
+
+    @property
+    def path(self) -> str:
+        return self.db.path
+
+    async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
+        """Append one entry and return it once committed. InvalidAuditEntry (nothing written) on bad input."""
+        now = self.clock.now()
+        key = self._key
+        # Validate and hash outside the transaction with a placeholder link, so bad input never reaches SQLite.
+        make_entry(1, now, actor, action, subject, payload, GENESIS_HASH, key)
+
+        def write(conn: sqlite3.Connection) -> AuditEntry:
+            head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+            entry = make_entry(seq, now, actor, action, subject, payload, prev, key)
+            conn.execute(f"INSERT INTO audit_entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (entry.seq, entry.time.isoformat(), entry.actor, entry.action, entry.subject,
+                          canonical_json(entry.payload).decode("utf-8"), entry.payload_hash, entry.prev_hash,
+                          entry.hash))
+            conn.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
+                         "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                         (entry.seq, entry.hash))
+            return entry
+
+        return await self.db.write(write)
+
+    async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,
+                      subject: str | None = None) -> list[AuditEntry]:
+        """Entries with seq > `after`, in seq order, at most `limit` (1..1000), filtered by exact values."""
+        if not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be an int >= 0, got {after!r}")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+        clauses: list[str] = ["seq > ?"]
+        params: list[object] = [after]
+        for column, value in (("actor", actor), ("action", action), ("subject", subject)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_COLUMNS} FROM audit_entries WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?"
+        rows = await self.db.read(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
+        return [_row_entry(row) for row in rows]
+
+    async def head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last entry as the log recorded it, or None when empty."""
+        row = await self.db.read(lambda conn: conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone())
+        return (int(row[0]), str(row[1])) if row else None
+
+    async def verify(self) -> AuditVerification:
+        """Check every entry up to the current head, page by page; names the first bad entry."""
+
+        def snapshot(conn: sqlite3.Connection) -> tuple[tuple[int, str] | None, int]:
+            head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            last = conn.execute("SELECT max(seq) FROM audit_entries").fetchone()[0]
+            return ((int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)), int(last or 0)
+
+        head, last = await self.db.read(snapshot)
+        verifier = ChainVerifier(self._key)
+        after = 0
+        while after < last:
+            rows = await self.db.read(lambda conn, a=after: conn.execute(_PAGE_SQL, (a, last, _VERIFY_PAGE)).fetchall())
+            if not rows:
+                break
+            for row in rows:
+                try:
+                    entry = _row_entry(row)
+                except (ValueError, TypeError):  # a field that no longer parses was tampered with
+                    verifier.fail_next("cannot be read (changed)")
+                    return verifier.result()
+                if not verifier.feed(entry):
+                    return verifier.result()
+            after = int(rows[-1][0])
+        return verifier.result(head)
+
+    async def close(self) -> None:
+        await self.db.close()

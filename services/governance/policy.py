@@ -1,0 +1,200 @@
+"""Declarative policies from config (`governance.policies`), evaluated before an action.
+
+Rule kinds (each has an `id` that denials and decisions name):
+
+- `event_types`: agents matching `agent` (glob on agent id or type) may only receive event types matching
+  one of `allow` (globs), and never one matching `deny`.
+- `roles`: actions matching `action` need a caller holding one of `any_of`.
+- `rate_limit`: at most `limit` actions matching `action` per `per` seconds for each caller matching `caller`
+  (token bucket on the Clock; per process, so on Functions each worker enforces its own share).
+- `spending`: for agents matching `agent` (and `category`), an amount up to `approval_threshold` is
+  approved, up to `limit` is escalated for a person's approval, above `limit` is denied.
+
+A denial raises PolicyDenied (a 403 problem body with the rule id and reason) and is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from aos_core.clock import SystemClock
+from aos_core.errors import ConfigError, PolicyDenied
+from aos_core.ports import AuditLog, Clock, PolicyDecision, PolicyRequest
+
+RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=RULE_ID)
+    description: str = ""
+
+
+class EventTypesRule(_Rule):
+    kind: Literal["event_types"]
+    agent: str = "*"
+    allow: tuple[str, ...] = ("*",)
+    deny: tuple[str, ...] = ()
+
+
+class RolesRule(_Rule):
+    kind: Literal["roles"]
+    action: str = "*"
+    any_of: tuple[str, ...] = Field(min_length=1)
+
+
+class RateLimitRule(_Rule):
+    kind: Literal["rate_limit"]
+    action: str = "*"
+    caller: str = "*"
+    limit: int = Field(ge=1)
+    per: float = Field(gt=0)
+
+
+class SpendingRule(_Rule):
+    kind: Literal["spending"]
+    agent: str = "*"
+    category: str = "*"
+    currency: str | None = None  # None: any currency
+    approval_threshold: float = Field(ge=0)
+    limit: float = Field(ge=0)
+
+
+Rule = Annotated[EventTypesRule | RolesRule | RateLimitRule | SpendingRule, Field(discriminator="kind")]
+_RULES = TypeAdapter(list[Rule])
+
+
+def load_rules(raw: Sequence[Mapping[str, Any]], where: str = "governance.policies") -> list[Rule]:
+    """Validate rule objects from config; ConfigError names the bad rule and field."""
+    try:
+        rules = _RULES.validate_python(list(raw))
+    except ValidationError as exc:
+        problems = "; ".join(f"{where}[{e['loc'][0]}]{''.join(f'.{p}' for p in e['loc'][2:])}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(problems) from None
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise ConfigError(f"{where}: rule id {rule.id!r} is used twice")
+        seen.add(rule.id)
+        if isinstance(rule, SpendingRule) and rule.limit < rule.approval_threshold:
+            raise ConfigError(f"{where}: rule {rule.id!r}: limit is below approval_threshold")
+    return rules
+
+
+def _match(pattern: str, *values: str | None) -> bool:
+    return any(v is not None and fnmatchcase(v, pattern) for v in values)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass
+class PolicyEngine:
+    """Evaluates the rules; `enforce` also audits denials and raises PolicyDenied."""
+
+    rules: list[Rule]
+    clock: Clock = field(default_factory=SystemClock)
+    audit: AuditLog | None = None
+    _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, policies: Iterable[Mapping[str, Any]], *, clock: Clock | None = None,
+                    audit: AuditLog | None = None) -> PolicyEngine:
+        """An engine for `config.governance.policies`."""
+        return cls(load_rules(list(policies)), clock or SystemClock(), audit)
+
+    def evaluate(self, request: PolicyRequest) -> PolicyDecision:
+        """The decision for `request`; rate limits spend a token only when nothing else denies."""
+        for rule in self.rules:
+            if isinstance(rule, RolesRule) and _match(rule.action, request.action):
+                if not request.roles & set(rule.any_of):
+                    return PolicyDecision("deny", rule.id, f"action {request.action!r} needs one of the roles "
+                                                           f"{', '.join(rule.any_of)}")
+            elif (isinstance(rule, EventTypesRule) and request.event_type is not None
+                  and _match(rule.agent, request.agent_id, request.agent_type)):
+                if any(fnmatchcase(request.event_type, p) for p in rule.deny) or not any(
+                        fnmatchcase(request.event_type, p) for p in rule.allow):
+                    return PolicyDecision("deny", rule.id, f"agent {request.agent_id or request.agent_type!r} may "
+                                                           f"not receive events of type {request.event_type!r}")
+        decision = PolicyDecision("allow")
+        if request.amount is not None:
+            decision = self._spending(request)
+            if decision.outcome == "deny":
+                return decision
+        for rule in self.rules:
+            if isinstance(rule, RateLimitRule) and _match(rule.action, request.action) and \
+                    _match(rule.caller, request.caller or "anonymous"):
+                if not self._take(rule, request.caller or "anonymous"):
+                    return PolicyDecision("deny", rule.id, f"rate limit of {rule.limit} per {rule.per:g} s "
+                                                           f"exceeded for {request.caller or 'anonymous'}")
+        return decision
+
+    def _spending(self, request: PolicyRequest) -> PolicyDecision:
+        amount = float(request.amount or 0)
+        if amount < 0:
+            return PolicyDecision("deny", "spending", "a spending amount must not be negative")
+        for rule in self.rules:
+            if not isinstance(rule, SpendingRule) or not _match(rule.agent, request.agent_id, request.agent_type):
+                continue
+            if not fnmatchcase(request.category or "", rule.category):
+                continue
+            if rule.currency is not None and request.currency != rule.currency:
+                continue
+            money = f"{amount:,.2f}{' ' + request.currency if request.currency else ''}"
+            if amount <= rule.approval_threshold:
+                return PolicyDecision("approve", rule.id, f"{money} is within the approval threshold "
+                                                          f"{rule.approval_threshold:,.2f}")
+            if amount <= rule.limit:
+                return PolicyDecision("escalate", rule.id, f"{money} is above the approval threshold "
+                                                           f"{rule.approval_threshold:,.2f}: needs approval")
+            return PolicyDecision("deny", rule.id, f"{money} is above the spending limit {rule.limit:,.2f}")
+        return PolicyDecision("allow")
+
+    def _take(self, rule: RateLimitRule, caller: str) -> bool:
+        now = self.clock.monotonic()
+        bucket = self._buckets.get((rule.id, caller))
+        if bucket is None:
+            bucket = self._buckets[(rule.id, caller)] = _Bucket(float(rule.limit), now)
+        bucket.tokens = min(float(rule.limit), bucket.tokens + (now - bucket.at) * rule.limit / rule.per)
+        bucket.at = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    async def enforce(self, request: PolicyRequest) -> PolicyDecision:
+        """Evaluate; on deny append a `policy.denied` audit entry and raise PolicyDenied naming the rule.
+
+        An escalation is returned (and audited as `policy.escalated`) for the caller to route for approval.
+        """
+        decision = self.evaluate(request)
+        if decision.outcome in ("deny", "escalate"):
+            seq = await self._audit(request, decision)
+            if decision.outcome == "deny":
+                raise PolicyDenied(decision.rule_id or "policy", decision.reason, seq)
+        return decision
+
+    async def _audit(self, request: PolicyRequest, decision: PolicyDecision) -> int | None:
+        if self.audit is None:
+            return None
+        subject = request.subject or (f"agent/{request.agent_id}" if request.agent_id else request.action)
+        payload = {"request": {k: v for k, v in _request_dict(request).items() if v is not None}, **decision.to_dict()}
+        action = "policy.escalated" if decision.outcome == "escalate" else "policy.denied"
+        entry = await self.audit.append(request.caller or "anonymous", action, subject, payload)
+        return entry.seq
+
+
+def _request_dict(request: PolicyRequest) -> dict[str, Any]:
+    return {"action": request.action, "caller": request.caller, "roles": sorted(request.roles) or None,
+            "agent_id": request.agent_id, "agent_type": request.agent_type, "event_type": request.event_type,
+            "amount": request.amount, "currency": request.currency, "category": request.category}

@@ -1,0 +1,175 @@
+"""The risk registry: risks with likelihood, impact, score, owner, mitigations, status and history.
+
+Stored as documents in the StateStore (`governance/risks/{id}`); every change is an ETag-guarded write that
+appends to the risk's history, and is audited when an AuditLog is given. The pydantic models are what the
+HTTP API accepts and returns (the OpenAPI document uses them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aos_core.clock import SystemClock, UuidIds
+from aos_core.errors import ConflictError, NotFoundError
+from aos_core.ports import AuditLog, Clock, IdFactory, StateStore
+
+PREFIX = "governance/risks/"
+RiskStatus = Literal["open", "mitigating", "accepted", "closed"]
+_Name = Field(min_length=1, max_length=200)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RiskCreate(_Model):
+    """A new risk, as an agent or a person raises it."""
+
+    title: str = _Name
+    description: str = Field(default="", max_length=5000)
+    category: str = Field(default="general", min_length=1, max_length=100)
+    likelihood: int = Field(ge=1, le=5, description="1 (rare) to 5 (almost certain)")
+    impact: int = Field(ge=1, le=5, description="1 (negligible) to 5 (severe)")
+    owner: str = _Name
+    mitigations: list[str] = Field(default_factory=list, max_length=50)
+
+
+class RiskUpdate(_Model):
+    """A partial change; unset fields stay as they are. `note` goes into the history."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    category: str | None = Field(default=None, min_length=1, max_length=100)
+    likelihood: int | None = Field(default=None, ge=1, le=5)
+    impact: int | None = Field(default=None, ge=1, le=5)
+    owner: str | None = Field(default=None, min_length=1, max_length=200)
+    mitigations: list[str] | None = Field(default=None, max_length=50)
+    status: Literal["open", "mitigating", "accepted"] | None = None  # closing is `close()`
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RiskChange(_Model):
+    at: datetime
+    actor: str
+    changes: dict[str, Any]  # field -> [old, new]
+    note: str | None = None
+
+
+class Risk(RiskCreate):
+    """A stored risk. `score` is likelihood x impact (1-25); `level` is low (<5), medium (<12), high."""
+
+    id: str
+    status: RiskStatus = "open"
+    score: int
+    level: Literal["low", "medium", "high"]
+    raised_by: str
+    created_at: datetime
+    updated_at: datetime
+    resolution: str | None = None
+    history: list[RiskChange] = Field(default_factory=list)
+
+
+def _level(score: int) -> Literal["low", "medium", "high"]:
+    return "low" if score < 5 else "medium" if score < 12 else "high"
+
+
+class RiskRegistry:
+    """Create, read, update, list and close risks over any StateStore."""
+
+    def __init__(self, store: StateStore, *, clock: Clock | None = None, ids: IdFactory | None = None,
+                 audit: AuditLog | None = None) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.ids = ids or UuidIds()
+        self.audit = audit
+
+    async def _record(self, actor: str, action: str, risk: Risk, payload: dict[str, Any]) -> None:
+        if self.audit is not None:
+            await self.audit.append(actor, action, f"risk/{risk.id}", payload)
+
+    async def create(self, data: RiskCreate | dict[str, Any], actor: str) -> Risk:
+        """Register a new risk raised by `actor`; ValidationError (nothing stored) on bad input."""
+        fields = data if isinstance(data, RiskCreate) else RiskCreate.model_validate(data)
+        now = self.clock.now()
+        score = fields.likelihood * fields.impact
+        risk = Risk(**fields.model_dump(), id=self.ids.new_id(), score=score, level=_level(score), raised_by=actor,
+                    created_at=now, updated_at=now,
+                    history=[RiskChange(at=now, actor=actor, changes={"status": [None, "open"]}, note="raised")])
+        await self.store.put(PREFIX + risk.id, risk.model_dump(mode="json"), if_none_match=True)
+        await self._record(actor, "risk.raised", risk, {"title": risk.title, "score": score, "owner": risk.owner})
+        return risk
+
+    async def _load(self, risk_id: str) -> tuple[Risk, str]:
+        if not isinstance(risk_id, str) or not risk_id or "/" in risk_id or len(risk_id) > 200:
+            raise NotFoundError(f"risk {risk_id!r} not found")
+        doc = await self.store.get(PREFIX + risk_id)
+        if doc is None:
+            raise NotFoundError(f"risk {risk_id!r} not found")
+        return Risk.model_validate(doc.value), doc.etag
+
+    async def get(self, risk_id: str) -> Risk:
+        """The risk; NotFoundError if there is none with this id."""
+        return (await self._load(risk_id))[0]
+
+    async def update(self, risk_id: str, patch: RiskUpdate | dict[str, Any], actor: str) -> Risk:
+        """Apply `patch`, recording old and new values in the history. A closed risk cannot change."""
+        change = patch if isinstance(patch, RiskUpdate) else RiskUpdate.model_validate(patch)
+        return await self._change(risk_id, actor, change.model_dump(exclude_unset=True, exclude={"note"}),
+                                  change.note, "risk.updated")
+
+    async def close(self, risk_id: str, actor: str, resolution: str) -> Risk:
+        """Close the risk with a resolution (why it no longer needs watching)."""
+        if not isinstance(resolution, str) or not resolution.strip() or len(resolution) > 2000:
+            raise ValueError("resolution must be 1-2000 characters")
+        return await self._change(risk_id, actor, {"status": "closed", "resolution": resolution}, None, "risk.closed")
+
+    async def _change(self, risk_id: str, actor: str, values: dict[str, Any], note: str | None, action: str) -> Risk:
+        for _ in range(5):  # lost an ETag race: re-read and re-apply
+            risk, etag = await self._load(risk_id)
+            if risk.status == "closed":
+                raise ConflictError(PREFIX + risk_id, "risk is closed")
+            current = risk.model_dump()
+            diff = {k: [current[k], v] for k, v in values.items() if current[k] != v}
+            if not diff and note is None:
+                return risk
+            merged = {**current, **values}
+            merged["score"] = merged["likelihood"] * merged["impact"]
+            merged["level"] = _level(merged["score"])
+            merged["updated_at"] = self.clock.now()
+            merged["history"] = [*current["history"],
+                                 {"at": merged["updated_at"], "actor": actor, "changes": diff, "note": note}]
+            try:
+                updated = Risk.model_validate(merged)
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
+            try:
+                await self.store.put(PREFIX + risk_id, updated.model_dump(mode="json"), if_match=etag)
+            except ConflictError:
+                continue
+            await self._record(actor, action, updated, {"changes": diff, "note": note})
+            return updated
+        raise ConflictError(PREFIX + risk_id, "too many concurrent updates")
+
+    async def list(self, *, status: str | None = None, owner: str | None = None, min_score: int | None = None,
+                   after: str | None = None, limit: int = 100) -> list[Risk]:
+        """Risks in id order after `after`, filtered; at most `limit` (1-1000)."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be from 1 to 1000")
+        out: list[Risk] = []
+        cursor = PREFIX + after if after else None
+        while len(out) < limit:
+            page = await self.store.list(PREFIX, start_after=cursor, limit=500)
+            if not page:
+                break
+            for doc in page:
+                risk = Risk.model_validate(doc.value)
+                if (status is None or risk.status == status) and (owner is None or risk.owner == owner) and \
+                        (min_score is None or risk.score >= min_score):
+                    out.append(risk)
+                    if len(out) == limit:
+                        break
+            cursor = page[-1].key
+        return out

@@ -1,0 +1,135 @@
+"""Spans and W3C trace context for AOS: one trace per event, from trigger to kernel to entity to agent.
+
+The trace context travels with the event itself (`Event.traceparent`) and, on Service Bus, in the message's
+`traceparent` application property, so a span started where the event is received continues the trace of
+the code that sent it. Uses the OpenTelemetry API only; what is exported is decided once by
+`configure_telemetry` (without it, spans are no-ops). Tests install their own provider with
+`use_tracer_provider` instead of the process-global one, which can only be set once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from aos_core.events import Event
+from aos_core.telemetry import (  # noqa: F401  (the span names live with the kernel, re-exported here)
+    SPAN_ENTITY,
+    SPAN_HANDLER,
+    SPAN_HTTP,
+    SPAN_PROCESS,
+    SPAN_PUBLISH,
+    SPAN_TRIGGER,
+)
+
+TRACER_NAME = "aos"
+_propagator = TraceContextTextMapPropagator()
+_provider: TracerProvider | None = None
+
+
+
+def use_tracer_provider(provider: TracerProvider | None) -> None:
+    """Spans go to `provider` (tests: an SDK provider with InMemorySpanExporter); None: the global one."""
+    global _provider
+    _provider = provider
+
+
+def tracer() -> trace.Tracer:
+    return (_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
+
+
+def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    # OpenTelemetry accepts str, bool, int, float and sequences of them; anything else is shown as text.
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        out[key] = value if isinstance(value, str | bool | int | float) else str(value)
+    return out
+
+
+@contextmanager
+def span(name: str, *, parent: Event | Mapping[str, Any] | str | None = None, kind: SpanKind = SpanKind.INTERNAL,
+         **attributes: Any) -> Iterator[Span]:
+    """A span around the block, child of the current span, or of `parent` (an Event, carrier or traceparent).
+
+    An exception escaping the block is recorded on the span and marks it as an error, then re-raised.
+    """
+    ctx = extract(parent) if parent is not None else None
+    with tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=_clean(attributes),
+                                        record_exception=True, set_status_on_exception=True) as current:
+        yield current
+
+
+def event_attributes(event: Event) -> dict[str, Any]:
+    """The attributes every span about one event carries (CloudEvents semantic conventions)."""
+    return {"cloudevents.event_id": event.id, "cloudevents.event_type": event.type,
+            "cloudevents.event_source": event.source, "cloudevents.event_subject": event.subject,
+            "aos.correlation_id": event.correlationid}
+
+
+@contextmanager
+def event_span(name: str, event: Event, *, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Iterator[Span]:
+    """A span about `event`: continues the trace in `event.traceparent` unless a span is already current."""
+    current = trace.get_current_span().get_span_context()
+    parent = event if not current.is_valid and event.traceparent else None
+    with span(name, parent=parent, kind=kind, **event_attributes(event), **attributes) as current_span:
+        yield current_span
+
+
+def mark_error(current: Span, message: str) -> None:
+    """Mark a span failed without an exception (a handler that returned a failure)."""
+    current.set_status(Status(StatusCode.ERROR, message))
+
+
+# --- W3C traceparent ---------------------------------------------------------------------------
+
+
+def current_traceparent() -> str | None:
+    """The `traceparent` of the current span, or None when no span is recording."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def inject(event: Event) -> Event:
+    """`event` carrying the current span's traceparent (unchanged when there is no current span)."""
+    traceparent = current_traceparent()
+    if traceparent is None or traceparent == event.traceparent:
+        return event
+    return event.model_copy(update={"traceparent": traceparent})
+
+
+def inject_properties(properties: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Add the current `traceparent` (and `tracestate`) to Service Bus application properties; returns them."""
+    _propagator.inject(properties)
+    return properties
+
+
+def extract(source: Event | Mapping[str, Any] | str | None) -> otel_context.Context:
+    """The context to parent a span on: from an Event, a carrier (message properties, HTTP headers) or a string."""
+    if source is None:
+        return otel_context.Context()
+    if isinstance(source, Event):
+        carrier: Mapping[str, Any] = {"traceparent": source.traceparent} if source.traceparent else {}
+    elif isinstance(source, str):
+        carrier = {"traceparent": source}
+    else:
+        # Service Bus hands properties with bytes keys and values; HTTP headers vary in case.
+        carrier = {(k.decode() if isinstance(k, bytes) else str(k)).lower():
+                   (v.decode() if isinstance(v, bytes) else str(v)) for k, v in source.items()}
+    return _propagator.extract(carrier, context=otel_context.Context())
+
+
+def trace_ids() -> tuple[str | None, str | None]:
+    """(trace id, span id) of the current span as hex, for logs; (None, None) outside a span."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None, None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")

@@ -1,0 +1,41 @@
+"""Reliability mechanisms every adapter shares: circuit breakers, retries, timeouts, idempotency, state machines."""
+
+from __future__ import annotations
+
+from services.reliability.breaker import (
+    CircuitBreaker,
+    CircuitOpenError,
+    breaker_states,
+    clear_breakers,
+    get_breaker,
+)
+from services.reliability.idempotency import (
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    IdempotencyStore,
+    StoredResponse,
+    request_hash,
+)
+from services.reliability.retry import is_transient, retry_async, retry_sync
+from services.reliability.state_machine import InvalidTriggerError, StateMachine
+from services.reliability.timeouts import OperationTimeoutError, with_timeout
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "IdempotencyInProgress",
+    "IdempotencyMismatch",
+    "IdempotencyStore",
+    "InvalidTriggerError",
+    "OperationTimeoutError",
+    "StateMachine",
+    "StoredResponse",
+    "breaker_states",
+    "clear_breakers",
+    "get_breaker",
+    "is_transient",
+    "request_hash",
+    "retry_async",
+    "retry_sync",
+    "with_timeout",
+]

@@ -1,0 +1,90 @@
+"""A session-scoped Azurite (the Azure Storage emulator) from the repo's own package.json.
+
+Registered in tests/conftest.py through `pytest_plugins`. Azurite listens on loopback, on free ports, with its
+data in a temp folder, and is stopped at the end of the session. Tests that use the fixture are skipped with
+a clear message only when Node.js is missing; a missing `node_modules` is installed with `npm install`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.storage.connections import development_connection_string
+
+REPO = Path(__file__).resolve().parent.parent
+AZURITE = REPO / "node_modules" / ".bin" / "azurite"
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Azurite:
+    host: str
+    ports: dict[str, int]
+
+    @property
+    def connection_string(self) -> str:
+        """An explicit development-account connection string for this instance."""
+        return development_connection_string(self.host, self.ports)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """A running Azurite with blob, queue and table services; skipped only when Node.js is missing."""
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed: the Azure Storage tests need Azurite (npm package) to run")
+    if not AZURITE.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed: cannot install Azurite from package.json")
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO, check=True)
+    ports = {"blob": _free_port(), "queue": _free_port(), "table": _free_port()}
+    workspace = tempfile.mkdtemp(prefix="azurite-")
+    command = [
+        str(AZURITE), "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--location", workspace,
+        "--blobHost", "127.0.0.1", "--blobPort", str(ports["blob"]),
+        "--queueHost", "127.0.0.1", "--queuePort", str(ports["queue"]),
+        "--tableHost", "127.0.0.1", "--tablePort", str(ports["table"]),
+    ]
+    process = subprocess.Popen(command, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        # Waiting for a child process to open its ports is real time by nature; the tests themselves never sleep.
+        while not all(_listening(port) for port in ports.values()):
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise RuntimeError(f"Azurite exited with {process.returncode}: {stderr[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Azurite did not listen on {ports} within {START_TIMEOUT:.0f} s")
+            time.sleep(0.05)
+        yield Azurite("127.0.0.1", ports)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
+        shutil.rmtree(workspace, ignore_errors=True)

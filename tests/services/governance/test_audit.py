@@ -1,0 +1,182 @@
+"""SqliteAuditLog: append-only, concurrent appenders, paging, and tamper detection on the real file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from aos_core.ports import AuditLog
+from aos_core.testing import ManualClock
+from services.governance.audit import SqliteAuditLog
+from services.governance.chain import InvalidAuditEntry, entry_hash, payload_hash
+
+
+@pytest.fixture
+async def log(tmp_path: Path) -> AsyncIterator[SqliteAuditLog]:
+    audit = SqliteAuditLog(tmp_path / "audit.db", clock=ManualClock())
+    yield audit
+    await audit.close()
+
+
+async def fill(audit: SqliteAuditLog, n: int) -> None:
+    for i in range(n):
+        await audit.append("kernel", "event.accepted", f"event/e{i}", {"i": i})
+
+
+def tamper(path: Path, *statements: str | tuple[str, tuple[object, ...]]) -> None:
+    """What someone with write access to the file could do: drop the guard triggers and edit rows."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("DROP TRIGGER audit_no_delete")
+    for statement in statements:
+        sql, params = statement if isinstance(statement, tuple) else (statement, ())
+        conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+async def reverify(path: Path, key: bytes | None = None) -> tuple[bool, int | None, str | None]:
+    audit = SqliteAuditLog(path, hmac_key=key)
+    try:
+        result = await audit.verify()
+    finally:
+        await audit.close()
+    return result.ok, result.first_bad_seq, result.reason
+
+
+async def test_append_links_entries_and_implements_the_port(log: SqliteAuditLog) -> None:
+    assert isinstance(log, AuditLog)
+    first = await log.append("api:alice", "agent.registered", "agent/ceo", {"type": "ceo"})
+    second = await log.append("kernel", "event.accepted", "event/1")
+    assert (first.seq, second.seq) == (1, 2)
+    assert second.prev_hash == first.hash
+    assert first.payload == {"type": "ceo"} and second.payload is None
+    result = await log.verify()
+    assert (result.ok, result.count) == (True, 2)
+
+
+async def test_entries_page_and_filter(log: SqliteAuditLog) -> None:
+    await fill(log, 5)
+    await log.append("policy", "policy.denied", "agent/cfo", {"rule": "spend-1"})
+    page = await log.entries(after=2, limit=2)
+    assert [e.seq for e in page] == [3, 4]
+    denied = await log.entries(action="policy.denied")
+    assert [(e.seq, e.actor, e.subject) for e in denied] == [(6, "policy", "agent/cfo")]
+    assert [e.seq for e in await log.entries(subject="event/e1")] == [2]
+    assert await log.entries(actor="nobody") == []
+    with pytest.raises(ValueError):
+        await log.entries(limit=0)
+    with pytest.raises(ValueError):
+        await log.entries(after=-1)
+
+
+async def test_bad_input_writes_nothing(log: SqliteAuditLog) -> None:
+    with pytest.raises(InvalidAuditEntry):
+        await log.append("", "x", "y")
+    with pytest.raises(InvalidAuditEntry):
+        await log.append("a", "x", "y", {"bad": float("inf")})
+    with pytest.raises(InvalidAuditEntry):
+        await log.append("a", "x", "y", {"bad": {1, 2}})
+    assert await log.entries() == []
+
+
+async def test_rows_cannot_be_updated_or_deleted_through_sql(log: SqliteAuditLog, tmp_path: Path) -> None:
+    await fill(log, 1)
+    conn = sqlite3.connect(tmp_path / "audit.db")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE audit_entries SET actor = 'x'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM audit_entries")
+    conn.close()
+
+
+async def test_concurrent_appenders_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    a, b = SqliteAuditLog(path), SqliteAuditLog(path)  # two connections, like two worker processes
+    try:
+        await asyncio.gather(*(log.append(f"w{i % 2}", "event.accepted", f"event/{i}", {"i": i})
+                               for i, log in enumerate([a, b] * 50)))
+        result = await a.verify()
+        assert (result.ok, result.count) == (True, 100)
+        assert [e.seq for e in await b.entries(limit=1000)] == list(range(1, 101))
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("time", "2030-01-01T00:00:00.000000+00:00"),
+    ("actor", "mallory"),
+    ("action", "event.rejected"),
+    ("subject", "event/forged"),
+    ("payload", json.dumps({"i": 999})),
+    ("payload_hash", payload_hash({"i": 999})),
+    ("prev_hash", "a" * 64),
+    ("hash", "b" * 64),
+    ("time", "not a time"),
+])
+async def test_changing_a_field_is_detected_and_named(log: SqliteAuditLog, tmp_path: Path, column: str,
+                                                      value: str) -> None:
+    await fill(log, 6)
+    await log.close()
+    tamper(tmp_path / "audit.db", (f"UPDATE audit_entries SET {column} = ? WHERE seq = 4", (value,)))
+    ok, bad, reason = await reverify(tmp_path / "audit.db")
+    assert (ok, bad) == (False, 4), reason
+    assert "entry 4" in (reason or "")
+
+
+async def test_changing_seq_deleting_inserting_and_reordering(tmp_path: Path) -> None:
+    cases: dict[str, Callable[[Path], None]] = {
+        "delete middle": lambda p: tamper(p, "DELETE FROM audit_entries WHERE seq = 3"),
+        "delete last": lambda p: tamper(p, "DELETE FROM audit_entries WHERE seq = 6"),
+        "renumber": lambda p: tamper(p, "UPDATE audit_entries SET seq = 60 WHERE seq = 3"),
+        # swap two rows' contents, keeping seq numbers: prev_hash links break at 3
+        "reorder": lambda p: tamper(
+            p, "UPDATE audit_entries SET seq = -3 WHERE seq = 3", "UPDATE audit_entries SET seq = 3 WHERE seq = 4",
+            "UPDATE audit_entries SET seq = 4 WHERE seq = -3"),
+        "insert at end": lambda p: tamper(p, (
+            "INSERT INTO audit_entries SELECT 7, time, actor, action, subject, payload, payload_hash, hash, "
+            "hash FROM audit_entries WHERE seq = 6", ())),
+    }
+    expected = {"delete middle": 3, "delete last": 6, "renumber": 3, "reorder": 3, "insert at end": 7}
+    for name, attack in cases.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.db"
+        audit = SqliteAuditLog(path, clock=ManualClock())
+        await fill(audit, 6)
+        await audit.close()
+        attack(path)
+        ok, bad, reason = await reverify(path)
+        assert (ok, bad) == (False, expected[name]), f"{name}: {reason}"
+
+
+async def test_insertion_in_the_middle_with_a_recomputed_link(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    key = b"from-key-vault"
+    audit = SqliteAuditLog(path, clock=ManualClock(), hmac_key=key)
+    await fill(audit, 5)
+    entries = await audit.entries()
+    await audit.close()
+    two = entries[1]
+    # A forger without the key links a new entry 3 to entry 2 and shifts 3..5 up by one.
+    forged_hash = entry_hash(3, two.time, "mallory", "decision.taken", "x", payload_hash(None), two.hash)
+    tamper(path, "UPDATE audit_entries SET seq = seq + 100 WHERE seq >= 3",
+           "UPDATE audit_entries SET seq = seq - 99 WHERE seq >= 100",
+           ("INSERT INTO audit_entries VALUES (3, ?, 'mallory', 'decision.taken', 'x', 'null', ?, ?, ?)",
+            (two.time.isoformat(), payload_hash(None), two.hash, forged_hash)))
+    assert (await reverify(path, key))[:2] == (False, 3)  # the keyed hash names the forged entry itself
+    assert (await reverify(path))[:2] == (False, 1)  # and without the key nothing verifies
+
+
+async def test_appends_continue_the_chain_after_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    for _ in range(2):
+        audit = SqliteAuditLog(path, hmac_key="k")
+        await fill(audit, 3)
+        await audit.close()
+    ok, bad, _ = await reverify(path, b"k")
+    assert (ok, bad) == (True, None)

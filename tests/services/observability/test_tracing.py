@@ -1,0 +1,80 @@
+"""Trace context across the AOS hops with the real OpenTelemetry SDK and its in-memory exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from aos_core.events import Event
+from services.messaging.cloudevents_amqp import TRACEPARENT_PROPERTY, application_properties, event_from_message
+from services.observability import tracing
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    yield exporter
+    tracing.use_tracer_provider(None)
+    provider.shutdown()
+
+
+def test_one_trace_from_http_to_handler_and_into_the_published_message(exporter: InMemorySpanExporter) -> None:
+    incoming = Event(type="order.created", data={"n": 1}, correlationid="conv-1")
+    with tracing.span(tracing.SPAN_HTTP, kind=SpanKind.SERVER, **{"http.route": "/api/events"}):
+        event = tracing.inject(incoming)  # the trigger stamps the event before handing it on
+    assert event.traceparent is not None and incoming.traceparent is None
+    # The kernel, entity and handler may run later, elsewhere: they continue from the event.
+    with tracing.event_span(tracing.SPAN_PROCESS, event), tracing.span(tracing.SPAN_ENTITY, agent="cfo"):
+        with tracing.span(tracing.SPAN_HANDLER, agent="cfo"):
+            reply = tracing.inject(Event(type="budget.reviewed", correlationid=event.correlationid))
+            props = application_properties(reply)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {tracing.SPAN_HTTP, tracing.SPAN_PROCESS, tracing.SPAN_ENTITY, tracing.SPAN_HANDLER}
+    trace_ids = {s.context.trace_id for s in spans.values()}
+    assert len(trace_ids) == 1
+    trace_hex = format(trace_ids.pop(), "032x")
+    assert spans[tracing.SPAN_PROCESS].parent.span_id == spans[tracing.SPAN_HTTP].context.span_id
+    assert spans[tracing.SPAN_HANDLER].parent.span_id == spans[tracing.SPAN_ENTITY].context.span_id
+    assert spans[tracing.SPAN_PROCESS].attributes["cloudevents.event_type"] == "order.created"
+    assert spans[tracing.SPAN_PROCESS].attributes["aos.correlation_id"] == "conv-1"
+    # The Service Bus message carries the same trace, and a receiver continues it.
+    assert props[TRACEPARENT_PROPERTY].split("-")[1] == trace_hex
+    received = event_from_message(reply.to_json().encode(), content_type="application/cloudevents+json",
+                                  application_properties={k.encode(): v.encode() for k, v in props.items()})
+    with tracing.event_span(tracing.SPAN_TRIGGER, received) as consumer:
+        assert format(consumer.get_span_context().trace_id, "032x") == trace_hex
+
+
+def test_inject_and_extract_message_properties(exporter: InMemorySpanExporter) -> None:
+    with tracing.span("send") as sender:
+        props = tracing.inject_properties({"cloudEvents_type": "x"})
+    assert "traceparent" in props
+    with tracing.span("receive", parent={b"traceparent": props["traceparent"].encode()}) as receiver:
+        assert receiver.get_span_context().trace_id == sender.get_span_context().trace_id
+    with tracing.span("from-header", parent={"TraceParent": props["traceparent"]}) as other:
+        assert other.get_span_context().trace_id == sender.get_span_context().trace_id
+
+
+def test_errors_are_recorded_on_the_span(exporter: InMemorySpanExporter) -> None:
+    with pytest.raises(KeyError), tracing.span("failing", attempt=1, payload={"x": 1}, skipped=None):
+        raise KeyError("boom")
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.events[0].name == "exception"
+    assert span.attributes["payload"] == "{'x': 1}" and "skipped" not in span.attributes
+
+
+def test_without_a_span_nothing_is_injected(exporter: InMemorySpanExporter) -> None:
+    event = Event(type="x")
+    assert tracing.inject(event) is event
+    assert tracing.current_traceparent() is None
+    assert tracing.trace_ids() == (None, None)
+
