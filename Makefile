@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 .PHONY: run test lint bench clean
 
 run: $(PY_STAMP)
-	$(BIN)/aos run --config examples/config --events examples/events
+	AOS_CONFIG_DIR=examples/config $(BIN)/aos serve
 
 test: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .

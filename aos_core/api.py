@@ -6,6 +6,7 @@ invalid, 401/403 auth, 404 unknown, 409 conflict, 413 too large); only a broken 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -18,11 +19,22 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from aos_core import api_models as m
 from aos_core.auth import AuthError, Caller, identify
-from aos_core.errors import AgentUnavailableError, ConfigError, ConflictError, NotFoundError, RegistrationError
+from aos_core.errors import (
+    AgentUnavailableError,
+    ConfigError,
+    ConflictError,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    NotFoundError,
+    PolicyDenied,
+    RegistrationError,
+)
 from aos_core.event_records import EventRecord
 from aos_core.events import Event, validate_id
 from aos_core.lifecycle import AgentState
-from aos_core.ports import Dispatcher
+from aos_core.ports import Dispatcher, PolicyRequest
+from aos_core.runtime import dependency_health
+from aos_core.telemetry import SPAN_HTTP, SPAN_TRIGGER
 
 if TYPE_CHECKING:
     from aos_core.kernel import AgentOperatingSystem
@@ -53,6 +65,10 @@ class ApiResponse:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     media_type: str = "application/json"
+
+    @classmethod
+    def problem_body(cls, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> ApiResponse:
+        return cls(status, body, headers or {}, "application/problem+json")
 
     def body_bytes(self) -> bytes:
         return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
@@ -87,7 +103,7 @@ Handler = Callable[["AgentOperatingSystem", ApiRequest, Caller], Awaitable[ApiRe
 class Operation:
     handler: Handler
     role: str | None  # None: anonymous
-    has_body: bool = False
+    has_body: bool = False  # a POST/PATCH: size-limited, and replayable by `Idempotency-Key`
 
 
 async def handle(aos: AgentOperatingSystem, operation: str, request: ApiRequest, *,
@@ -96,18 +112,37 @@ async def handle(aos: AgentOperatingSystem, operation: str, request: ApiRequest,
     op = OPERATIONS[operation]
     if remote is not None:
         aos.remote = remote
+    with aos.telemetry.span(SPAN_HTTP, parent=request.headers.get("traceparent"), **{
+            "http.request.method": request.method, "aos.operation": operation}):
+        return await _authorized(aos, operation, op, request)
+
+
+async def _authorized(aos: AgentOperatingSystem, operation: str, op: Operation, request: ApiRequest) -> ApiResponse:
     try:
         caller = identify(request.headers, aos.config.auth, anonymous=op.role is None)
         if op.role is not None and not caller.can(op.role):
+            detail = (f"{operation} needs the {op.role!r} role; the caller has "
+                      f"{', '.join(sorted(caller.roles)) or 'no roles'}")
             log.warning("denied %s to %s (%s): needs role %s", operation, caller.name, caller.via, op.role)
-            raise Problem(403, "Forbidden", f"{operation} needs the {op.role!r} role; the caller has "
-                          f"{', '.join(sorted(caller.roles)) or 'no roles'}")
+            if aos.audit is not None:
+                await aos.audit.append(caller.name, "auth.denied", f"api/{operation}",
+                                       {"via": caller.via, "roles": sorted(caller.roles), "needs": op.role})
+            raise Problem(403, "Forbidden", detail)
         if op.has_body and len(request.body) > aos.config.api.max_body_bytes:
             raise Problem(413, "Body too large", f"the body is {len(request.body)} bytes; the limit is "
                           f"{aos.config.api.max_body_bytes}")
+        key = request.headers.get("idempotency-key")
+        if op.has_body and key is not None:
+            return await _idempotent(aos, operation, op, request, caller, key)
         return await op.handler(aos, request, caller)
     except Problem as problem:
         return problem.response()
+    except PolicyDenied as denied:
+        return ApiResponse.problem_body(403, denied.problem())
+    except IdempotencyMismatch as exc:
+        return Problem(422, "Idempotency key reused", str(exc)).response()
+    except IdempotencyInProgress as exc:
+        return Problem(409, "Conflict", str(exc), headers={"Retry-After": f"{math.ceil(exc.retry_after)}"}).response()
     except AuthError as exc:
         return Problem(401, "Unauthorized", str(exc)).response()
     except NotFoundError as exc:
@@ -120,6 +155,35 @@ async def handle(aos: AgentOperatingSystem, operation: str, request: ApiRequest,
         log.exception("API operation %s failed", operation)
         return Problem(503, "Unavailable", "the operation failed on the server; it is safe to retry",
                        headers={"Retry-After": "1"}).response()
+
+
+async def _idempotent(aos: AgentOperatingSystem, operation: str, op: Operation, request: ApiRequest, caller: Caller,
+                      key: str) -> ApiResponse:
+    # The first request with a key runs; a replay with the same body gets its response back, another body a 422.
+    if not 0 < len(key) <= 255:
+        raise Problem(400, "Invalid request", "Idempotency-Key must be 1 to 255 characters")
+    scope = f"{operation}:{'/'.join(f'{k}={v}' for k, v in sorted(request.route_params.items()))}:{caller.name}"
+    fingerprint = hashlib.sha256(request.body).hexdigest()
+    stored = await aos.idempotency.begin(scope, key, fingerprint)
+    if stored is not None:
+        media = "application/problem+json" if stored.status >= 400 else "application/json"
+        return ApiResponse(stored.status, stored.body, {**stored.headers, "Idempotent-Replayed": "true"}, media)
+    try:
+        response = await op.handler(aos, request, caller)
+    except BaseException:
+        await aos.idempotency.release(scope, key)
+        raise
+    if response.status >= 500:  # not an answer worth replaying: let the client retry for real
+        await aos.idempotency.release(scope, key)
+    else:
+        await aos.idempotency.save(scope, key, fingerprint, response.status, response.body, response.headers)
+    return response
+
+
+async def enforce(aos: AgentOperatingSystem, caller: Caller, action: str, **fields: Any) -> None:
+    """Check the policies for an action a caller asks for (PolicyDenied -> 403, audited by the engine)."""
+    if aos.policy is not None:
+        await aos.policy.enforce(PolicyRequest(action, caller=caller.name, roles=caller.roles, **fields))
 
 
 def startup_failure(exc: BaseException) -> ApiResponse:
@@ -200,7 +264,8 @@ def _agent_info(info: dict[str, Any]) -> dict[str, Any]:
 
 
 async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count}
+    checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count,
+                              "breakers": dependency_health()}
     if request.query.get("ready", "").lower() in ("1", "true"):
         try:
             await aos.store.get("health/ready-probe")
@@ -224,7 +289,9 @@ async def post_events(aos: AgentOperatingSystem, request: ApiRequest, caller: Ca
     events = parsed if isinstance(parsed, list) else [parsed]
     if not events or len(events) > aos.config.api.max_batch:
         raise Problem(400, "Invalid request", f"a batch holds 1 to {aos.config.api.max_batch} events")
-    records = [await aos.submit(event) for event in events]
+    for event in events:
+        await enforce(aos, caller, "event.submit", event_type=event.type, subject=f"event/{event.id}")
+    records = [await aos.submit(aos.telemetry.inject(event), actor=caller.name) for event in events]
     return await _answer(aos, records, wait, batch=isinstance(parsed, list))
 
 
@@ -265,7 +332,9 @@ async def create_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: C
                           f"{' (terminated)' if existing.state == AgentState.TERMINATED else ''} with another "
                           "definition; choose another id")
         return ApiResponse(200, _agent_info(await aos.get_agent(spec.id)), {"Location": f"/api/agents/{spec.id}"})
-    await aos.register_agent(spec.type, agent_id=spec.id, config=config, depends_on=spec.depends_on)
+    await enforce(aos, caller, "agent.register", agent_id=spec.id, agent_type=spec.type)
+    await aos.register_agent(spec.type, agent_id=spec.id, config=config, depends_on=spec.depends_on,
+                             actor=caller.name)
     log.info("agent %s (%s) registered by %s", spec.id, spec.type, caller.name)
     return ApiResponse(201, _agent_info(await aos.get_agent(spec.id)), {"Location": f"/api/agents/{spec.id}"})
 
@@ -285,7 +354,8 @@ async def delete_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: C
     agent_id = _agent_id(request)
     info = await aos.get_agent(agent_id)  # 404 before anything changes
     if info["state"] != AgentState.TERMINATED:
-        await aos.terminate_agent(agent_id, reason=f"terminated over HTTP by {caller.name}")
+        await enforce(aos, caller, "agent.terminate", agent_id=agent_id, agent_type=info["type"])
+        await aos.terminate_agent(agent_id, reason=f"terminated over HTTP by {caller.name}", actor=caller.name)
         log.info("agent %s terminated by %s", agent_id, caller.name)
     return ApiResponse(200, _agent_info(await aos.get_agent(agent_id)))
 
@@ -299,8 +369,9 @@ async def post_message(aos: AgentOperatingSystem, request: ApiRequest, caller: C
         event = Event(source=f"/api/agents/{agent_id}/messages", subject=agent_id, **fields)
     except ValidationError as exc:
         raise _invalid(exc, "message") from None
-    await aos.registry.require(agent_id)  # 404 for an unknown agent, before anything is recorded
-    record = await aos.submit(event, to_agent=agent_id)
+    target = await aos.registry.require(agent_id)  # 404 for an unknown agent, before anything is recorded
+    await enforce(aos, caller, "message.send", agent_id=agent_id, agent_type=target.type, event_type=event.type)
+    record = await aos.submit(aos.telemetry.inject(event), to_agent=agent_id, actor=caller.name)
     return await _answer(aos, [record], wait, batch=False)
 
 
@@ -312,11 +383,43 @@ async def get_context(aos: AgentOperatingSystem, request: ApiRequest, caller: Ca
     return ApiResponse(200, context)
 
 
+def _audit_log(aos: AgentOperatingSystem) -> Any:
+    if aos.audit is None:
+        raise Problem(404, "Not found", "this host keeps no audit log (governance.audit_backend is none)")
+    return aos.audit
+
+
+def _int_param(request: ApiRequest, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name, str(default))
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Problem(400, "Invalid request", f"{name} must be an integer from {low} to {high}, not {raw!r}")
+    return int(raw)
+
+
+async def list_audit(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    audit = _audit_log(aos)
+    after = _int_param(request, "after", 0, 0, 2**62)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    entries = await audit.entries(after=after, limit=limit, actor=request.query.get("actor") or None,
+                                  action=request.query.get("action") or None,
+                                  subject=request.query.get("subject") or None)
+    items = [entry.to_dict() for entry in entries]
+    body: dict[str, Any] = {"entries": items}
+    if len(items) == limit:
+        body["next"] = f"/api/audit?after={items[-1]['seq']}&limit={limit}"
+    return ApiResponse(200, body)
+
+
+async def verify_audit(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    return ApiResponse(200, (await _audit_log(aos).verify()).to_dict())
+
+
 async def tick(aos: AgentOperatingSystem, remote: Dispatcher | None = None) -> list[str]:
     """The timer trigger: fire what is due now; returns the ids of the events it emitted."""
     if remote is not None:
         aos.remote = remote
-    return [event.id for event in await aos.tick()]
+    with aos.telemetry.span(SPAN_TRIGGER, trigger="timer"):
+        return [event.id for event in await aos.tick()]
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -330,4 +433,14 @@ OPERATIONS: dict[str, Operation] = {
     "delete_agent": Operation(delete_agent, "admin"),
     "post_message": Operation(post_message, "operator", has_body=True),
     "get_context": Operation(get_context, "reader"),
+    "list_audit": Operation(list_audit, "reader"),
+    "verify_audit": Operation(verify_audit, "reader"),
 }
+
+
+def register_operations(operations: dict[str, Operation]) -> None:
+    """Add the operations of a service area (e.g. services.governance.routes); a name may be taken once."""
+    taken = OPERATIONS.keys() & operations.keys()
+    if taken:
+        raise ValueError(f"API operations already registered: {', '.join(sorted(taken))}")
+    OPERATIONS.update(operations)

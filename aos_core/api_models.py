@@ -108,6 +108,30 @@ class AgentContextOut(_Out):
     state: dict[str, Any]
 
 
+class AuditEntryOut(_Out):
+    seq: int
+    time: str
+    actor: str
+    action: str
+    subject: str
+    payload: Any = None
+    payload_hash: str
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(_Out):
+    entries: list[AuditEntryOut]
+    next: str | None = Field(default=None, description="the URL of the next page, when this one is full")
+
+
+class AuditVerificationOut(_Out):
+    ok: bool
+    count: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
 class Health(_Out):
     status: Literal["ok", "unavailable"]
     checks: dict[str, Any] = Field(default_factory=dict)
@@ -118,7 +142,18 @@ class Health(_Out):
 _JSON = "application/json"
 _PROBLEM = "application/problem+json"
 _MODELS: list[type[BaseModel]] = [Event, AgentCreate, MessageIn, Problem, AgentResultOut, EventAccepted,
-                                  EventStatus, EventBatch, AgentInfo, AgentList, AgentContextOut, Health]
+                                  EventStatus, EventBatch, AgentInfo, AgentList, AgentContextOut, Health,
+                                  AuditEntryOut, AuditPage, AuditVerificationOut]
+_REQUEST_MODELS: set[type[BaseModel]] = {Event, AgentCreate, MessageIn}
+_EXTRA_PATHS: dict[str, Any] = {}
+
+
+def register_paths(paths: dict[str, Any], models: list[type[BaseModel]], *, requests: tuple[type[BaseModel], ...] = ()
+                   ) -> None:
+    """Describe the routes a service area adds (see aos_core.api.register_operations) in the document."""
+    _EXTRA_PATHS.update(paths)
+    _MODELS.extend(m for m in models if m not in _MODELS)
+    _REQUEST_MODELS.update(requests)
 
 
 def _ref(model: type[BaseModel] | str) -> dict[str, str]:
@@ -129,9 +164,29 @@ def _content(schema: dict[str, Any], media: str = _JSON) -> dict[str, Any]:
     return {"content": {media: {"schema": schema}}}
 
 
+def ref(model: type[BaseModel] | str) -> dict[str, str]:
+    """A `$ref` to a component schema (for service areas describing their routes)."""
+    return _ref(model)
+
+
+def problems(*codes: int) -> dict[str, Any]:
+    """Problem responses for the given status codes."""
+    return _problems(*codes)
+
+
+def ok(code: int, description: str, model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    """A JSON success response."""
+    return _ok(code, description, model)
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A required JSON request body of `model`."""
+    return {"required": True, **_content(_ref(model))}
+
+
 def _problems(*codes: int) -> dict[str, Any]:
     titles = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-              413: "Body too large", 503: "Unavailable"}
+              413: "Body too large", 422: "Unprocessable", 503: "Unavailable"}
     return {str(code): {"description": titles[code], **_content(_ref(Problem), _PROBLEM)} for code in codes}
 
 
@@ -149,7 +204,7 @@ _KEYED = [{"functionKey": []}, {"functionKeyQuery": []}]
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of every route under `/api` (served at `GET /api/openapi.json`)."""
-    _, defs = models_json_schema([(m, "validation" if m in (AgentCreate, MessageIn, Event) else "serialization")
+    _, defs = models_json_schema([(m, "validation" if m in _REQUEST_MODELS else "serialization")
                                   for m in _MODELS], ref_template="#/components/schemas/{model}")
     event_body = {"oneOf": [_ref(Event), {"type": "array", "items": _ref(Event), "minItems": 1, "maxItems": 100}]}
     accepted = {"oneOf": [_ref(EventAccepted), _ref(EventBatch)]}
@@ -204,6 +259,19 @@ def openapi_document() -> dict[str, Any]:
             "operationId": "get_context", "summary": "The agent's ContextMCPServer document",
             "parameters": [_AGENT_PARAM],
             "responses": {**_ok(200, "the context", AgentContextOut), **_problems(400, 401, 403, 404)}}},
+        "/api/audit": {"get": {
+            "operationId": "list_audit", "summary": "Audit entries in sequence order, filtered and paged",
+            "parameters": [
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                *({"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                  for n in ("actor", "action", "subject"))],
+            "responses": {**_ok(200, "a page of entries", AuditPage), **_problems(400, 401, 403, 404)}}},
+        "/api/audit/verify": {"get": {
+            "operationId": "verify_audit", "summary": "Check the whole hash chain; names the first bad entry",
+            "responses": {**_ok(200, "the verification", AuditVerificationOut), **_problems(401, 403, 404)}}},
+        **_EXTRA_PATHS,
     }
     return {
         "openapi": "3.1.0",

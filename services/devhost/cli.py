@@ -1,7 +1,8 @@
 """The `aos` command.
 
 `aos run` starts the kernel on the embedded default (SQLite under `.aos/`), feeds it the sample events,
-and prints what each agent did. (The local Functions host, `aos serve`, builds on this.)
+and prints what each agent did. `aos serve` is the local Functions host (services/devhost/serve.py) and
+`aos send` posts to its local Service Bus topics.
 """
 
 from __future__ import annotations
@@ -63,9 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="event files or folders of *.json (CloudEvents objects or arrays)")
     run.add_argument("--config", type=Path, default=None, help="config folder (default: AOS_CONFIG_DIR or config/)")
     run.add_argument("--data", type=Path, default=None, help="data folder for the SQLite files (default .aos)")
+    from services.devhost import serve
+
+    serve_cmd = commands.add_parser("serve", help="the local Functions host: serve function_app on 127.0.0.1:7071")
+    serve.add_serve_arguments(serve_cmd)
+    serve_cmd.set_defaults(handler=serve.serve)
+    send_cmd = commands.add_parser("send", help="post CloudEvents to a topic of the local Service Bus")
+    serve.add_send_arguments(send_cmd)
+    send_cmd.set_defaults(handler=serve.send)
+    from services.governance.cli import add_parser as add_audit_parser
+    add_audit_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         return asyncio.run(_run(args))
+    if getattr(args, "handler", None) is not None:
+        return int(args.handler(args))
     return 2
 
 

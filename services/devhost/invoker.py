@@ -1,0 +1,87 @@
+"""Calling one function the way the worker does, with a log line and a record per invocation.
+
+Async functions run on the server's event loop; sync ones in a thread pool, so a slow sync call never blocks
+the server. Each call is logged like `func start` logs it: function, invocation id, duration, outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.devhost.index import FunctionSpec
+
+log = logging.getLogger("aos.devhost")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    function: str
+    id: str
+    started: datetime
+    duration_ms: float
+    outcome: str  # "Succeeded" | "Failed"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class InvocationContext:
+    """What a function parameter named `context` receives (the worker's `azure.functions.Context`)."""
+
+    invocation_id: str
+    function_name: str
+    function_directory: str
+    trace_context: Any = None
+    retry_context: Any = None
+    thread_local_storage: Any = None
+
+
+class Invoker:
+    def __init__(self, executor: ThreadPoolExecutor, *, function_directory: str = ".", history: int = 20) -> None:
+        self.executor = executor
+        self._directory = function_directory
+        self._history: dict[str, deque[Invocation]] = {}
+        self._history_size = history
+        self.counts: dict[str, dict[str, int]] = {}
+
+    async def invoke(self, spec: FunctionSpec, kwargs: dict[str, Any], *, quiet: bool = False) -> Any:
+        """Run `spec.func(**kwargs)`; re-raises what the function raises after logging and recording it."""
+        invocation_id = str(uuid.uuid4())
+        if spec.wants_context:
+            kwargs = {**kwargs, "context": InvocationContext(invocation_id, spec.name, self._directory)}
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        try:
+            if spec.is_async:
+                result = await spec.func(**kwargs)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self.executor, functools.partial(spec.func, **kwargs))
+        except BaseException as exc:
+            self._record(spec.name, invocation_id, started, t0, "Failed", f"{type(exc).__name__}: {exc}", quiet)
+            raise
+        self._record(spec.name, invocation_id, started, t0, "Succeeded", None, quiet)
+        return result
+
+    def _record(self, name: str, invocation_id: str, started: datetime, t0: float, outcome: str,
+                error: str | None, quiet: bool) -> None:
+        duration = (time.perf_counter() - t0) * 1000
+        entry = Invocation(name, invocation_id, started, round(duration, 2), outcome, error)
+        self._history.setdefault(name, deque(maxlen=self._history_size)).appendleft(entry)
+        counts = self.counts.setdefault(name, {"Succeeded": 0, "Failed": 0})
+        counts[outcome] += 1
+        if outcome == "Failed":
+            log.warning("Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms): %s", name, invocation_id,
+                        duration, error)
+        elif not quiet:
+            log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", name, invocation_id, duration)
+
+    def recent(self, name: str) -> list[Invocation]:
+        return list(self._history.get(name, ()))

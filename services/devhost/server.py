@@ -1,0 +1,188 @@
+"""`aos serve`: the local Functions host. Loads the app, indexes it once, serves it on uvicorn.
+
+Routes: `/{routePrefix}/...` the app's HTTP functions, `/runtime/webhooks/durabletask/...` the Durable
+webhooks, `/admin` the host page, `POST /admin/servicebus/topics/{topic}/messages` to post to a local topic,
+`/` a redirect to the app's dashboard (an HTTP function routed `dashboard`) or to `/admin`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from aos_core.clock import SystemClock
+from aos_core.ports import Clock
+from services.devhost import admin, host_db
+from services.devhost.durable_webhooks import WEBHOOK_PATH, DurableWebhooks, client_binding
+from services.devhost.entities import EntityHost
+from services.devhost.http_trigger import HttpTriggers, key_matches, presented_key, problem
+from services.devhost.index import FunctionSpec
+from services.devhost.invoker import Invoker
+from services.devhost.servicebus import ServiceBusTriggers, publish
+from services.devhost.settings import HostSettings
+from services.devhost.timers import Timers, timer_triggers
+from services.messaging.sqlite_bus import SqliteEventBus
+from services.sqlite import SqliteDatabase
+
+log = logging.getLogger("aos.devhost")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class DevHost:
+    """Everything one running host owns: the index, the trigger runners, the host database and the bus."""
+
+    def __init__(self, functions: list[FunctionSpec], settings: HostSettings, *, clock: Clock | None = None) -> None:
+        self.functions = functions
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.executor = ThreadPoolExecutor(max_workers=settings.thread_pool_size, thread_name_prefix="aos-fn")
+        self.invoker = Invoker(self.executor, function_directory=str(settings.app_dir))
+        self.db = SqliteDatabase(settings.data_dir / "host.db", schema=host_db.SCHEMA)
+        self.bus = SqliteEventBus(settings.data_dir / "bus.db", clock=self.clock)
+        self.http = HttpTriggers(functions, settings, self.invoker, self.extra_inputs)
+        self.entities = EntityHost(functions, self.db, self.invoker, batch_size=settings.entity_batch_size,
+                                   max_parallel=settings.thread_pool_size)
+        self.webhooks = DurableWebhooks(self.entities, settings)
+        self.servicebus = ServiceBusTriggers(functions, settings, self.bus, self.invoker, self.extra_inputs)
+        self.timers = Timers(timer_triggers(functions), self.db, self.invoker, self.clock, self.extra_inputs)
+        self.app = Starlette(routes=[
+            Route("/", self._root),
+            Route("/admin", self._admin_page),
+            Route("/admin/status", self._admin_status),
+            Route("/admin/servicebus/topics/{topic}/messages", self._post_topic, methods=["POST"]),
+            Route(WEBHOOK_PATH + "{path:path}", self._webhook, methods=["GET", "POST", "DELETE", "PUT"]),
+            Route("/{path:path}", self._function, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
+                                                            "OPTIONS"]),
+        ], lifespan=self._lifespan)
+
+    def extra_inputs(self, spec: FunctionSpec) -> dict[str, Any]:
+        """Inputs besides the trigger: a binding JSON string per durableClient binding."""
+        return {name: client_binding(self.settings) for name in spec.durable_clients}
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        _fresh_durable_http_session()
+        await self.entities.start()
+        await self.servicebus.start()
+        await self.timers.start()
+
+    async def stop(self) -> None:
+        await self.timers.stop()
+        await self.servicebus.stop()
+        await self.entities.stop()
+        await _close_durable_http_session()
+        await self.bus.close()
+        await self.db.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # --- endpoints --------------------------------------------------------------------------------------
+
+    async def _function(self, request: Request) -> Response:
+        raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or request.url.path
+        prefix = f"/{self.settings.route_prefix}" if self.settings.route_prefix else ""
+        if prefix and not (raw.lower() == prefix.lower() or raw.lower().startswith(prefix.lower() + "/")):
+            return problem(404, "Not Found", f"no function serves {request.url.path}")
+        return await self.http.handle(request, raw[len(prefix):])
+
+    async def _webhook(self, request: Request) -> Response:
+        raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+        return await self.webhooks.handle(request, raw[len(WEBHOOK_PATH):] if raw else request.path_params["path"])
+
+    def _admin_allowed(self, request: Request) -> bool:
+        client = request.client.host if request.client else ""
+        return client in _LOOPBACK or key_matches(presented_key(request), self.settings.master_key)
+
+    async def _root(self, request: Request) -> Response:
+        for spec in self.http.functions:
+            if str(spec.trigger.get("route", "")).strip("/").lower() == "dashboard":
+                prefix = f"/{self.settings.route_prefix}" if self.settings.route_prefix else ""
+                return RedirectResponse(f"{prefix}/dashboard", status_code=307)
+        return RedirectResponse("/admin", status_code=307)
+
+    async def status(self) -> dict[str, Any]:
+        return await admin.collect(self)
+
+    async def _admin_status(self, request: Request) -> Response:
+        if not self._admin_allowed(request):
+            return problem(401, "Unauthorized", "the admin pages need the master key from off this machine")
+        return JSONResponse(await self.status())
+
+    async def _admin_page(self, request: Request) -> Response:
+        if not self._admin_allowed(request):
+            return problem(401, "Unauthorized", "the admin pages need the master key from off this machine")
+        return Response(admin.render(await self.status()), media_type="text/html; charset=utf-8")
+
+    async def _post_topic(self, request: Request) -> Response:
+        if not self._admin_allowed(request):
+            return problem(401, "Unauthorized", "the admin API needs the master key from off this machine")
+        topic = request.path_params["topic"]
+        try:
+            payload = json.loads(await request.body())
+            ids = await publish(self.bus, topic, payload)
+        except json.JSONDecodeError as exc:
+            return problem(400, "Bad Request", f"the body is not JSON: {exc}")
+        except ValidationError as exc:
+            errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+            return problem(400, "Bad Request", "the body must be a CloudEvent or an array of them", errors=errors)
+        except ValueError as exc:
+            return problem(400, "Bad Request", str(exc))
+        return JSONResponse({"topic": topic, "ids": ids}, status_code=201)
+
+
+def _fresh_durable_http_session() -> None:
+    # azure-functions-durable keeps one aiohttp session per process, bound to the loop that first used it. A
+    # Functions worker has one loop for life; a host started again in the same process (tests) has a new one.
+    with contextlib.suppress(ImportError):
+        from azure.durable_functions.models.utils import http_utils
+
+        http_utils._client_session = None
+        http_utils._session_lock = asyncio.Lock()
+
+
+async def _close_durable_http_session() -> None:
+    with contextlib.suppress(ImportError):
+        from azure.durable_functions.models.utils import http_utils
+
+        session = http_utils._client_session
+        if session is not None and getattr(session, "_loop", None) is asyncio.get_running_loop():
+            await http_utils._close_session()
+
+
+def banner(host: DevHost, sources: list[str]) -> str:
+    """What `func start` prints: the functions, HTTP URLs first, and the key to call them with."""
+    lines = [f"AOS local Functions host on {host.settings.base_url}  (settings: {', '.join(sources) or 'none'};"
+             f" data in {host.settings.data_dir})", "", "Functions:", ""]
+    for spec in host.functions:
+        if spec.trigger_type == "httpTrigger":
+            methods = ",".join(spec.trigger.get("methods") or ["GET", "POST"])
+            lines.append(f"        {spec.name}: [{methods}] {host.http.url(spec)}")
+    for spec in host.functions:
+        if spec.trigger_type != "httpTrigger":
+            lines.append(f"        {spec.name}: {spec.describe()}")
+    # The key is printed only when the host generated it; a key from settings stays out of the log.
+    key = "from AOS_DEVHOST__FUNCTION_KEY" if os.environ.get("AOS_DEVHOST__FUNCTION_KEY") else \
+        f"{host.settings.function_key} (generated, kept in {host.settings.data_dir}/host_keys.json)"
+    lines += ["", f"Function key (x-functions-key header or ?code=): {key}",
+              f"Host page: {host.settings.base_url}/admin", ""]
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""Host settings the way `func start` reads them: local.settings.json `Values` as environment, host.json options.
+
+`Values` from `local.settings.json` (or, when it is missing, `local.settings.json.example`) are put in the
+process environment before the app is imported, without overriding variables already set, so a test or a
+shell can still override one setting. `%NAME%` in a binding is resolved against that environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aos_core.errors import ConfigError
+
+_SETTING = re.compile(r"%([^%]+)%")
+KEYS_FILE = "host_keys.json"
+
+
+@dataclass
+class HostSettings:
+    """What the host itself needs; the app's own settings stay in the environment."""
+
+    app_dir: Path
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 7071
+    route_prefix: str = "api"
+    max_delivery_count: int = 10
+    lock_duration: float = 30.0
+    max_concurrent_calls: int = 16
+    thread_pool_size: int = 32
+    entity_batch_size: int = 64
+    task_hub: str = "aoshub"
+    settings_file: Path | None = None
+    function_key: str = ""
+    master_key: str = ""
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def read_values(path: Path) -> dict[str, str]:
+    """The `Values` object of a local.settings.json file, every value as text."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path.name}: cannot read it as JSON: {exc}") from None
+    values = raw.get("Values", {}) if isinstance(raw, dict) else None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path.name}: 'Values' must be an object of setting names to values")
+    return {str(k): "" if v is None else str(v) for k, v in values.items()}
+
+
+def apply_local_settings(app_dir: Path, settings_file: Path | None = None) -> list[str]:
+    """Put the settings file's `Values` into os.environ (existing variables win); return the files read."""
+    candidates = [settings_file] if settings_file else [app_dir / "local.settings.json",
+                                                        app_dir / "local.settings.json.example"]
+    for path in candidates:
+        if path is not None and path.is_file():
+            for name, value in read_values(path).items():
+                os.environ.setdefault(name, value)
+            return [str(path)]
+    if settings_file:
+        raise ConfigError(f"settings file {settings_file} does not exist")
+    return []
+
+
+def read_host_json(app_dir: Path) -> dict[str, Any]:
+    path = app_dir / "host.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"host.json: not valid JSON: {exc}") from None
+    return raw if isinstance(raw, dict) else {}
+
+
+def resolve(value: Any, what: str) -> Any:
+    """Replace `%NAME%` with the app setting NAME, as the Functions host does for binding properties."""
+    if not isinstance(value, str):
+        return value
+
+    def setting(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{what}: app setting {name!r} (from {value!r}) is not set; add it to "
+                              "local.settings.json Values or the environment")
+        return os.environ[name]
+
+    return _SETTING.sub(setting, value)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from None
+
+
+def _keys(data_dir: Path) -> tuple[str, str]:
+    """Function and master keys: from settings, else generated once and kept in the data folder."""
+    path = data_dir / KEYS_FILE
+    stored: dict[str, str] = {}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            stored = {}
+    function_key = os.environ.get("AOS_DEVHOST__FUNCTION_KEY") or stored.get("function") or secrets.token_urlsafe(24)
+    master_key = os.environ.get("AOS_DEVHOST__MASTER_KEY") or stored.get("master") or secrets.token_urlsafe(24)
+    if stored != {"function": function_key, "master": master_key} and not os.environ.get("AOS_DEVHOST__FUNCTION_KEY"):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"function": function_key, "master": master_key}))
+        path.chmod(0o600)
+    return function_key, master_key
+
+
+def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = 7071,
+                       settings_file: Path | None = None) -> HostSettings:
+    """Apply local settings to the environment and read host.json; call before importing the app.
+
+    `data_dir` (from `--data`) wins over `AOS_DATA_DIR`, so the app's kernel and the host share one folder.
+    """
+    sources = apply_local_settings(app_dir, settings_file)
+    if data_dir is None:
+        data_dir = Path(os.environ.get("AOS_DATA_DIR") or ".aos")
+        if not data_dir.is_absolute():
+            data_dir = app_dir / data_dir
+    os.environ["AOS_DATA_DIR"] = str(data_dir)
+    host_json = read_host_json(app_dir)
+    extensions = host_json.get("extensions", {}) if isinstance(host_json.get("extensions"), dict) else {}
+    http = extensions.get("http", {}) or {}
+    service_bus = extensions.get("serviceBus", {}) or {}
+    durable = extensions.get("durableTask", {}) or {}
+    handler = service_bus.get("messageHandlerOptions", {}) or {}
+    route_prefix = str(http.get("routePrefix", "api")).strip("/")
+    function_key, master_key = _keys(data_dir)
+    return HostSettings(
+        app_dir=app_dir, data_dir=data_dir, host=host, port=port, route_prefix=route_prefix,
+        max_delivery_count=_env_int("AOS_DEVHOST__MAX_DELIVERY_COUNT", 10),
+        lock_duration=float(_env_int("AOS_DEVHOST__LOCK_DURATION", 30)),
+        max_concurrent_calls=int(service_bus.get("maxConcurrentCalls", handler.get("maxConcurrentCalls", 16))),
+        thread_pool_size=_env_int("AOS_DEVHOST__THREADS", 32),
+        entity_batch_size=_env_int("AOS_DEVHOST__ENTITY_BATCH", 64),
+        task_hub=resolve(str(durable.get("hubName", "aoshub")), "host.json durableTask.hubName"),
+        settings_file=settings_file, function_key=function_key, master_key=master_key, sources=sources)
