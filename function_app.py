@@ -1,6 +1,7 @@
 """AOS on Azure Functions (Python v2 model): triggers only. Each one decodes its input and calls the kernel.
 
-HTTP routes live under /api (host.json routePrefix); the Service Bus topics and the timer read their names
+HTTP routes live under /api (host.json routePrefix) and map to operations of the host-neutral API
+(`aos_core.api`, plus the governance and MCP areas); the Service Bus topics and the timer read their names
 and schedule from app settings; every perpetual agent is the Durable entity `agent/<id>`.
 """
 
@@ -12,7 +13,13 @@ import azure.functions as func
 from aos_core import api
 from aos_core.runtime import with_aos
 from services.dispatch import ENTITY_NAME, DurableEntityDispatcher, run_agent_entity
+from services.governance import routes as governance_routes
+from services.learning import routes as learning_routes
+from services.mcp import route as mcp_route
 from services.messaging.topic_trigger import receive_topic_message
+
+# Importing these adds their operations to the API (the mcp package itself loads on the first MCP request).
+API_AREAS = (governance_routes, learning_routes, mcp_route)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -29,14 +36,47 @@ async def _serve(req: func.HttpRequest, operation: str, client: df.DurableOrches
                              mimetype=response.media_type)
 
 
+# Operations that read or change only what the kernel stores: (function and operation name, route, methods).
+_PLAIN_ROUTES = [
+    ("openapi", "openapi.json", ["GET"]),
+    ("get_event", "events/{id}", ["GET"]),
+    ("list_agents", "agents", ["GET"]),
+    ("create_agent", "agents", ["POST"]),
+    ("get_agent", "agents/{agent_id}", ["GET"]),
+    ("get_context", "agents/{agent_id}/context", ["GET"]),
+    ("list_audit", "audit", ["GET"]),
+    ("verify_audit", "audit/verify", ["GET"]),
+    ("list_risks", "risks", ["GET"]),
+    ("create_risk", "risks", ["POST"]),
+    ("get_risk", "risks/{risk_id}", ["GET"]),
+    ("update_risk", "risks/{risk_id}", ["PATCH"]),
+    ("close_risk", "risks/{risk_id}", ["DELETE"]),
+    ("list_decisions", "decisions", ["GET"]),
+    ("get_decision", "decisions/{decision_id}", ["GET"]),
+    ("post_feedback", "decisions/{decision_id}/feedback", ["POST"]),
+    ("list_feedback", "decisions/{decision_id}/feedback", ["GET"]),
+    ("mcp", "mcp", ["GET", "POST", "DELETE"]),
+]
+
+
+def _plain_route(operation: str, route: str, methods: list[str]) -> None:
+    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+        return await _serve(req, operation)
+
+    handler.__name__ = handler.__qualname__ = operation
+    app.function_name(operation)(app.route(route=route, methods=methods)(handler))
+
+
+for _operation, _route, _methods in _PLAIN_ROUTES:
+    _plain_route(_operation, _route, _methods)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "health")
 
 
-@app.route(route="openapi.json", methods=["GET"])
-async def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "openapi")
+# Operations that may reach perpetual agents get a Durable client to signal their entities.
 
 
 @app.route(route="events", methods=["POST"])
@@ -45,41 +85,16 @@ async def post_events(req: func.HttpRequest, client: df.DurableOrchestrationClie
     return await _serve(req, "post_events", client)
 
 
-@app.route(route="events/{id}", methods=["GET"])
-async def get_event(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "get_event")
-
-
-@app.route(route="agents", methods=["GET"])
-async def list_agents(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "list_agents")
-
-
-@app.route(route="agents", methods=["POST"])
-async def create_agent(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "create_agent")
-
-
-@app.route(route="agents/{agent_id}", methods=["GET"])
-async def get_agent(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "get_agent")
-
-
-@app.route(route="agents/{agent_id}", methods=["DELETE"])
-@app.durable_client_input(client_name="client")
-async def delete_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    return await _serve(req, "delete_agent", client)
-
-
 @app.route(route="agents/{agent_id}/messages", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await _serve(req, "post_message", client)
 
 
-@app.route(route="agents/{agent_id}/context", methods=["GET"])
-async def get_context(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "get_context")
+@app.route(route="agents/{agent_id}", methods=["DELETE"])
+@app.durable_client_input(client_name="client")
+async def delete_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await _serve(req, "delete_agent", client)
 
 
 @app.service_bus_topic_trigger(arg_name="message", topic_name="%AOS_EVENTS_TOPIC%",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from agents.perpetual import PerpetualAgent
+
+if TYPE_CHECKING:
+    from services.ml import AdapterVersion, Reasoner, ReasoningResult
 
 
 class Goal(BaseModel):
@@ -74,6 +77,32 @@ class PurposeDrivenAgent(PerpetualAgent):
                            "progress": progress, "met": met})
         overall = sum(g["progress"] for g in report) / len(report) if report else 1.0
         return {"purpose": self.purpose, "goals": report, "overall": overall}
+
+    # --- reasoning with the agent's LoRA adapter ----------------------------------------------------
+
+    reasoner: Reasoner | None = None  # None: the process default from `ml` config (services.ml.factory)
+
+    async def resolve_adapter(self) -> AdapterVersion | None:
+        """The production version of `adapter_name`, read from the registry now (None: no adapter or none
+        in production), so a promotion or rollback takes effect on the next call without a restart."""
+        if not self.adapter_name:
+            return None
+        from aos_core.runtime import default_state_store
+        from services.ml import AdapterRegistry
+
+        store = self._store or await default_state_store()
+        return await AdapterRegistry(store, clock=self._clock).production(self.adapter_name)
+
+    async def reason(self, prompt: str, *, system: str | None = None, **parameters: Any) -> ReasoningResult:
+        """Ask the reasoner with the adapter version in production at this moment (`name@version` in the result)."""
+        from services.ml import ReasoningRequest
+        from services.ml.factory import default_reasoner
+
+        adapter = await self.resolve_adapter()
+        request = ReasoningRequest(prompt=prompt, adapter=adapter.ref if adapter else None,
+                                   system=self.purpose if system is None else system, parameters=parameters)
+        reasoner = self.reasoner or await default_reasoner()
+        return await reasoner.reason(request)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "purpose": self.purpose, "adapter_name": self.adapter_name,

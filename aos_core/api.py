@@ -71,6 +71,8 @@ class ApiResponse:
         return cls(status, body, headers or {}, "application/problem+json")
 
     def body_bytes(self) -> bytes:
+        if isinstance(self.body, bytes):  # already encoded (the MCP endpoint answers its own bytes)
+            return self.body
         return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
 
 
@@ -88,7 +90,7 @@ class Problem(Exception):
         return ApiResponse(self.status, body, dict(self.headers), "application/problem+json")
 
 
-def _invalid(exc: ValidationError, what: str) -> Problem:
+def invalid(exc: ValidationError, what: str) -> Problem:
     errors = [{"loc": ".".join(str(p) for p in e["loc"]) or what, "msg": e["msg"]} for e in exc.errors()]
     return Problem(400, "Invalid request", f"{what}: " + "; ".join(f"{e['loc']}: {e['msg']}" for e in errors),
                    errors=errors)
@@ -195,7 +197,7 @@ def startup_failure(exc: BaseException) -> ApiResponse:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _json_body(request: ApiRequest) -> Any:
+def json_body(request: ApiRequest) -> Any:
     if not request.body.strip():
         raise Problem(400, "Invalid request", "the request needs a JSON body")
     try:
@@ -204,11 +206,11 @@ def _json_body(request: ApiRequest) -> Any:
         raise Problem(400, "Invalid request", f"the body is not valid JSON: {exc}") from None
 
 
-def _parse(model: type[BaseModel], request: ApiRequest, what: str) -> Any:
+def parse(model: type[BaseModel], request: ApiRequest, what: str) -> Any:
     try:
-        return model.model_validate(_json_body(request))
+        return model.model_validate(json_body(request))
     except ValidationError as exc:
-        raise _invalid(exc, what) from None
+        raise invalid(exc, what) from None
 
 
 def _agent_id(request: ApiRequest) -> str:
@@ -283,9 +285,9 @@ async def openapi(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller
 async def post_events(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
     wait = _wait_seconds(aos, request)
     try:
-        parsed = _EVENTS.validate_python(_json_body(request))
+        parsed = _EVENTS.validate_python(json_body(request))
     except ValidationError as exc:
-        raise _invalid(exc, "event") from None
+        raise invalid(exc, "event") from None
     events = parsed if isinstance(parsed, list) else [parsed]
     if not events or len(events) > aos.config.api.max_batch:
         raise Problem(400, "Invalid request", f"a batch holds 1 to {aos.config.api.max_batch} events")
@@ -314,7 +316,7 @@ async def list_agents(aos: AgentOperatingSystem, request: ApiRequest, caller: Ca
 
 
 async def create_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    spec: m.AgentCreate = _parse(m.AgentCreate, request, "agent")
+    spec: m.AgentCreate = parse(m.AgentCreate, request, "agent")
     if not aos.registry.has_type(spec.type):
         known = ", ".join(sorted(aos.registry.types)) or "none"
         raise Problem(400, "Invalid request", f"unknown agent type {spec.type!r} (registered types: {known})")
@@ -363,12 +365,12 @@ async def delete_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: C
 async def post_message(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
     agent_id = _agent_id(request)
     wait = _wait_seconds(aos, request)
-    message: m.MessageIn = _parse(m.MessageIn, request, "message")
+    message: m.MessageIn = parse(m.MessageIn, request, "message")
     fields = message.model_dump(exclude_none=True)
     try:
         event = Event(source=f"/api/agents/{agent_id}/messages", subject=agent_id, **fields)
     except ValidationError as exc:
-        raise _invalid(exc, "message") from None
+        raise invalid(exc, "message") from None
     target = await aos.registry.require(agent_id)  # 404 for an unknown agent, before anything is recorded
     await enforce(aos, caller, "message.send", agent_id=agent_id, agent_type=target.type, event_type=event.type)
     record = await aos.submit(aos.telemetry.inject(event), to_agent=agent_id, actor=caller.name)
@@ -389,7 +391,7 @@ def _audit_log(aos: AgentOperatingSystem) -> Any:
     return aos.audit
 
 
-def _int_param(request: ApiRequest, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: ApiRequest, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name, str(default))
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise Problem(400, "Invalid request", f"{name} must be an integer from {low} to {high}, not {raw!r}")
@@ -398,8 +400,8 @@ def _int_param(request: ApiRequest, name: str, default: int, low: int, high: int
 
 async def list_audit(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
     audit = _audit_log(aos)
-    after = _int_param(request, "after", 0, 0, 2**62)
-    limit = _int_param(request, "limit", 100, 1, 1000)
+    after = int_param(request, "after", 0, 0, 2**62)
+    limit = int_param(request, "limit", 100, 1, 1000)
     entries = await audit.entries(after=after, limit=limit, actor=request.query.get("actor") or None,
                                   action=request.query.get("action") or None,
                                   subject=request.query.get("subject") or None)

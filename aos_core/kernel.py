@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -97,6 +97,7 @@ class AgentOperatingSystem:
         self._deps: dict[str, tuple[str, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # messages agents sent, being delivered
         self._loops: set[asyncio.Task[Any]] = set()  # scheduler, lifecycle and eviction loops
+        self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []  # what services started on this kernel
         self._stop = asyncio.Event()
         self._initialized = False
         self._registry: AgentRegistry | None = None
@@ -584,11 +585,17 @@ class AgentOperatingSystem:
         self._deps.pop(agent_id, None)
         await self._audit(actor, "agent.terminated", f"agent/{agent_id}", {"reason": reason})
 
+    def on_shutdown(self, stop: Callable[[], Awaitable[Any]]) -> None:
+        """Have `shutdown` await `stop()` first (for services that run on this kernel, like the MCP endpoint)."""
+        self._on_shutdown.append(stop)
+
     async def shutdown(self) -> None:
         """Stop background loops, save every live agent (dependents first), and close what the kernel opened."""
         if not self._initialized:
             return
         self._stop.set()
+        while self._on_shutdown:
+            await self._on_shutdown.pop()()
         await self.run_until_idle()
         for task in self._loops:
             task.cancel()

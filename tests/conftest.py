@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.azurite"]  # the session-scoped `azurite` fixture
+pytest_plugins = [
+    "tests.azurite",  # the session-scoped `azurite` fixture
+    "tests.support.function_calls",  # `durable` and `warm_kernel` for the function_app tests
+]
 
 
 @pytest.fixture(autouse=True)

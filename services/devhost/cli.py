@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     send_cmd.set_defaults(handler=serve.send)
     from services.governance.cli import add_parser as add_audit_parser
     add_audit_parser(commands)
+    from services.ml.cli import add_parser as add_ml_parser
+    add_ml_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "run":
         return asyncio.run(_run(args))

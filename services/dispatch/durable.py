@@ -16,6 +16,7 @@ from aos_core.errors import AgentUnavailableError
 from aos_core.events import AgentId, Event
 from aos_core.ports import AgentResult
 from aos_core.runtime import run_with_aos
+from aos_core.telemetry import SPAN_ENTITY
 
 ENTITY_NAME = "agent"
 RECENT_EVENTS = 64  # ids the entity remembers, so a signal delivered twice in a row is answered from state
@@ -81,7 +82,8 @@ def _deliver(context: Any, key: str, state: dict[str, Any]) -> None:
         return
 
     async def apply(aos: Any) -> tuple[AgentResult, dict[str, Any]]:
-        result = await aos.apply_delivery(key, event)
+        with aos.telemetry.event_span(SPAN_ENTITY, event, agent=key):  # continues the sender's trace
+            result = await aos.apply_delivery(key, event)
         info = await aos.get_agent(key)
         snapshot = await aos.read_context(key) or {}
         return result, {"type": info["type"], "lifecycle": info["state"], "version": snapshot.get("version", 0)}

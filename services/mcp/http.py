@@ -137,12 +137,13 @@ async def _endpoint(aos: AgentOperatingSystem) -> _Endpoint:
         return entry[1]
     endpoint = _Endpoint(aos)
     _endpoints[id(aos)] = (aos, endpoint)
+    aos.on_shutdown(lambda: close_mcp_http(aos))
     await endpoint.ready()
     return endpoint
 
 
 async def close_mcp_http(aos: AgentOperatingSystem) -> None:
-    """Stop the in-process endpoint of `aos` (call before `aos.shutdown()`); a no-op if none runs."""
+    """Stop the in-process endpoint of `aos` (its shutdown does this); a no-op if none runs."""
     entry = _endpoints.pop(id(aos), None)
     if entry is not None:
         await entry[1].close()

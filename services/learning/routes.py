@@ -1,0 +1,73 @@
+"""HTTP operations for feedback on decisions, added to the host-neutral API (`aos_core.api`) on import.
+
+`POST /api/decisions/{decision_id}/feedback` (thumbs, a score or a correction) and `GET` of the same route;
+the DPO dataset builder turns decisions plus this feedback into preference pairs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ValidationError
+
+from aos_core import api
+from aos_core import api_models as m
+from services.governance.decisions import DecisionLog
+from services.learning.feedback import Feedback, FeedbackCreate, FeedbackService, InvalidFeedbackError
+
+if TYPE_CHECKING:
+    from aos_core.auth import Caller
+    from aos_core.kernel import AgentOperatingSystem
+
+
+class FeedbackList(BaseModel):
+    feedback: list[Feedback]
+
+
+def _service(aos: AgentOperatingSystem) -> FeedbackService:
+    return FeedbackService(aos.store, DecisionLog(aos.store, audit=aos.audit, clock=aos.clock), clock=aos.clock,
+                           ids=aos.ids)
+
+
+def _decision_id(request: api.ApiRequest) -> str:
+    value = request.route_params.get("decision_id", "")
+    if not 0 < len(value) <= 200:
+        raise api.Problem(400, "Invalid request", "decision_id must be 1 to 200 characters")
+    return value
+
+
+async def post_feedback(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
+    decision_id = _decision_id(request)
+    body = api.json_body(request)
+    if not isinstance(body, dict):
+        raise api.Problem(400, "Invalid request", "feedback must be a JSON object")
+    try:
+        feedback = await _service(aos).submit(decision_id, body, actor=caller.name)
+    except ValidationError as exc:
+        raise api.invalid(exc, "feedback") from None
+    except InvalidFeedbackError as exc:
+        raise api.Problem(400, "Invalid request", str(exc)) from None
+    return api.ApiResponse(201, feedback.model_dump(mode="json"))
+
+
+async def list_feedback(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
+    decision_id = _decision_id(request)
+    await DecisionLog(aos.store, clock=aos.clock).get(decision_id)  # 404 for an unknown decision
+    items = await _service(aos).for_decision(decision_id)
+    return api.ApiResponse(200, FeedbackList(feedback=items).model_dump(mode="json"))
+
+
+api.register_operations({
+    "post_feedback": api.Operation(post_feedback, "operator", has_body=True),
+    "list_feedback": api.Operation(list_feedback, "reader"),
+})
+_DECISION_ID = {"name": "decision_id", "in": "path", "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+m.register_paths({"/api/decisions/{decision_id}/feedback": {
+    "parameters": [_DECISION_ID],
+    "post": {"operationId": "post_feedback", "summary": "Rate a decision: thumbs, a score, or a correction",
+             "requestBody": m.json_body(FeedbackCreate),
+             "responses": {**m.ok(201, "recorded", Feedback), **m.problems(400, 401, 403, 404, 413, 422)}},
+    "get": {"operationId": "list_feedback", "summary": "The feedback given on a decision",
+            "responses": {**m.ok(200, "feedback", FeedbackList), **m.problems(400, 401, 403, 404)}}}},
+    [Feedback, FeedbackCreate, FeedbackList], requests=(FeedbackCreate,))
