@@ -83,7 +83,7 @@ class EventStatus(EventAccepted):
 
 
 class EventBatch(_Out):
-    items: list[EventStatus]
+    items: list[EventStatus | EventAccepted]  # full statuses when the wait saw every event done
 
 
 class AgentInfo(_Out):
@@ -206,9 +206,9 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of every route under `/api` (served at `GET /api/openapi.json`)."""
     _, defs = models_json_schema([(m, "validation" if m in _REQUEST_MODELS else "serialization")
                                   for m in _MODELS], ref_template="#/components/schemas/{model}")
-    event_body = {"oneOf": [_ref(Event), {"type": "array", "items": _ref(Event), "minItems": 1, "maxItems": 100}]}
-    accepted = {"oneOf": [_ref(EventAccepted), _ref(EventBatch)]}
-    done = {"oneOf": [_ref(EventStatus), _ref(EventBatch)]}
+    event_body = {"anyOf": [_ref(Event), {"type": "array", "items": _ref(Event), "minItems": 1, "maxItems": 100}]}
+    accepted = {"anyOf": [_ref(EventAccepted), _ref(EventBatch)]}
+    done = {"anyOf": [_ref(EventStatus), _ref(EventBatch)]}
     paths: dict[str, Any] = {
         "/api/health": {"get": {
             "operationId": "health", "summary": "Liveness; with ready=1 also checks storage", "security": [],

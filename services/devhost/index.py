@@ -70,10 +70,19 @@ def load_app(target: str, app_dir: Path) -> Any:
     return app
 
 
+def app_functions(app: Any) -> list[Any]:
+    """`app.get_functions()`, called once per app object (a second call would raise) and kept on the app."""
+    functions = getattr(app, "_aos_indexed_functions", None)
+    if functions is None:
+        functions = app.get_functions()
+        app._aos_indexed_functions = functions
+    return list(functions)
+
+
 def index_functions(app: Any) -> list[FunctionSpec]:
-    """Every function of `app` with its trigger; call once per app object."""
+    """Every function of `app` with its trigger."""
     specs: list[FunctionSpec] = []
-    for function in app.get_functions():
+    for function in app_functions(app):
         raw = json.loads(function.get_function_json())
         bindings = raw.get("bindings", [])
         triggers = [b for b in bindings if str(b.get("type", "")).endswith("Trigger")]

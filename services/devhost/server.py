@@ -65,7 +65,7 @@ class DevHost:
             Route(WEBHOOK_PATH + "{path:path}", self._webhook, methods=["GET", "POST", "DELETE", "PUT"]),
             Route("/{path:path}", self._function, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
                                                             "OPTIONS"]),
-        ], lifespan=self._lifespan)
+        ], lifespan=self._lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
 
     def extra_inputs(self, spec: FunctionSpec) -> dict[str, Any]:
         """Inputs besides the trigger: a binding JSON string per durableClient binding."""
@@ -148,6 +148,15 @@ class DevHost:
         except ValueError as exc:
             return problem(400, "Bad Request", str(exc))
         return JSONResponse({"topic": topic, "ids": ids}, status_code=201)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    # Paths no route pattern can match (a control character, say) still get a problem body, like every 404.
+    return problem(404, "Not Found", f"no function serves {request.url.path!r}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return problem(405, "Method Not Allowed", f"{request.method} is not allowed on {request.url.path!r}")
 
 
 def _fresh_durable_http_session() -> None:

@@ -17,20 +17,31 @@ if TYPE_CHECKING:
 
 
 async def mcp(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
+    if request.method != "POST":  # stateless: no server-sent event stream to GET, no session to DELETE
+        raise api.Problem(405, "Method not allowed", "this MCP endpoint is stateless: only POST is supported",
+                          headers={"Allow": "POST"})
     from services.mcp.http import handle_mcp_http
 
     path = "/api/mcp" + (f"?{'&'.join(f'{k}={v}' for k, v in request.query.items())}" if request.query else "")
     status, headers, body = await handle_mcp_http(aos, request.method, path, dict(request.headers), request.body,
                                                   principal=caller)
-    media = headers.pop("content-type", "application/json")
-    return api.ApiResponse(status, body, headers, media)
+    media = headers.pop("content-type", "")
+    if status >= 400 and "json" not in media:  # the transport refused the request in plain text: say it as a problem
+        detail = body.decode("utf-8", "replace").strip() or "the MCP endpoint refused the request"
+        return api.Problem(status, "MCP request refused", detail).response()
+    return api.ApiResponse(status, body, headers, media or "application/json")
 
 
 api.register_operations({"mcp": api.Operation(mcp, "reader", has_body=True)})
+_JSON_OR_PROBLEM = {"content": {"application/json": {"schema": {"type": "object"}},
+                                 "application/problem+json": {"schema": m.ref("Problem")}}}
 m.register_paths({"/api/mcp": {"post": {
     "operationId": "mcp", "summary": "The OS as an MCP server (streamable HTTP, stateless, JSON responses)",
     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
     "responses": {"200": {"description": "a JSON-RPC response",
                           "content": {"application/json": {"schema": {"type": "object"}}}},
                   "202": {"description": "a notification was accepted"},
-                  **m.problems(400, 401, 403, 413)}}}}, [])
+                  # The MCP server answers bad JSON-RPC with a JSON-RPC error; the API layer with a problem.
+                  **{str(code): {"description": title, **_JSON_OR_PROBLEM}
+                     for code, title in ((400, "Bad request"), (401, "Unauthorized"), (403, "Forbidden"),
+                                         (406, "Not acceptable"), (413, "Body too large"))}}}}}, [])

@@ -11,18 +11,26 @@ import azure.functions as func
 import pytest
 
 from aos_core import runtime
+from services.devhost.index import FunctionSpec, app_functions, index_functions
 from tests.support.durable_webhook import SignalRecorder, entity_batch
 
 _FUNCTIONS: dict[str, Any] = {}
 
 
 def functions() -> dict[str, Any]:
-    """The indexed functions, once per process (FunctionApp.get_functions() indexes only once)."""
+    """function_app's indexed functions by name (the app is indexed once per process, shared with the host)."""
     if not _FUNCTIONS:
         import function_app
 
-        _FUNCTIONS.update({f.get_function_name(): f for f in function_app.app.get_functions()})
+        _FUNCTIONS.update({f.get_function_name(): f for f in app_functions(function_app.app)})
     return _FUNCTIONS
+
+
+def indexed_function_app() -> list[FunctionSpec]:
+    """function_app as the local host indexes it."""
+    import function_app
+
+    return index_functions(function_app.app)
 
 
 @pytest.fixture
