@@ -34,6 +34,7 @@ from aos_core.ports import (
 from aos_core.registry import AgentRecord, AgentRegistry
 from aos_core.router import Router, Subscription
 from aos_core.runtime import (
+    build_alerts,
     build_audit_log,
     build_event_bus,
     build_idempotency,
@@ -98,6 +99,8 @@ class AgentOperatingSystem:
         self._tasks: set[asyncio.Task[Any]] = set()  # messages agents sent, being delivered
         self._loops: set[asyncio.Task[Any]] = set()  # scheduler, lifecycle and eviction loops
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []  # what services started on this kernel
+        self._on_tick: list[Callable[[AgentOperatingSystem], Awaitable[list[Event]]]] = []  # e.g. alert rules
+        self.counts = {"processed": 0, "failed": 0}  # events this process handled, for health and alerts
         self._stop = asyncio.Event()
         self._initialized = False
         self._registry: AgentRegistry | None = None
@@ -149,6 +152,9 @@ class AgentOperatingSystem:
                 self._owned.append(self.audit)
         if self.policy is None:
             self.policy = build_policy(self.config, self.clock, self.audit)
+        alerts = build_alerts(self.config, self.audit, self.clock, self.ids)
+        if alerts is not None:
+            self.on_tick(alerts)
         self.idempotency: IdempotencyKeys = build_idempotency(self.config, self._store, self.clock)
         self._initialized = True
         set_default_state_store(self._store)
@@ -349,9 +355,19 @@ class AgentOperatingSystem:
         return result
 
     async def tick(self, now: datetime | None = None) -> list[Event]:
-        """Fire every schedule due at `now` (the timer trigger's time); a missed run catches up once."""
+        """Fire every schedule due at `now` (the timer trigger's time; a missed run catches up once), then the
+        tick hooks (alert rules), whose events are routed like any other. Returns every event emitted."""
         await self._require_initialized()
-        return await self.scheduler.run_due(now)
+        emitted = await self.scheduler.run_due(now)
+        for hook in self._on_tick:
+            for event in await hook(self):
+                await self.submit(event, topic="alerts", actor="aos:alerts")
+                emitted.append(event)
+        return emitted
+
+    def on_tick(self, hook: Callable[[AgentOperatingSystem], Awaitable[list[Event]]]) -> None:
+        """Run `hook(aos)` on every tick after the schedules; the events it returns are submitted."""
+        self._on_tick.append(hook)
 
     def _perpetual(self, target: AgentId) -> bool:
         if target.key in self._pinned:
@@ -470,12 +486,14 @@ class AgentOperatingSystem:
                                                      retries=self.config.dispatch.commit_retries)
         except Exception as exc:
             self.telemetry.increment(EVENTS_FAILED, type=event.type)
+            self.counts["failed"] += 1
             error = f"{type(exc).__name__}: {exc}"
             log.warning("agent %s failed on event %s: %s", agent.agent_id, event.id, error)
             await self.dispatcher.drop(agent.agent_id, save=False)
             await self.lifecycle.record_failure(agent.agent_id, error)
             return AgentResult(agent.agent_id, "failed", error=error)
         self.telemetry.increment(EVENTS_PROCESSED, type=event.type, status=status)
+        self.counts["processed"] += 1
         self.telemetry.histogram(HANDLING_DURATION, self.clock.monotonic() - started, type=event.type)
         lifecycle = self.lifecycle.get(agent.agent_id)
         if lifecycle is not None and lifecycle.restarts:

@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aos_core.config import AOSConfig
 from aos_core.errors import ConfigError
-from aos_core.ports import AuditLog, Clock, EventBus, IdempotencyKeys, Policy, SecretStore, StateStore, Telemetry
+from aos_core.events import Event
+from aos_core.ports import (
+    AuditLog,
+    Clock,
+    EventBus,
+    IdempotencyKeys,
+    IdFactory,
+    Policy,
+    SecretStore,
+    StateStore,
+    Telemetry,
+)
 
 if TYPE_CHECKING:
     from aos_core.kernel import AgentOperatingSystem
@@ -87,6 +98,16 @@ def build_policy(config: AOSConfig, clock: Clock, audit: AuditLog | None) -> Pol
     from services.governance.policy import PolicyEngine
 
     return PolicyEngine.from_config(config.governance.policies, clock=clock, audit=audit)
+
+
+def build_alerts(config: AOSConfig, audit: AuditLog | None, clock: Clock, ids: IdFactory
+                 ) -> Callable[[Any], Awaitable[list[Event]]] | None:
+    """The alert pass the timer runs (`governance.alerts` rules), or None without rules."""
+    if not config.governance.alerts:
+        return None
+    from services.observability.alerts import AlertEvaluator, KernelAlerts
+
+    return KernelAlerts(AlertEvaluator.from_config(config.governance.alerts, audit=audit, clock=clock, ids=ids))
 
 
 def build_idempotency(config: AOSConfig, store: StateStore, clock: Clock) -> IdempotencyKeys:

@@ -169,3 +169,26 @@ async def test_one_trace_from_http_through_the_entity_to_the_handler_and_the_bus
                   for k, v in (to_message(seen).application_properties or {}).items()}
     traceparent = properties["traceparent"]
     assert (traceparent.decode() if isinstance(traceparent, bytes) else traceparent).split("-")[1] == trace_id
+
+
+async def test_the_timer_raises_an_alert_that_agents_receive_and_the_audit_keeps(
+        monkeypatch: pytest.MonkeyPatch, durable: SignalRecorder) -> None:
+    from azure.functions.servicebus import ServiceBusMessage
+    from azure.functions.timer import TimerRequest
+
+    from tests.support.function_calls import functions
+
+    monkeypatch.setenv("AOS_GOVERNANCE__ALERTS", json.dumps([
+        {"id": "poison", "kind": "dead_letters", "threshold": 0, "severity": "warning"}]))
+    await register("ops", subscribe=["aos.alert.*"])
+    poison = ServiceBusMessage(body=b"not json", message_id="p-9", content_type="application/cloudevents+json",
+                               application_properties={}, user_properties={})
+    with pytest.raises(ValueError):
+        await functions()["events_topic"].get_user_function()(message=poison, client=durable.client_binding())
+    tick = functions()["tick"].get_user_function()
+    await tick(timer=TimerRequest(), client=durable.client_binding())
+    await tick(timer=TimerRequest(), client=durable.client_binding())  # still breaching: raised once
+    [signal] = durable.take()
+    assert (signal.key, signal.input["data"]["rule_id"], signal.input["data"]["dead_letters"]) == ("ops", "poison", 1)
+    raised = body_of(await call("list_audit", params={"action": "alert.raised"}))["entries"]
+    assert [e["subject"] for e in raised] == ["alert/poison"]

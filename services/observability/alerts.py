@@ -145,3 +145,31 @@ class AlertEvaluator:
             data["audit_seq"] = entry.seq
         return Event(id=self.ids.new_id(), source="aos/alerts", type=event_type, subject=subject,
                      time=self.clock.now(), data=data)
+
+
+class KernelAlerts:
+    """The timer's alert pass over one kernel: a HealthSnapshot of what changed since the last pass, evaluated.
+
+    Counts are this worker's (each Functions worker evaluates what it processed); agent states come from the
+    registry, dead letters from the poison records the Service Bus triggers keep, breakers from this process.
+    """
+
+    def __init__(self, evaluator: AlertEvaluator) -> None:
+        self.evaluator = evaluator
+        self._last = (0, 0)
+
+    async def __call__(self, aos: Any) -> list[Event]:
+        processed, failed = aos.counts["processed"], aos.counts["failed"]
+        last_processed, last_failed = self._last
+        self._last = (processed, failed)
+        agents = {r["id"]: r["state"] for r in await aos.list_agents(limit=100_000)}
+        poison = await aos.store.list("deadletters/", limit=100_000)
+        dead: dict[str, int] = {}
+        for doc in poison:
+            name = f"{doc.value.get('topic', '?')}/runtime"
+            dead[name] = dead.get(name, 0) + 1
+        from aos_core.runtime import dependency_health
+
+        snapshot = HealthSnapshot(events_processed=processed - last_processed, events_failed=failed - last_failed,
+                                  dead_letters=dead, agents=agents, breakers=dependency_health())
+        return await self.evaluator.evaluate(snapshot)
