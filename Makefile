@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHECKOV_STAMP := $(VENV)/.checkov-installed
 
 .PHONY: run test lint bench clean
 
 run: $(PY_STAMP)
 	AOS_CONFIG_DIR=examples/config $(BIN)/aos serve
 
-test: $(PY_STAMP) $(NODE_STAMP)
+test: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -27,6 +28,11 @@ $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/pytho
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+# checkov pins packages that clash with the runtime ones, so it gets its own venv (tests/infra/checkov_env.py).
+$(CHECKOV_STAMP): tests/infra/checkov-requirements.txt | $(PY_STAMP)
+	$(BIN)/python tests/infra/checkov_env.py
 	touch $@
 
 $(NODE_STAMP): package.json

@@ -26,8 +26,8 @@ async def open_audit_log(config: AOSConfig, *, secrets: SecretStore | None = Non
                          **backend_options: Any) -> AuditLog:
     """The AuditLog `config.governance` selects: SQLite at `audit_path` (default data_dir/audit.db) or Table Storage.
 
-    The Table Storage backend lives with the Azure adapters (`services.governance.table_audit.TableAuditLog`,
-    built on services.governance.chain); it is imported only when selected.
+    The Table Storage backend (`services.governance.table_audit.TableAuditLog`, on the storage connection named
+    by `storage.connection`) is imported only when selected.
     """
     settings = config.governance
     key = await audit_key(config, secrets)
@@ -35,9 +35,9 @@ async def open_audit_log(config: AOSConfig, *, secrets: SecretStore | None = Non
         from services.governance.audit import SqliteAuditLog
 
         return SqliteAuditLog(settings.audit_path or config.data_dir / "audit.db", clock=clock, hmac_key=key)
-    try:
-        from services.governance.table_audit import TableAuditLog  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError("governance.audit_backend: 'table' is not available in this installation") from None
-    return TableAuditLog(config=config, table=settings.audit_table, clock=clock, hmac_key=key,  # type: ignore[no-any-return]
-                         **backend_options)
+    from services.governance.table_audit import TableAuditLog
+    from services.storage.connections import resolve_storage_connection
+
+    # The storage connection is resolved now, so a missing setting fails at start and names itself.
+    connection = resolve_storage_connection(config.storage.connection)
+    return TableAuditLog(connection, table=settings.audit_table, clock=clock, hmac_key=key, **backend_options)

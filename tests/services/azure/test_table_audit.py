@@ -72,3 +72,22 @@ async def test_bad_entries_write_nothing(log: TableAuditLog) -> None:
     with pytest.raises(InvalidAuditEntry):
         await log.append("ceo", "approve", "x", "y" * 40_000)
     assert await log.head() is None and await log.entries() == []
+
+
+async def test_the_config_selects_the_table_audit_log_on_the_storage_connection(
+        azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aos_core.config import AOSConfig
+    from services.governance.factory import open_audit_log
+
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    config = AOSConfig(governance={"audit_backend": "table", "audit_table": f"audit{uuid.uuid4().hex[:12]}"})
+    audit = await open_audit_log(config, clock=ManualClock())
+    try:
+        assert isinstance(audit, TableAuditLog)
+        await audit.append("ops", "agent.registered", "agent/a1", {"type": "tally"})
+        assert (await audit.verify()).ok
+    finally:
+        await audit.close()
+    monkeypatch.delenv("AzureWebJobsStorage")
+    with pytest.raises(Exception, match="AzureWebJobsStorage"):
+        await open_audit_log(config)
