@@ -293,7 +293,7 @@ async def post_events(aos: AgentOperatingSystem, request: ApiRequest, caller: Ca
         raise Problem(400, "Invalid request", f"a batch holds 1 to {aos.config.api.max_batch} events")
     for event in events:
         await enforce(aos, caller, "event.submit", event_type=event.type, subject=f"event/{event.id}")
-    records = [await aos.submit(aos.telemetry.inject(event), actor=caller.name) for event in events]
+    records = await aos.submit_many([aos.telemetry.inject(event) for event in events], actor=caller.name)
     return await _answer(aos, records, wait, batch=isinstance(parsed, list))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -318,7 +318,28 @@ class AgentOperatingSystem:
         An id seen before is not applied again: its first record comes back, and targets that have not
         answered yet are delivered to again (agents drop an event id they already applied).
         """
+        return (await self.submit_many([event], topic=topic, to_agent=to_agent, actor=actor))[0]
+
+    async def submit_many(self, events: Sequence[Event], *, topic: str | None = None, to_agent: str | None = None,
+                          actor: str = "kernel") -> list[EventRecord]:
+        """`submit` for a batch: every event is accepted at once, then each agent gets its events in batch
+        order while different agents are served in parallel."""
         await self._require_initialized()
+        accepted = await asyncio.gather(*(self._accept(e, topic, to_agent, actor) for e in events))
+        queues: dict[str, list[tuple[AgentId, Event]]] = {}
+        for _, event, targets in accepted:
+            for target in targets:
+                queues.setdefault(target.key, []).append((target, event))
+        await asyncio.gather(*(self._deliver_in_order(queue) for queue in queues.values()))
+        return list(await asyncio.gather(*(self._reread(record) if targets else _same(record)
+                                           for record, _, targets in accepted)))
+
+    async def _reread(self, record: EventRecord) -> EventRecord:
+        return await self.records.get(record.id) or record
+
+    async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str
+                      ) -> tuple[EventRecord, Event, list[AgentId]]:
+        """Record `event` (or find its first record); the targets still to deliver it to."""
         with self.telemetry.event_span(SPAN_PROCESS, event, kind=topic or ("message" if to_agent else "event")):
             targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
             record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
@@ -326,13 +347,15 @@ class AgentOperatingSystem:
             if created:
                 await self._audit(actor, "event.accepted", f"event/{event.id}",
                                   {"type": event.type, "kind": record.kind, "targets": record.targets})
-            else:
-                if record.status != "pending":
-                    return record
-                targets = [await self._address(key) for key in record.missing()]
-                event = Event.model_validate(record.event) if record.event else event
-            await asyncio.gather(*(self._deliver_and_record(t, event) for t in targets))
-            return await self.records.get(event.id) or record
+                return record, event, targets
+            if record.status != "pending":
+                return record, event, []
+            original = Event.model_validate(record.event) if record.event else event
+            return record, original, [await self._address(key) for key in record.missing()]
+
+    async def _deliver_in_order(self, queue: list[tuple[AgentId, Event]]) -> None:
+        for target, event in queue:
+            await self._deliver_and_record(target, event)
 
     async def _deliver_and_record(self, target: AgentId, event: Event) -> None:
         try:
@@ -633,3 +656,7 @@ class AgentOperatingSystem:
         if self._owned and runtime_default_is(self._store):
             set_default_state_store(None)
         self._initialized = False
+
+
+async def _same(record: EventRecord) -> EventRecord:
+    return record
