@@ -7,6 +7,7 @@ import pytest
 pytest_plugins = [
     "tests.azurite",  # the session-scoped `azurite` fixture
     "tests.support.function_calls",  # `durable` and `warm_kernel` for the function_app tests
+    "tests.support.spans",  # `span_exporter`: OpenTelemetry spans in memory
 ]
 
 

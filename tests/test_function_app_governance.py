@@ -6,14 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aos_core import runtime
 from services.governance.decisions import DecisionLog
 from services.messaging.servicebus import to_message
-from services.observability import tracing
 from tests.support.durable_webhook import SignalRecorder
 from tests.support.function_calls import body_of, call, deliver_signals, principal, register
 
@@ -140,25 +137,15 @@ async def test_the_os_mcp_server_answers_at_api_mcp() -> None:
     assert garbled.status_code == 400 or body_of(garbled)["error"]["code"] == -32700
 
 
-@pytest.fixture
-def spans() -> Any:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_tracer_provider(provider)
-    yield exporter
-    tracing.use_tracer_provider(None)
-
-
 async def test_one_trace_from_http_through_the_entity_to_the_handler_and_the_bus(
-        monkeypatch: pytest.MonkeyPatch, durable: SignalRecorder, spans: InMemorySpanExporter) -> None:
+        monkeypatch: pytest.MonkeyPatch, durable: SignalRecorder, span_exporter: InMemorySpanExporter) -> None:
     monkeypatch.setenv("AOS_AGENTS__TYPES", json.dumps({"announcer": "tests.support.agents:Announcer"}))
     await register("a1", "announcer", subscribe=["order.*"])
     accepted = await call("post_events", "POST", body={"id": "t-1", "source": "shop", "type": "order.placed"},
                           durable=durable)
     assert accepted.status_code == 202
     await deliver_signals(durable, {})
-    names = {s.name: s for s in spans.get_finished_spans()}
+    names = {s.name: s for s in span_exporter.get_finished_spans()}
     chain = [names[n] for n in ("aos.http", "aos.kernel.process_event", "aos.entity.deliver", "aos.agent.handle")]
     assert len({s.context.trace_id for s in chain}) == 1
     trace_id = format(chain[0].context.trace_id, "032x")

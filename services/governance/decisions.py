@@ -16,6 +16,7 @@ from aos_core.clock import SystemClock, UuidIds
 from aos_core.errors import NotFoundError
 from aos_core.ports import AuditLog, Clock, IdFactory, StateStore
 from services.governance.chain import payload_hash
+from services.storage.scan import scan
 
 PREFIX = "governance/decisions/"
 
@@ -95,22 +96,9 @@ class DecisionLog:
     async def list(self, *, agent_id: str | None = None, after: str | None = None,
                    limit: int = 100) -> list[DecisionRecord]:
         """Decisions in id order after `after`, optionally of one agent; at most `limit` (1-1000)."""
-        if not 1 <= limit <= 1000:
-            raise ValueError("limit must be from 1 to 1000")
-        out: list[DecisionRecord] = []
-        cursor = PREFIX + after if after else None
-        while len(out) < limit:
-            page = await self.store.list(PREFIX, start_after=cursor, limit=500)
-            if not page:
-                break
-            for doc in page:
-                record = DecisionRecord.model_validate(doc.value)
-                if agent_id is None or record.agent_id == agent_id:
-                    out.append(record)
-                    if len(out) == limit:
-                        break
-            cursor = page[-1].key
-        return out
+        return await scan(self.store, PREFIX, DecisionRecord.model_validate,
+                          None if agent_id is None else (lambda record: record.agent_id == agent_id),
+                          after=after, limit=limit)
 
     def verify(self, record: DecisionRecord) -> bool:
         """True when the record's content still matches the hash its audit entry carries."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.errors import ConflictError, NotFoundError
 from aos_core.ports import AuditLog, Clock, IdFactory, StateStore
+from services.storage.scan import scan
 
 PREFIX = "governance/risks/"
 RiskStatus = Literal["open", "mitigating", "accepted", "closed"]
@@ -156,20 +157,9 @@ class RiskRegistry:
     async def list(self, *, status: str | None = None, owner: str | None = None, min_score: int | None = None,
                    after: str | None = None, limit: int = 100) -> list[Risk]:
         """Risks in id order after `after`, filtered; at most `limit` (1-1000)."""
-        if not 1 <= limit <= 1000:
-            raise ValueError("limit must be from 1 to 1000")
-        out: list[Risk] = []
-        cursor = PREFIX + after if after else None
-        while len(out) < limit:
-            page = await self.store.list(PREFIX, start_after=cursor, limit=500)
-            if not page:
-                break
-            for doc in page:
-                risk = Risk.model_validate(doc.value)
-                if (status is None or risk.status == status) and (owner is None or risk.owner == owner) and \
-                        (min_score is None or risk.score >= min_score):
-                    out.append(risk)
-                    if len(out) == limit:
-                        break
-            cursor = page[-1].key
-        return out
+
+        def keep(risk: Risk) -> bool:
+            return (status is None or risk.status == status) and (owner is None or risk.owner == owner) and \
+                (min_score is None or risk.score >= min_score)
+
+        return await scan(self.store, PREFIX, Risk.model_validate, keep, after=after, limit=limit)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -15,18 +11,7 @@ from services.messaging.cloudevents_amqp import TRACEPARENT_PROPERTY, applicatio
 from services.observability import tracing
 
 
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_tracer_provider(provider)
-    yield exporter
-    tracing.use_tracer_provider(None)
-    provider.shutdown()
-
-
-def test_one_trace_from_http_to_handler_and_into_the_published_message(exporter: InMemorySpanExporter) -> None:
+def test_one_trace_from_http_to_handler_and_into_the_published_message(span_exporter: InMemorySpanExporter) -> None:
     incoming = Event(type="order.created", data={"n": 1}, correlationid="conv-1")
     with tracing.span(tracing.SPAN_HTTP, kind=SpanKind.SERVER, **{"http.route": "/api/events"}):
         event = tracing.inject(incoming)  # the trigger stamps the event before handing it on
@@ -36,7 +21,7 @@ def test_one_trace_from_http_to_handler_and_into_the_published_message(exporter:
         with tracing.span(tracing.SPAN_HANDLER, agent="cfo"):
             reply = tracing.inject(Event(type="budget.reviewed", correlationid=event.correlationid))
             props = application_properties(reply)
-    spans = {s.name: s for s in exporter.get_finished_spans()}
+    spans = {s.name: s for s in span_exporter.get_finished_spans()}
     assert set(spans) == {tracing.SPAN_HTTP, tracing.SPAN_PROCESS, tracing.SPAN_ENTITY, tracing.SPAN_HANDLER}
     trace_ids = {s.context.trace_id for s in spans.values()}
     assert len(trace_ids) == 1
@@ -53,7 +38,7 @@ def test_one_trace_from_http_to_handler_and_into_the_published_message(exporter:
         assert format(consumer.get_span_context().trace_id, "032x") == trace_hex
 
 
-def test_inject_and_extract_message_properties(exporter: InMemorySpanExporter) -> None:
+def test_inject_and_extract_message_properties(span_exporter: InMemorySpanExporter) -> None:
     with tracing.span("send") as sender:
         props = tracing.inject_properties({"cloudEvents_type": "x"})
     assert "traceparent" in props
@@ -63,16 +48,16 @@ def test_inject_and_extract_message_properties(exporter: InMemorySpanExporter) -
         assert other.get_span_context().trace_id == sender.get_span_context().trace_id
 
 
-def test_errors_are_recorded_on_the_span(exporter: InMemorySpanExporter) -> None:
+def test_errors_are_recorded_on_the_span(span_exporter: InMemorySpanExporter) -> None:
     with pytest.raises(KeyError), tracing.span("failing", attempt=1, payload={"x": 1}, skipped=None):
         raise KeyError("boom")
-    [span] = exporter.get_finished_spans()
+    [span] = span_exporter.get_finished_spans()
     assert span.status.status_code == StatusCode.ERROR
     assert span.events[0].name == "exception"
     assert span.attributes["payload"] == "{'x': 1}" and "skipped" not in span.attributes
 
 
-def test_without_a_span_nothing_is_injected(exporter: InMemorySpanExporter) -> None:
+def test_without_a_span_nothing_is_injected(span_exporter: InMemorySpanExporter) -> None:
     event = Event(type="x")
     assert tracing.inject(event) is event
     assert tracing.current_traceparent() is None
