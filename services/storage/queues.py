@@ -104,7 +104,8 @@ class StorageWorkQueue:
         async for message in queue.receive_messages(max_messages=max_messages, messages_per_page=max_messages,
                                                     visibility_timeout=hide):
             if message.dequeue_count > self.max_dequeue_count:
-                await self._to_poison(queue, message, message.content)
+                # Lost to another receiver meanwhile: doubled in poison, never lost.
+                await self._to_poison(queue, message.id, message.pop_receipt, message.content, lock_lost_ok=True)
                 continue
             items.append(self._item(message))
             if len(items) >= max_messages:
@@ -120,24 +121,25 @@ class StorageWorkQueue:
         return WorkItem(message.id, body, message.dequeue_count, message.pop_receipt, message.inserted_on,
                         message.next_visible_on)
 
-    async def _to_poison(self, queue: Any, message: Any, content: str) -> None:
+    async def _to_poison(self, queue: Any, message_id: str, pop_receipt: str, content: str, *,
+                         lock_lost_ok: bool = False) -> None:
         poison = await self._queue(self.poison_name)
         await poison.send_message(content)
-        try:
-            await queue.delete_message(message.id, message.pop_receipt)
-        except HttpResponseError as exc:
-            if not _lock_lost(exc):
-                raise  # else its visibility ran out and another receiver took it: doubled in poison, never lost
+        await self._delete(queue, message_id, pop_receipt, lock_lost_ok=lock_lost_ok)
 
-    async def complete(self, item: WorkItem) -> None:
-        """Delete a processed message. LockLostError if its visibility ran out and another receiver took it."""
-        queue = await self._queue(self.name)
+    async def _delete(self, queue: Any, message_id: str, pop_receipt: str, *, lock_lost_ok: bool = False) -> None:
         try:
-            await queue.delete_message(item.id, item.pop_receipt)
+            await queue.delete_message(message_id, pop_receipt)
         except HttpResponseError as exc:
             if not _lock_lost(exc):
                 raise
-            raise LockLostError(f"queue {self.name} message {item.id}: visibility expired or already settled") from None
+            if not lock_lost_ok:  # its visibility ran out and another receiver took it
+                raise LockLostError(f"queue {self.name} message {message_id}: visibility expired or already "
+                                    "settled") from None
+
+    async def complete(self, item: WorkItem) -> None:
+        """Delete a processed message. LockLostError if its visibility ran out and another receiver took it."""
+        await self._delete(await self._queue(self.name), item.id, item.pop_receipt)
 
     async def abandon(self, item: WorkItem, *, delay: float = 0) -> WorkItem:
         """Make the message visible again after `delay` seconds (0: now); returns it with its new pop receipt."""
@@ -160,16 +162,8 @@ class StorageWorkQueue:
 
     async def dead_letter(self, item: WorkItem, *, reason: str) -> None:
         """Move the message to the poison queue now, with `reason` next to its body."""
-        queue = await self._queue(self.name)
         content = encode_value({"body": item.body, "reason": reason, "dequeue_count": item.dequeue_count})
-        poison = await self._queue(self.poison_name)
-        await poison.send_message(content)
-        try:
-            await queue.delete_message(item.id, item.pop_receipt)
-        except HttpResponseError as exc:
-            if not _lock_lost(exc):
-                raise
-            raise LockLostError(f"queue {self.name} message {item.id}: visibility expired or already settled") from None
+        await self._to_poison(await self._queue(self.name), item.id, item.pop_receipt, content)
 
     async def poison_messages(self, max_messages: int = 32) -> list[JSON]:
         """The bodies in the poison queue (peeked: they stay there)."""
