@@ -93,3 +93,32 @@ def make_host(tmp_path: Path) -> Iterator[Any]:
     yield make
     for host in hosts:
         host.stop()
+
+
+@pytest.fixture(scope="module")
+def in_process_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """function_app on the local host inside the test process (uvicorn on a free port); its base URL.
+
+    Entity signals go through the real Durable client to the host's own webhooks; the function key is
+    `tests.services.devhost.conftest.FUNCTION_KEY`.
+    """
+    from aos_core import runtime
+    from services.devhost.server import DevHost
+    from services.devhost.settings import HostSettings
+    from tests.services.devhost.conftest import FUNCTION_KEY, MASTER_KEY, ServerThread
+    from tests.support.function_calls import indexed_function_app
+
+    folder = tmp_path_factory.mktemp("host")
+    env = {"AOS_DATA_DIR": str(folder / "data"), "AOS_CONFIG_DIR": str(folder), "AOS_EVENTS_TOPIC": "agent.events",
+           "AOS_EVENTS_SUBSCRIPTION": "aos-runtime", "AOS_MESSAGES_TOPIC": "agent.messages",
+           "AOS_MESSAGES_SUBSCRIPTION": "aos-runtime", "AOS_TICK_SCHEDULE": "0 0 0 1 1 *"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        runtime.reset_aos()
+        settings = HostSettings(app_dir=Path.cwd(), data_dir=folder / "data", port=free_port(),
+                                function_key=FUNCTION_KEY, master_key=MASTER_KEY)
+        host = DevHost(indexed_function_app(), settings)
+        with ServerThread(host):
+            yield host.settings.base_url
+        runtime.reset_aos()
