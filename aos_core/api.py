@@ -306,12 +306,10 @@ async def get_event(aos: AgentOperatingSystem, request: ApiRequest, caller: Call
 
 
 async def list_agents(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    raw_limit = request.query.get("limit", "1000")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise Problem(400, "Invalid request", f"limit must be an integer from 1 to 1000, not {raw_limit!r}")
+    limit = int_param(request, "limit", 1000, 1, 1000)
     agents = await aos.list_agents(capability=request.query.get("capability") or None,
                                    agent_type=request.query.get("type") or None,
-                                   state=request.query.get("state") or None, limit=int(raw_limit))
+                                   state=request.query.get("state") or None, limit=limit)
     return ApiResponse(200, {"agents": [_agent_info(a) for a in agents]})
 
 
@@ -389,6 +387,14 @@ def _audit_log(aos: AgentOperatingSystem) -> Any:
     if aos.audit is None:
         raise Problem(404, "Not found", "this host keeps no audit log (governance.audit_backend is none)")
     return aos.audit
+
+
+def path_id(request: ApiRequest, name: str) -> str:
+    """A route parameter naming a stored record (risk, decision, ...): 1 to 200 characters, else a 400."""
+    value = request.route_params.get(name, "")
+    if not 0 < len(value) <= 200:
+        raise Problem(400, "Invalid request", f"{name} must be 1 to 200 characters")
+    return value
 
 
 def int_param(request: ApiRequest, name: str, default: int, low: int, high: int) -> int:

@@ -37,13 +37,6 @@ def _decisions(aos: AgentOperatingSystem) -> DecisionLog:
     return DecisionLog(aos.store, audit=aos.audit, clock=aos.clock, ids=aos.ids)
 
 
-def _path_id(request: api.ApiRequest, name: str) -> str:
-    value = request.route_params.get(name, "")
-    if not 0 < len(value) <= 200:
-        raise api.Problem(400, "Invalid request", f"{name} must be 1 to 200 characters")
-    return value
-
-
 def _limit(request: api.ApiRequest) -> int:
     return api.int_param(request, "limit", 100, 1, 1000)
 
@@ -64,19 +57,19 @@ async def create_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller
 
 
 async def get_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
-    risk = await _risks(aos).get(_path_id(request, "risk_id"))
+    risk = await _risks(aos).get(api.path_id(request, "risk_id"))
     return api.ApiResponse(200, risk.model_dump(mode="json"))
 
 
 async def update_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
-    risk_id = _path_id(request, "risk_id")
+    risk_id = api.path_id(request, "risk_id")
     patch: RiskUpdate = api.parse(RiskUpdate, request, "risk update")
     risk = await _risks(aos).update(risk_id, patch, actor=caller.name)
     return api.ApiResponse(200, risk.model_dump(mode="json"))
 
 
 async def close_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
-    risk_id = _path_id(request, "risk_id")
+    risk_id = api.path_id(request, "risk_id")
     resolution = request.query.get("resolution") or f"closed over HTTP by {caller.name}"
     risk = await _risks(aos).close(risk_id, actor=caller.name, resolution=resolution[:2000])
     return api.ApiResponse(200, risk.model_dump(mode="json"))
@@ -89,7 +82,7 @@ async def list_decisions(aos: AgentOperatingSystem, request: api.ApiRequest, cal
 
 
 async def get_decision(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
-    decision = await _decisions(aos).get(_path_id(request, "decision_id"))
+    decision = await _decisions(aos).get(api.path_id(request, "decision_id"))
     return api.ApiResponse(200, decision.model_dump(mode="json"))
 
 

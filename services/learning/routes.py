@@ -29,15 +29,8 @@ def _service(aos: AgentOperatingSystem) -> FeedbackService:
                            ids=aos.ids)
 
 
-def _decision_id(request: api.ApiRequest) -> str:
-    value = request.route_params.get("decision_id", "")
-    if not 0 < len(value) <= 200:
-        raise api.Problem(400, "Invalid request", "decision_id must be 1 to 200 characters")
-    return value
-
-
 async def post_feedback(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
-    decision_id = _decision_id(request)
+    decision_id = api.path_id(request, "decision_id")
     body = api.json_body(request)
     if not isinstance(body, dict):
         raise api.Problem(400, "Invalid request", "feedback must be a JSON object")
@@ -51,7 +44,7 @@ async def post_feedback(aos: AgentOperatingSystem, request: api.ApiRequest, call
 
 
 async def list_feedback(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
-    decision_id = _decision_id(request)
+    decision_id = api.path_id(request, "decision_id")
     await DecisionLog(aos.store, clock=aos.clock).get(decision_id)  # 404 for an unknown decision
     items = await _service(aos).for_decision(decision_id)
     return api.ApiResponse(200, FeedbackList(feedback=items).model_dump(mode="json"))
