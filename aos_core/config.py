@@ -68,6 +68,7 @@ class ApiSettings(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)  # larger bodies get 413
     max_wait: float = Field(default=30.0, gt=0)  # the largest `?wait=` a caller may ask for, in seconds
     max_batch: int = Field(default=100, ge=1)  # events in one POST /api/events batch
+    event_retention: float = Field(default=7 * 86_400.0, gt=0)  # seconds an accepted event's record is kept
 
 
 class AuthSettings(_Section):

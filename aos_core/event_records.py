@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from aos_core.errors import ConflictError
@@ -71,6 +72,7 @@ class EventRecords:
     def __init__(self, store: StateStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        self._purge_cursor: str | None = None  # where the last purge pass stopped
 
     async def accept(self, event: Event, targets: list[str], *, kind: str = "event", topic: str | None = None
                      ) -> tuple[EventRecord, bool]:
@@ -112,6 +114,28 @@ class EventRecords:
                 return record
             await self._clock.sleep(min(_WAIT_STEPS[min(step, len(_WAIT_STEPS) - 1)], left))
             step += 1
+
+    async def purge(self, older_than: float, *, limit: int = 500) -> int:
+        """Delete records (and their results) accepted more than `older_than` seconds ago; returns how many.
+
+        Each call reads at most `limit` documents and goes on from where the last one stopped, so a timer
+        can call it every tick. A resend of a purged id is accepted again: keep the retention longer than
+        any client retries.
+        """
+        cutoff = self._clock.now() - timedelta(seconds=older_than)
+        docs = await self._store.list(_PREFIX, start_after=self._purge_cursor, limit=limit)
+        self._purge_cursor = docs[-1].key if len(docs) == limit else None
+        purged = 0
+        for doc in docs:
+            if "/results/" in doc.key[len(_PREFIX):] or not isinstance(doc.value, dict):
+                continue
+            if datetime.fromisoformat(doc.value["accepted_at"]) > cutoff:
+                continue
+            for result in await self._store.list(doc.key + "/results/"):
+                await self._store.delete(result.key)
+            await self._store.delete(doc.key)
+            purged += 1
+        return purged
 
     @staticmethod
     def _from(value: dict[str, Any], results: list[dict[str, JSON]]) -> EventRecord:

@@ -386,6 +386,9 @@ class AgentOperatingSystem:
             for event in await hook(self):
                 await self.submit(event, topic="alerts", actor="aos:alerts")
                 emitted.append(event)
+        # Housekeeping, a page per tick: old event records and expired idempotency keys.
+        await self.records.purge(self.config.api.event_retention)
+        await self.idempotency.purge_expired()
         return emitted
 
     def on_tick(self, hook: Callable[[AgentOperatingSystem], Awaitable[list[Event]]]) -> None:

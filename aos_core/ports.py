@@ -431,6 +431,10 @@ class IdempotencyKeys(Protocol):
 
     async def release(self, scope: str, key: str) -> bool: ...
 
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Delete up to `limit` expired keys; returns how many."""
+        ...
+
 
 # --- telemetry ----------------------------------------------------------------------------------
 

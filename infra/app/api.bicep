@@ -211,6 +211,10 @@ var appSettings = [
     name: 'AOS_API__MAX_BATCH'
     value: '100'
   }
+  {
+    name: 'AOS_API__EVENT_RETENTION'
+    value: '604800'
+  }
 ]
 
 output name string = functionApp.name

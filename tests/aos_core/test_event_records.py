@@ -76,3 +76,35 @@ async def test_results_for_many_targets_land_without_lost_updates(tmp_path: Path
 def test_odd_ids_cannot_alias_another_events_keys() -> None:
     assert record_key("plain-id.1:x") == "events/plain-id.1:x"
     assert record_key("a/results/b") != record_key("a") and "/" not in record_key("a/results/b")[len("events/"):]
+
+
+async def test_old_records_are_purged_page_by_page_with_their_results(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.db")
+    clock = ManualClock()
+    records = EventRecords(store, clock)
+    for n in range(5):
+        await records.accept(Event(id=f"old{n}", type="x"), ["a1"])
+        await records.add_result(f"old{n}", AgentResult("a1", "completed"))
+    await clock.advance(3600)
+    await records.accept(Event(id="new", type="x"), ["a1"])
+    purged = 0
+    for _ in range(6):  # pages of 4 documents: the pass goes on where the last one stopped
+        purged += await records.purge(older_than=1800, limit=4)
+    assert purged == 5
+    assert [d.key for d in await store.list("events/")] == ["events/new"]
+    await store.close()
+
+
+async def test_the_tick_purges_records_past_their_retention(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "state.db")
+    clock = ManualClock()
+    kernel = AgentOperatingSystem(AOSConfig(data_dir=tmp_path, api={"event_retention": 60}), store=store, clock=clock)
+    await kernel.initialize()
+    await kernel.submit(Event(id="e-old", type="nobody"))
+    await kernel.tick()
+    assert await kernel.records.get("e-old") is not None
+    await clock.advance(61)
+    await kernel.tick()
+    assert await kernel.records.get("e-old") is None
+    await kernel.shutdown()
+    await store.close()
