@@ -165,6 +165,10 @@ def _fresh_durable_http_session() -> None:
     with contextlib.suppress(ImportError):
         from azure.durable_functions.models.utils import http_utils
 
+        session = http_utils._client_session
+        loop = getattr(session, "_loop", None)
+        if session is not None and not session.closed and loop is not None and not loop.is_closed():
+            return  # still usable: the kernel's loop thread outlives hosts, and so does this session
         http_utils._client_session = None
         http_utils._session_lock = asyncio.Lock()
 

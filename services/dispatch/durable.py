@@ -84,9 +84,15 @@ def _deliver(context: Any, key: str, state: dict[str, Any]) -> None:
     async def apply(aos: Any) -> tuple[AgentResult, dict[str, Any]]:
         with aos.telemetry.event_span(SPAN_ENTITY, event, agent=key):  # continues the sender's trace
             result = await aos.apply_delivery(key, event)
-        info = await aos.get_agent(key)
+        live = aos.dispatcher.live_agent(key)
+        lifecycle = aos.lifecycle.get(key)
+        if live is None or lifecycle is None:  # not live (refused or failed): ask the registry
+            info = await aos.get_agent(key)
+            agent_type, state = info["type"], info["state"]
+        else:  # the common case: what the kernel holds in memory, no read
+            agent_type, state = live.agent_type, str(lifecycle.state)
         snapshot = await aos.read_context(key) or {}
-        return result, {"type": info["type"], "lifecycle": info["state"], "version": snapshot.get("version", 0)}
+        return result, {"type": agent_type, "lifecycle": state, "version": snapshot.get("version", 0)}
 
     result, facts = run_with_aos(apply, _OPERATION_TIMEOUT)
     context.set_state({**state, **facts, "delivered": state["delivered"] + 1,
