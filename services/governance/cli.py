@@ -12,13 +12,16 @@ from typing import Any
 
 async def _verify(args: argparse.Namespace) -> int:
     from aos_core.config import AOSConfig
-    from services.governance.factory import open_audit_log
+    from aos_core.runtime import build_audit_log
 
     if args.config:
         os.environ["AOS_CONFIG_DIR"] = str(args.config)
     overrides: dict[str, Any] = {"data_dir": args.data} if args.data else {}
     config = AOSConfig(**overrides)
-    log = await open_audit_log(config)
+    log = await build_audit_log(config)  # as the app builds it: the HMAC key from the SecretStore
+    if log is None:
+        print("no audit log: governance.audit_backend is none")
+        return 2
     try:
         result = await log.verify()
     finally:

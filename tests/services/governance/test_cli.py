@@ -56,3 +56,9 @@ async def test_hmac_key_comes_from_the_named_secret(tmp_path: Path, monkeypatch:
     result = await plain.verify()  # without the key the keyed chain does not verify
     await plain.close()
     assert not result.ok and result.first_bad_seq == entry.seq
+
+
+def test_verify_finds_the_hmac_key_the_way_the_app_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AOS_GOVERNANCE__AUDIT_HMAC_SECRET", "audit-hmac")
+    monkeypatch.setenv("AUDIT_HMAC", "s3cret")  # the upper-case spelling of the secret's name
+    assert main(["audit", "verify", "--data", str(tmp_path)]) == 0
