@@ -45,6 +45,10 @@ class MessagingSettings(_Section):
     max_delivery_count: int = Field(default=10, ge=1)
     lock_duration: float = Field(default=30.0, gt=0)
 
+    def topic(self, *, direct: bool) -> str:
+        """The topic of direct messages to one agent (`direct`) or of events routed by subscriptions."""
+        return self.messages_topic if direct else self.events_topic
+
 
 class DispatchSettings(_Section):
     max_live_agents: int = Field(default=10_000, ge=1)

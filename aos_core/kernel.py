@@ -440,9 +440,8 @@ class AgentOperatingSystem:
         if self.hosted:
             # Through the bus, whose triggers deliver them: the message survives this process, and its
             # deterministic id lets duplicate detection drop a copy if this handling runs again.
-            messaging = self.config.messaging
             for out in outbox:
-                topic = messaging.events_topic if out.to_agent is None else messaging.messages_topic
+                topic = self.config.messaging.topic(direct=out.to_agent is not None)
                 await self.bus.publish(topic, self.telemetry.inject(out.event))
             return
         for out in outbox:

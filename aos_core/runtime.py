@@ -244,22 +244,19 @@ def get_aos() -> AgentOperatingSystem:
     return kernel_loop().run(_warm_kernel())
 
 
+async def _on_warm_kernel(work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
+    # Runs on the kernel loop: build (or take) the warm kernel there, then do the work.
+    return await work(await _warm_kernel())
+
+
 async def with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
     """Run `work(aos)` on the kernel loop with the warm kernel, from any thread or loop."""
-
-    async def on_kernel_loop() -> T:
-        return await work(await _warm_kernel())
-
-    return await kernel_loop().call(on_kernel_loop())
+    return await kernel_loop().call(_on_warm_kernel(work))
 
 
 def run_with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]], timeout: float | None = None) -> T:
     """`with_aos` for sync callers (Durable entity functions run on worker threads)."""
-
-    async def on_kernel_loop() -> T:
-        return await work(await _warm_kernel())
-
-    return kernel_loop().run(on_kernel_loop(), timeout)
+    return kernel_loop().run(_on_warm_kernel(work), timeout)
 
 
 def reset_aos() -> None:

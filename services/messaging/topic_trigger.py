@@ -49,8 +49,7 @@ async def receive_topic_message(message: Any, *, direct: bool = False, remote: D
 
 
 def _topic(aos: Any, direct: bool) -> str:
-    messaging = aos.config.messaging
-    return str(messaging.messages_topic if direct else messaging.events_topic)
+    return str(aos.config.messaging.topic(direct=direct))
 
 
 async def _record_poison(aos: Any, message: Any, topic: str, reason: str) -> None:
