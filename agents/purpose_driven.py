@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
 from agents.perpetual import PerpetualAgent
 
 if TYPE_CHECKING:
+    from aos_core.agent_context import AgentContext
+    from aos_core.events import Event
+    from aos_core.ports import JSON
     from services.ml import AdapterVersion, Reasoner, ReasoningResult
 
 
@@ -27,9 +30,15 @@ class Goal(BaseModel):
 class PurposeDrivenAgent(PerpetualAgent):
     """The agents AOS users write: `super().__init__(agent_id="ceo", purpose="...", adapter_name="ceo")`.
 
-    Metrics live in the state (`state["metrics"]`), so progress survives restarts like everything else.
-    `adapter_name` names the LoRA adapter the agent reasons with.
+    Metrics live in the state (`state["metrics"]`), so progress survives restarts like everything else; after
+    each event the goals' progress is kept in `state["progress"]` too, so readers of the context (the API,
+    the dashboard) see it without loading the agent. `adapter_name` names the LoRA adapter the agent reasons
+    with. Purpose, adapter and goals come from the constructor, else config, else the class's `default_*`.
     """
+
+    default_purpose: ClassVar[str] = ""
+    default_adapter: ClassVar[str | None] = None
+    default_goals: ClassVar[tuple[Goal | dict[str, Any], ...]] = ()
 
     def __init__(
         self,
@@ -43,10 +52,10 @@ class PurposeDrivenAgent(PerpetualAgent):
         depends_on: Iterable[str] = (),
     ) -> None:
         super().__init__(agent_id, config=config, capabilities=capabilities, depends_on=depends_on)
-        self.purpose = purpose or str(self.config.get("purpose", ""))
-        self.adapter_name = adapter_name or self.config.get("adapter_name")
+        self.purpose = purpose or str(self.config.get("purpose") or self.default_purpose)
+        self.adapter_name = adapter_name or self.config.get("adapter_name") or self.default_adapter
         self.goals = [g if isinstance(g, Goal) else Goal.model_validate(g)
-                      for g in (goals or self.config.get("goals", ()))]
+                      for g in (goals or self.config.get("goals") or self.default_goals)]
 
     def initial_state(self) -> dict[str, Any]:
         return {"metrics": {}}
@@ -72,11 +81,19 @@ class PurposeDrivenAgent(PerpetualAgent):
                 met = current >= goal.target
             else:
                 met = current <= goal.target
-            progress = 1.0 if met or span == 0 else max(0.0, min(1.0, (current - goal.baseline) / span))
+            if met or span == 0:
+                progress = 1.0 if met else 0.0
+            else:
+                progress = max(0.0, min(1.0, (current - goal.baseline) / span))
             report.append({"id": goal.id, "metric": goal.metric, "target": goal.target, "current": current,
                            "progress": progress, "met": met})
         overall = sum(g["progress"] for g in report) / len(report) if report else 1.0
         return {"purpose": self.purpose, "goals": report, "overall": overall}
+
+    async def handle(self, event: Event, ctx: AgentContext) -> JSON:
+        result = await super().handle(event, ctx)
+        self.state["progress"] = self.evaluate_progress()  # committed with the event's own write
+        return result
 
     # --- reasoning with the agent's LoRA adapter ----------------------------------------------------
 

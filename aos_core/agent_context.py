@@ -1,4 +1,4 @@
-"""What an agent sees while it handles one event: the event, the clock, and an outbox.
+"""What an agent sees while it handles one event: the event, the clock, an outbox, and governance ports.
 
 Events an agent publishes or sends are queued in the outbox and dispatched only after the agent's state
 for this event is committed, so a crash never leaves a message out for a change that did not happen.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from aos_core.events import Event, validate_id
-from aos_core.ports import JSON, Clock
+from aos_core.ports import JSON, AuditLog, Clock, Policy
 
 _OUTBOX_NAMESPACE = uuid.UUID("5b0c1f2e-8a41-4d0f-9a47-2f6f6c1a0b7e")
 
@@ -30,6 +30,8 @@ class AgentContext:
     event: Event
     clock: Clock
     outbox: list[Outgoing] = field(default_factory=list)
+    audit: AuditLog | None = None  # the kernel's audit log, for decision records and risks the agent writes
+    policy: Policy | None = None  # the kernel's policies, for checks such as spending thresholds
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -51,6 +53,11 @@ class AgentContext:
         """Send a message back to the agent that sent the current event, if an agent sent it."""
         sender = self.event.source.removeprefix("agents/") if self.event.source.startswith("agents/") else None
         return self.send(sender, message_type, data) if sender else None
+
+    def stable_id(self, purpose: str) -> str:
+        """An id that is the same every time this event is handled by this agent (for records written as a
+        side effect, such as decisions: a redelivery finds the first record instead of writing a second)."""
+        return str(uuid.uuid5(_OUTBOX_NAMESPACE, f"{self.event.id}|{self.agent_id}|{purpose}"))
 
     def _derive(self, event_type: str, data: JSON, subject: str | None) -> Event:
         event_id = uuid.uuid5(_OUTBOX_NAMESPACE, f"{self.event.id}|{self.agent_id}|{len(self.outbox)}")

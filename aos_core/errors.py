@@ -40,6 +40,11 @@ class AgentUnavailableError(AOSError):
     """The agent is Failed or Terminated and cannot take events."""
 
 
+class InvalidEventError(AOSError, ValueError):
+    """An agent refuses an event whose data it cannot accept: the event is `rejected` with this message, nothing
+    of the agent's state changes, and the agent stays healthy (bad input is not an agent failure)."""
+
+
 class LockLostError(AOSError):
     """A bus message's peek-lock expired or the message was already settled."""
 

@@ -12,7 +12,14 @@ from aos_core.agent_context import AgentContext, Outgoing
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.config import AOSConfig
 from aos_core.dispatch import LocalDispatcher
-from aos_core.errors import AgentUnavailableError, ConflictError, NotFoundError, PolicyDenied, RegistrationError
+from aos_core.errors import (
+    AgentUnavailableError,
+    ConflictError,
+    InvalidEventError,
+    NotFoundError,
+    PolicyDenied,
+    RegistrationError,
+)
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event, validate_id
 from aos_core.graph import topological_order
@@ -346,7 +353,10 @@ class AgentOperatingSystem:
                                                         kind="message" if to_agent is not None else "event")
             if created:
                 await self._audit(actor, "event.accepted", f"event/{event.id}",
-                                  {"type": event.type, "kind": record.kind, "targets": record.targets})
+                                  {"type": event.type, "kind": record.kind, "targets": record.targets,
+                                   "source": event.source,
+                                   **{k: v for k, v in (("subject", event.subject),
+                                                        ("correlationid", event.correlationid)) if v}})
                 return record, event, targets
             if record.status != "pending":
                 return record, event, []
@@ -503,12 +513,14 @@ class AgentOperatingSystem:
         return agent
 
     async def apply(self, agent: Agent, event: Event) -> AgentResult:
-        ctx = AgentContext(agent.agent_id, event, self.clock)
+        ctx = AgentContext(agent.agent_id, event, self.clock, audit=self.audit, policy=self.policy)
         started = self.clock.monotonic()
         try:
             with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
                 status, result = await agent.process(event, ctx, durable=self._durable,
                                                      retries=self.config.dispatch.commit_retries)
+        except InvalidEventError as exc:
+            return AgentResult(agent.agent_id, "rejected", error=str(exc))
         except Exception as exc:
             self.telemetry.increment(EVENTS_FAILED, type=event.type)
             self.counts["failed"] += 1

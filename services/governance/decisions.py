@@ -66,14 +66,23 @@ class DecisionLog:
         self.clock = clock or SystemClock()
         self.ids = ids or UuidIds()
 
-    async def record(self, data: DecisionCreate | dict[str, Any], actor: str | None = None) -> DecisionRecord:
-        """Validate, audit, store and return the decision (ValidationError, nothing written, on bad input)."""
+    async def record(self, data: DecisionCreate | dict[str, Any], actor: str | None = None, *,
+                     decision_id: str | None = None) -> DecisionRecord:
+        """Validate, audit, store and return the decision (ValidationError, nothing written, on bad input).
+
+        With `decision_id` (an agent derives it from the event it handles) recording is idempotent: if that
+        decision is already stored, it is returned and nothing is written or audited again.
+        """
         fields = data if isinstance(data, DecisionCreate) else DecisionCreate.model_validate(data)
         if fields.chosen is not None and fields.options and fields.chosen not in {o.name for o in fields.options}:
             raise ValueError(f"chosen option {fields.chosen!r} is not among the options considered")
+        if decision_id is not None:
+            existing = await self.store.get(PREFIX + decision_id)
+            if existing is not None:
+                return DecisionRecord.model_validate(existing.value)
         content = fields.model_dump(mode="json")
         digest = payload_hash(content)
-        record = DecisionRecord(**fields.model_dump(), id=self.ids.new_id(), time=self.clock.now(),
+        record = DecisionRecord(**fields.model_dump(), id=decision_id or self.ids.new_id(), time=self.clock.now(),
                                 content_hash=digest)
         if self.audit is not None:
             entry = await self.audit.append(actor or f"agent:{fields.agent_id}", "decision.taken",

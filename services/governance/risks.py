@@ -91,12 +91,21 @@ class RiskRegistry:
         if self.audit is not None:
             await self.audit.append(actor, action, f"risk/{risk.id}", payload)
 
-    async def create(self, data: RiskCreate | dict[str, Any], actor: str) -> Risk:
-        """Register a new risk raised by `actor`; ValidationError (nothing stored) on bad input."""
+    async def create(self, data: RiskCreate | dict[str, Any], actor: str, *, risk_id: str | None = None) -> Risk:
+        """Register a new risk raised by `actor`; ValidationError (nothing stored) on bad input.
+
+        With `risk_id` (e.g. one per department and month) raising is idempotent: an existing risk of that id
+        is returned unchanged, so an agent that sees the same overrun twice raises it once.
+        """
         fields = data if isinstance(data, RiskCreate) else RiskCreate.model_validate(data)
+        if risk_id is not None:
+            existing = await self.store.get(PREFIX + risk_id)
+            if existing is not None:
+                return Risk.model_validate(existing.value)
         now = self.clock.now()
         score = fields.likelihood * fields.impact
-        risk = Risk(**fields.model_dump(), id=self.ids.new_id(), score=score, level=_level(score), raised_by=actor,
+        risk = Risk(**fields.model_dump(), id=risk_id or self.ids.new_id(), score=score, level=_level(score),
+                    raised_by=actor,
                     created_at=now, updated_at=now,
                     history=[RiskChange(at=now, actor=actor, changes={"status": [None, "open"]}, note="raised")])
         await self.store.put(PREFIX + risk.id, risk.model_dump(mode="json"), if_none_match=True)
