@@ -41,6 +41,10 @@ class BusinessAgent(PurposeDrivenAgent):
 
     _handlers: ClassVar[dict[str, str]] = {}
 
+    def __init__(self, agent_id: str | None = None, purpose: str = "", **kwargs: Any) -> None:
+        """`CEOAgent()` is the agent `ceo`: the id defaults to the type, as there is usually one of each."""
+        super().__init__(agent_id or self.agent_type, purpose, **kwargs)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers: dict[str, str] = {}

@@ -179,6 +179,14 @@ async def test_cto_triages_incidents_records_adrs_and_flags_risky_proposals(aos:
         "triage-incidents": 2, "record-adrs": 1, "assess-proposals": 1}
 
 
+def test_an_agent_built_by_hand_has_its_role_defaults() -> None:
+    from agents.business import CEOAgent
+
+    ceo = CEOAgent()
+    assert (ceo.agent_id, ceo.adapter_name, [g.id for g in ceo.goals]) == ("ceo", "ceo", ["decide-initiatives", "okrs"])
+    assert CEOAgent("ceo-emea", config={"adapter_name": "ceo-eu"}).adapter_name == "ceo-eu"
+
+
 async def test_okrs_drive_the_ceo_goal(aos: AgentOperatingSystem) -> None:
     okrs = {"objectives": [{"id": "grow", "title": "Grow revenue", "key_results": [
         {"id": "arr", "target": 10, "current": 5}, {"id": "nps", "target": 50}]}]}
