@@ -12,14 +12,16 @@ import azure.functions as func
 
 from aos_core import api
 from aos_core.runtime import with_aos
+from services.dashboard import dashboard_page
 from services.dispatch import ENTITY_NAME, DurableEntityDispatcher, run_agent_entity
 from services.governance import routes as governance_routes
 from services.learning import routes as learning_routes
 from services.mcp import route as mcp_route
+from services.messaging import routes as messaging_routes
 from services.messaging.topic_trigger import receive_topic_message
 
 # Importing these adds their operations to the API (the mcp package itself loads on the first MCP request).
-API_AREAS = (governance_routes, learning_routes, mcp_route)
+API_AREAS = (governance_routes, learning_routes, messaging_routes, mcp_route)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -55,6 +57,7 @@ _PLAIN_ROUTES = [
     ("get_decision", "decisions/{decision_id}", ["GET"]),
     ("post_feedback", "decisions/{decision_id}/feedback", ["POST"]),
     ("list_feedback", "decisions/{decision_id}/feedback", ["GET"]),
+    ("list_deadletters", "deadletters", ["GET"]),
     ("mcp", "mcp", ["GET", "POST", "DELETE"]),
 ]
 
@@ -74,6 +77,13 @@ for _operation, _route, _methods in _PLAIN_ROUTES:
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, "health")
+
+
+@app.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    # The page is public; the data it shows comes from the API with the key the user gives the page.
+    body, headers = dashboard_page()
+    return func.HttpResponse(body, headers=headers, mimetype="text/html", charset="utf-8")
 
 
 # Operations that may reach perpetual agents get a Durable client to signal their entities.

@@ -111,7 +111,7 @@ async def run(small: bool, concurrency: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
         env.update({"AOS_CONFIG_DIR": str(tmp / "config"), "AOS_DEVHOST__FUNCTION_KEY": KEY})
         procs.append(start(
-            [sys.executable, "-m", "services.devhost.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
+            [sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
              "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=env,
             stdout=subprocess.DEVNULL))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,

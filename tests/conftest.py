@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.azurite",  # the session-scoped `azurite` fixture
     "tests.support.function_calls",  # `durable` and `warm_kernel` for the function_app tests
     "tests.support.spans",  # `span_exporter`: OpenTelemetry spans in memory
+    "tests.support.host_process",  # `make_host`: `aos serve` subprocesses (tests/e2e, tests/cli)
 ]
 
 

@@ -27,12 +27,12 @@ def test_the_app_indexes_every_trigger_with_its_bindings() -> None:
     assert {"health", "openapi", "post_events", "get_event", "list_agents", "create_agent", "get_agent",
             "delete_agent", "post_message", "get_context", "list_audit", "verify_audit", "list_risks", "create_risk",
             "get_risk", "update_risk", "close_risk", "list_decisions", "get_decision", "post_feedback",
-            "list_feedback", "mcp"} == http
+            "list_feedback", "list_deadletters", "mcp", "dashboard"} == http
     routes = {(index[n]["httpTrigger"].route, tuple(str(m.value) for m in index[n]["httpTrigger"].methods))
               for n in http}
     assert ("events", ("POST",)) in routes and ("agents/{agent_id}/messages", ("POST",)) in routes
-    assert str(index["health"]["httpTrigger"].auth_level).endswith("ANONYMOUS")
-    assert all(str(index[n]["httpTrigger"].auth_level).endswith("FUNCTION") for n in http - {"health"})
+    assert all(str(index[n]["httpTrigger"].auth_level).endswith("ANONYMOUS") for n in ("health", "dashboard"))
+    assert all(str(index[n]["httpTrigger"].auth_level).endswith("FUNCTION") for n in http - {"health", "dashboard"})
     topic = index["events_topic"]["serviceBusTrigger"]
     assert (topic.topic_name, topic.subscription_name, topic.connection) == (
         "%AOS_EVENTS_TOPIC%", "%AOS_EVENTS_SUBSCRIPTION%", "ServiceBusConnection")

@@ -162,7 +162,7 @@ class CFOAgent(BusinessAgent):
                                          f"for {request.department}",
             chosen=outcome, options=[("approve", "post it to the ledger"), ("escalate", "hold it for approval"),
                                      ("deny", "refuse it; the ledger is unchanged")],
-            rationale=reason + figures, confidence=1.0 if rule_id else 0.8,
+            rationale=f"{reason}.{figures}", confidence=1.0 if rule_id else 0.8,
             inputs={"request": request.model_dump(), "rule_id": rule_id})
         risk = None
         if outcome == "approve":

@@ -113,12 +113,16 @@ class DevHost:
         client = request.client.host if request.client else ""
         return client in _LOOPBACK or key_matches(presented_key(request), self.settings.master_key)
 
-    async def _root(self, request: Request) -> Response:
+    def dashboard_path(self) -> str | None:
+        """The path of the app's dashboard (an HTTP function routed `dashboard`), if it has one."""
         for spec in self.http.functions:
             if str(spec.trigger.get("route", "")).strip("/").lower() == "dashboard":
                 prefix = f"/{self.settings.route_prefix}" if self.settings.route_prefix else ""
-                return RedirectResponse(f"{prefix}/dashboard", status_code=307)
-        return RedirectResponse("/admin", status_code=307)
+                return f"{prefix}/dashboard"
+        return None
+
+    async def _root(self, request: Request) -> Response:
+        return RedirectResponse(self.dashboard_path() or "/admin", status_code=307)
 
     async def status(self) -> dict[str, Any]:
         return await admin.collect(self)
@@ -194,8 +198,14 @@ def banner(host: DevHost, sources: list[str]) -> str:
         if spec.trigger_type != "httpTrigger":
             lines.append(f"        {spec.name}: {spec.describe()}")
     # The key is printed only when the host generated it; a key from settings stays out of the log.
-    key = "from AOS_DEVHOST__FUNCTION_KEY" if os.environ.get("AOS_DEVHOST__FUNCTION_KEY") else \
-        f"{host.settings.function_key} (generated, kept in {host.settings.data_dir}/host_keys.json)"
+    printable = not os.environ.get("AOS_DEVHOST__FUNCTION_KEY")
+    key = f"{host.settings.function_key} (generated, kept in {host.settings.data_dir}/host_keys.json)" \
+        if printable else "from AOS_DEVHOST__FUNCTION_KEY"
     lines += ["", f"Function key (x-functions-key header or ?code=): {key}",
-              f"Host page: {host.settings.base_url}/admin", ""]
+              f"Host page: {host.settings.base_url}/admin"]
+    dashboard = host.dashboard_path()
+    if dashboard is not None:  # the key rides in the fragment, which the browser never sends to a server
+        fragment = host.settings.function_key if printable else "<your function key>"
+        lines.append(f"Dashboard: {host.settings.base_url}{dashboard}#key={fragment}")
+    lines.append("")
     return "\n".join(lines)

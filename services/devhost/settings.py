@@ -108,15 +108,22 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}: {raw!r} is not an integer") from None
 
 
+def stored_keys(data_dir: Path) -> dict[str, str]:
+    """The keys a host generated and kept in `data_dir` (`{"function": ..., "master": ...}`), else {}."""
+    path = data_dir / KEYS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
 def _keys(data_dir: Path) -> tuple[str, str]:
     """Function and master keys: from settings, else generated once and kept in the data folder."""
     path = data_dir / KEYS_FILE
-    stored: dict[str, str] = {}
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            stored = {}
+    stored = stored_keys(data_dir)
     function_key = os.environ.get("AOS_DEVHOST__FUNCTION_KEY") or stored.get("function") or secrets.token_urlsafe(24)
     master_key = os.environ.get("AOS_DEVHOST__MASTER_KEY") or stored.get("master") or secrets.token_urlsafe(24)
     if stored != {"function": function_key, "master": master_key} and not os.environ.get("AOS_DEVHOST__FUNCTION_KEY"):

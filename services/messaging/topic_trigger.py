@@ -17,6 +17,7 @@ from aos_core.runtime import with_aos
 from services.messaging.cloudevents_amqp import InvalidMessage, event_from_message
 
 log = logging.getLogger("aos.servicebus")
+DEADLETTERS = "deadletters/"  # poison records in the StateStore, keyed by a sha256 of topic and message id
 
 
 async def receive_topic_message(message: Any, *, direct: bool = False, remote: Dispatcher | None = None
@@ -58,4 +59,4 @@ async def _record_poison(aos: Any, message: Any, topic: str, reason: str) -> Non
     value = {"topic": topic, "message_id": message.message_id, "reason": reason,
              "delivery_count": getattr(message, "delivery_count", None),
              "recorded_at": aos.clock.now().isoformat(), "body": body[:4096].decode("utf-8", "replace")}
-    await aos.store.put(f"deadletters/{hashlib.sha256(f'{topic}|{key_id}'.encode()).hexdigest()}", value)
+    await aos.store.put(f"{DEADLETTERS}{hashlib.sha256(f'{topic}|{key_id}'.encode()).hexdigest()}", value)

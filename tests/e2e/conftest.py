@@ -2,97 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-KEY = "e2e-function-key"
+from tests.support.host_process import KEY, ROOT, HostProcess, free_port  # `make_host` is a plugin fixture
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class HostProcess:
-    """One `aos serve` of the real function_app, with its own data folder, settings and config."""
-
-    def __init__(self, tmp: Path, settings: dict[str, str], config: dict[str, Any]) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.data = tmp / "data"
-        self.log = tmp / "host.log"
-        config_dir = tmp / "config"
-        config_dir.mkdir(exist_ok=True)
-        (config_dir / "aos.json").write_text(json.dumps(config))
-        values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
-        values.update(settings)
-        self.settings_file = tmp / "local.settings.json"
-        self.settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
-        self.env.update({"AOS_CONFIG_DIR": str(config_dir), "AOS_DEVHOST__FUNCTION_KEY": KEY, **settings})
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "services.devhost.cli", "serve", "--port", str(self.port), "--data",
-               str(self.data), "--settings", str(self.settings_file), "--log-level", "warning"]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"aos serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.base}/api/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)  # waiting for a subprocess to listen, not for time-based behaviour
-        raise RuntimeError(f"aos serve did not answer in 60 s:\n{self.log.read_text()}")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base, headers={"x-functions-key": KEY}, timeout=30,
-                                 limits=httpx.Limits(max_connections=32))
-
-
-@pytest.fixture
-def make_host(tmp_path: Path) -> Iterator[Any]:
-    hosts: list[HostProcess] = []
-
-    def make(settings: dict[str, str] | None = None, config: dict[str, Any] | None = None) -> HostProcess:
-        host = HostProcess(tmp_path, settings or {}, config or {})
-        hosts.append(host)
-        return host
-
-    yield make
-    for host in hosts:
-        host.stop()
+__all__ = ["KEY", "ROOT", "HostProcess", "free_port"]
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def test_aos_run_samples_on_azure_twice(azure_settings: None, azurite: Azurite, 
     asyncio.run(empty_state())
     repo = Path(__file__).resolve().parents[3]
     env = {**os.environ, "AOS_STORAGE__BACKEND": "azure", "AzureWebJobsStorage": azurite.connection_string}
-    command = [sys.executable, "-c", "from services.devhost.cli import main; raise SystemExit(main())", "run",
+    command = [sys.executable, "-m", "services.cli", "run",
                "--config", str(repo / "examples/config"), "--events", str(repo / "examples/events"),
                "--data", str(tmp_path / "data")]
     first = subprocess.run(command, capture_output=True, text=True, cwd=repo, env=env, timeout=120)

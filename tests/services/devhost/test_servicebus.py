@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-
-from aos_core.events import Event
-from services.devhost.cli import main
 from tests.services.devhost.conftest import Running, until
 
 
@@ -57,15 +53,3 @@ async def test_posting_anything_but_cloudevents_is_a_400(running: Running) -> No
         assert (await http.post("/admin/servicebus/topics/bad topic!/messages", json={"type": "x"})).status_code == 400
     assert running.calls.messages == []
 
-
-async def test_aos_send_posts_to_the_local_bus_file(running: Running) -> None:
-    data = str(running.host.settings.data_dir)
-    event = Event(type="sent.by.cli", id="cli-1").to_json()
-    assert await asyncio.to_thread(main, ["send", "--topic", "sample.events", "--data", data, "--json", event]) == 0
-
-    async def received() -> bool:
-        return [m["id"] for m in running.calls.messages] == ["cli-1"]
-
-    await until(received)
-    bad = ["send", "--topic", "sample.events", "--data", data, "--json", '{"no": "type"}']
-    assert await asyncio.to_thread(main, bad) == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import yaml
@@ -97,45 +96,8 @@ def test_ml_client_needs_a_workspace() -> None:
 
 
 def test_importing_services_ml_does_not_load_the_sdk() -> None:
-    code = ("import sys, services.ml, services.ml.azureml, services.ml.endpoints, services.ml.cli; "
+    code = ("import sys, services.ml, services.ml.azureml, services.ml.endpoints; "
             "print(any(m.startswith('azure.ai.ml') for m in sys.modules), 'httpx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
-
-def test_cli_train_and_deploy_dry_run_write_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import json
-
-    from services.devhost.cli import main
-
-    out = tmp_path / "yaml"
-    assert main(["ml", "adapters", "register", "ceo", "1.3.0", "--base-model", "azureml:llama-3-8b-instruct:2",
-                 "--artifact-uri", "azureml://datastores/workspaceblobstore/paths/adapters/ceo/1.3.0",
-                 "--metric", "win_rate=0.6"]) == 0
-    assert main(["ml", "adapters", "promote", "ceo", "1.3.0"]) == 0
-    capsys.readouterr()
-
-    assert main(["ml", "train", "--adapter", "ceo", "--version", "1.4.0", "--data", "azureml:aos-dpo-ceo:7",
-                 "--dry-run", "--out", str(out)]) == 0
-    files = json.loads(capsys.readouterr().out)["files"]
-    job = yaml.safe_load(Path(files[0]).read_text(encoding="utf-8"))
-    assert job["inputs"]["adapter"]["path"] == "azureml:aos-adapter-ceo:1.3.0"  # starts from production
-    assert job["inputs"]["preference_data"]["path"] == "azureml:aos-dpo-ceo:7"
-    assert job["compute"] == "azureml:gpu-cluster"
-
-    assert main(["ml", "deploy", "--adapter", "ceo", "--dry-run", "--out", str(out)]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["adapter"] == "ceo@1.3.0"
-    names = sorted(p.rsplit("/", 1)[-1] for p in result["files"])
-    assert names == ["deployment.yaml", "endpoint.yaml", "model.yaml"]
-    deployment = yaml.safe_load((out / "deployment.yaml").read_text(encoding="utf-8"))
-    assert deployment["model"] == "azureml:aos-adapter-ceo:1.3.0"
-
-
-def test_cli_errors_are_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None:
-    from services.devhost.cli import main
-
-    assert main(["ml", "deploy", "--adapter", "ceo", "--dry-run"]) == 2
-    assert "no production version" in capsys.readouterr().err
-    assert main(["ml", "train", "--adapter", "ceo", "--version", "1.0.0", "--data", "d:1"]) == 2
-    assert "ml.subscription_id" in capsys.readouterr().err  # no workspace configured, no --dry-run

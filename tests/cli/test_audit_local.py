@@ -1,4 +1,4 @@
-"""`aos audit verify` through the real `aos` command entry point, on a real audit file."""
+"""`aos audit verify --local` through the real `aos` entry point, on a real audit file (no host running)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from aos_core import AOSConfig
 from aos_core.errors import ConfigError
-from services.devhost.cli import main
+from services.cli.main import main
 from services.governance.factory import open_audit_log
 
 
@@ -24,7 +24,7 @@ async def _write(data: Path, n: int) -> None:
 async def test_verify_ok_then_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     await _write(data, 4)
-    assert await _run_main(["audit", "verify", "--data", str(data)]) == 0
+    assert await _run_main(["audit", "verify", "--local", "--data", str(data)]) == 0
     assert "audit chain OK: 4 entries verified" in capsys.readouterr().out
 
     conn = sqlite3.connect(data / "audit.db")
@@ -32,7 +32,7 @@ async def test_verify_ok_then_broken(tmp_path: Path, capsys: pytest.CaptureFixtu
     conn.execute("UPDATE audit_entries SET actor = 'mallory' WHERE seq = 2")
     conn.commit()
     conn.close()
-    assert await _run_main(["audit", "verify", "--data", str(data), "--json"]) == 1
+    assert await _run_main(["audit", "verify", "--local", "--data", str(data), "--json"]) == 1
     result = json.loads(capsys.readouterr().out)
     assert (result["ok"], result["first_bad_seq"]) == (False, 2)
 
@@ -61,4 +61,4 @@ async def test_hmac_key_comes_from_the_named_secret(tmp_path: Path, monkeypatch:
 def test_verify_finds_the_hmac_key_the_way_the_app_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AOS_GOVERNANCE__AUDIT_HMAC_SECRET", "audit-hmac")
     monkeypatch.setenv("AUDIT_HMAC", "s3cret")  # the upper-case spelling of the secret's name
-    assert main(["audit", "verify", "--data", str(tmp_path)]) == 0
+    assert main(["audit", "verify", "--local", "--data", str(tmp_path)]) == 0

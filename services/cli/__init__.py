@@ -1,0 +1,1 @@
+"""The `aos` command line (click): `services.cli.main:main`, also `python -m services.cli`."""
