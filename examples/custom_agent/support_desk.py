@@ -7,7 +7,7 @@ dashboard shows, and messages to other agents through the bus (never a direct ca
 Use it with `make run`: copy `config.json` beside it into the config folder as `custom-agent.json` (it names
 the type; config files merge), restart, then register an instance and send it a ticket:
 
-    aos agents register support_desk support --config '{"subscribe": ["ticket.*"]}'
+    aos agents register support_desk support --subscribe 'ticket.*'
     aos send ticket.opened --data '{"ticket": "T-1", "severity": "high"}' --wait 5
 """
 
