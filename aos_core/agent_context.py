@@ -49,9 +49,15 @@ class AgentContext:
         self.outbox.append(Outgoing(event, to_agent=to_agent))
         return event
 
+    @property
+    def sender(self) -> str | None:
+        """The agent that sent the current event, or None when a person or a system did."""
+        source = self.event.source
+        return source.removeprefix("agents/") if source.startswith("agents/") else None
+
     def reply(self, message_type: str, data: JSON = None) -> Event | None:
         """Send a message back to the agent that sent the current event, if an agent sent it."""
-        sender = self.event.source.removeprefix("agents/") if self.event.source.startswith("agents/") else None
+        sender = self.sender
         return self.send(sender, message_type, data) if sender else None
 
     def stable_id(self, purpose: str) -> str:

@@ -20,38 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
-from services.cli.client import resolve_key
+from services.cli.client import Api, path
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "launch-product-x.json"
 
 
-class Api:
-    """The few calls a scenario needs; any error answer stops the run with the problem's detail."""
-
-    def __init__(self, url: str, key: str | None) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers={"x-functions-key": key or ""}, timeout=60)
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-                detail = f"{problem.get('title')}: {problem.get('detail')}"
-            except ValueError:
-                detail = response.text[:200]
-            raise click.ClickException(f"{method} {path} answered {response.status_code} {detail}")
-        return response.json()
-
-    def audit_after(self, seq: int, action: str) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        while True:
-            page = self.call("GET", "/api/audit", params={"after": seq, "limit": 1000, "action": action})["entries"]
-            entries += page
-            if len(page) < 1000:
-                return entries
-            seq = page[-1]["seq"]
+def _audit_after(api: Api, seq: int, action: str) -> list[dict[str, Any]]:
+    """Every audit entry of `action` after `seq`, a page at a time."""
+    entries: list[dict[str, Any]] = []
+    while True:
+        page = api.get("/api/audit", after=seq, limit=1000, action=action)["entries"]
+        entries += page
+        if len(page) < 1000:
+            return entries
+        seq = page[-1]["seq"]
 
 
 def _summary(result: Any) -> str:
@@ -65,7 +48,7 @@ def _summary(result: Any) -> str:
 def _wait_for_decision(api: Api, conversation: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        decisions = api.call("GET", "/api/decisions", params={"agent_id": "ceo", "limit": 1000})["decisions"]
+        decisions = api.get("/api/decisions", agent_id="ceo", limit=1000)["decisions"]
         found = [d for d in decisions if d["correlation_id"] == conversation]
         if found:
             return found[0]
@@ -75,13 +58,13 @@ def _wait_for_decision(api: Api, conversation: str, timeout: float = 60) -> dict
 
 def _print_conversation(api: Api, since: int, conversation: str) -> None:
     click.echo("   conversation " + conversation + ":")
-    for entry in api.audit_after(since, "event.accepted"):
+    for entry in _audit_after(api, since, "event.accepted"):
         payload = entry["payload"]
         if payload.get("correlationid", entry["subject"].removeprefix("event/")) != conversation:
             continue
         targets = ", ".join(payload.get("targets", [])) or "(no subscriber)"
         click.echo(f"     {payload.get('source', '?'):<18} -> {targets:<22} {payload['type']}")
-    decisions = api.call("GET", "/api/decisions", params={"limit": 1000})["decisions"]
+    decisions = api.get("/api/decisions", limit=1000)["decisions"]
     for decision in sorted((d for d in decisions if d["correlation_id"] == conversation), key=lambda d: d["time"]):
         click.echo(f"   {decision['agent_id']} decided {decision['chosen']!r} on {decision['title']!r} "
                    f"(confidence {decision['confidence']:.2f})")
@@ -90,20 +73,20 @@ def _print_conversation(api: Api, since: int, conversation: str) -> None:
 
 def _print_state(api: Api) -> None:
     click.echo("\n== Final state")
-    for agent in api.call("GET", "/api/agents")["agents"]:
-        context = api.call("GET", f"/api/agents/{agent['id']}/context")
+    for agent in api.get("/api/agents")["agents"]:
+        context = api.get(path("api", "agents", agent["id"], "context"))
         progress = (context.get("state") or {}).get("progress")
         if not progress:
             continue
         goals = "; ".join(f"{g['id']} {g['current']:g}/{g['target']:g}" for g in progress["goals"])
         click.echo(f"   {agent['id']:<4} {agent['state']:<9} goals {progress['overall']:.0%}: {goals}")
-    ledger = (api.call("GET", "/api/agents/cfo/context").get("state") or {}).get("ledger", {})
+    ledger = (api.get("/api/agents/cfo/context").get("state") or {}).get("ledger", {})
     for department, account in sorted(ledger.items()):
         click.echo(f"   ledger {department:<12} spent {account['spent']:>14,.2f} of {account['budget']:>14,.2f} "
                    f"{account['currency']}")
-    for risk in api.call("GET", "/api/risks", params={"status": "open"})["risks"]:
+    for risk in api.get("/api/risks", status="open")["risks"]:
         click.echo(f"   open risk {risk['id']}: {risk['title']} (score {risk['score']}, owner {risk['owner']})")
-    audit = api.call("GET", "/api/audit/verify")
+    audit = api.get("/api/audit/verify")
     click.echo(f"   audit chain: {'OK' if audit['ok'] else 'BROKEN'}, {audit['count']} entries")
 
 
@@ -114,14 +97,18 @@ def _print_state(api: Api) -> None:
 def main(scenario: Path, url: str, key: str | None) -> None:
     """Post each step's event, wait where asked, print the conversation and the final state."""
     plan = json.loads(scenario.read_text(encoding="utf-8"))
-    api = Api(url, resolve_key(key))
+    with Api(url, key) as api:  # the `aos` command's client: its key lookup and one-line errors
+        _run(api, plan, scenario.stem, url)
+
+
+def _run(api: Api, plan: dict[str, Any], name: str, url: str) -> None:
     run = uuid.uuid4().hex[:8]
     click.echo(f"Scenario: {plan['name']} (run {run}) against {url}")
     for number, step in enumerate(plan["steps"], 1):
-        since = int(api.call("GET", "/api/audit/verify")["count"])
-        event = {"source": "people/scenario", **step["event"], "id": f"{scenario.stem}-{number}-{run}"}
+        since = int(api.get("/api/audit/verify")["count"])
+        event = {"source": "people/scenario", **step["event"], "id": f"{name}-{number}-{run}"}
         click.echo(f"\n== {number}. {step['say']}")
-        answer = api.call("POST", "/api/events", params={"wait": 10}, json=event)
+        answer = api.post("/api/events", event, wait=10)
         conversation = event["id"]
         for result in answer.get("results", []):
             click.echo(f"   {result['agent_id']:<10} {result['status']:<9} "

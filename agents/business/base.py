@@ -8,6 +8,8 @@ finds the first record instead of writing a second one.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -24,6 +26,15 @@ if TYPE_CHECKING:
 Handler = Callable[[Any, Event], Awaitable[JSON]]
 Model = TypeVar("Model", bound=BaseModel)
 _MEMORY = 20  # recent decisions an agent keeps in its own state
+
+
+def key_of(value: str) -> str:
+    """`value` as a record key (request, risk and proposal ids): kept when it already is one, else made one,
+    with a short hash so two different values never meet on the same key."""
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", value.lower()).strip("-._")[:40]
+    if slug == value and len(value) <= 63:
+        return value
+    return f"{slug or 'x'}-{hashlib.sha256(value.encode()).hexdigest()[:12]}"
 
 
 def handles(*event_types: str) -> Callable[[Handler], Handler]:
@@ -79,10 +90,6 @@ class BusinessAgent(PurposeDrivenAgent):
     def peer(self, role: str) -> str:
         """The agent id playing `role` (config `peers`, e.g. {"cfo": "cfo-emea"}; default the role itself)."""
         return str(self.config.get("peers", {}).get(role, role))
-
-    def sender(self, event: Event) -> str | None:
-        """The agent that sent `event`, or None when a person or a system did."""
-        return event.source.removeprefix("agents/") if event.source.startswith("agents/") else None
 
     # --- governance --------------------------------------------------------------------------------------
 

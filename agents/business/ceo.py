@@ -146,7 +146,7 @@ class CEOAgent(BusinessAgent):
         role = "cfo" if event.type == "finance.cost_assessment" else "cto"
         if initiative["status"] != "awaiting_replies":
             return {"initiative": reply.initiative, "status": initiative["status"]}
-        initiative["replies"][role] = {**event.data, "from": self.sender(event)}
+        initiative["replies"][role] = {**event.data, "from": self.ctx.sender}
         if len(initiative["replies"]) < 2:
             return {"initiative": reply.initiative, "status": "awaiting_replies",
                     "have": sorted(initiative["replies"])}

@@ -8,12 +8,11 @@ department and month. The monthly variance report runs on a schedule (`finance.v
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.business.base import BusinessAgent, handles
+from agents.business.base import BusinessAgent, handles, key_of
 from agents.purpose_driven import Goal
 from aos_core.errors import InvalidEventError
 from aos_core.events import Event
@@ -67,7 +66,8 @@ class StrategyDecision(_Input):
     cost: CostRequest | None = None
 
 
-Outcome = Literal["approve", "escalate", "deny"]
+Outcome = Literal["approve", "escalate", "deny"]  # what a spend request gets
+Verdict = Literal["approve", "escalate", "over_budget", "deny"]  # what the rules and the budget say
 
 
 def _money(amount: float, currency: str) -> str:
@@ -149,11 +149,12 @@ class CFOAgent(BusinessAgent):
     @handles("finance.spend_request")
     async def decide_spend(self, event: Event) -> JSON:
         request = self.parse(SpendRequest, event)
-        request_id = request.id or _key(event.id)
+        request_id = request.id or key_of(event.id)
         done = self.state.setdefault("requests", {}).get(request_id)
         if done is not None:  # the same request sent again as a new event: answer as before
             return done
-        outcome, rule_id, reason = self._verdict(request.department, request.amount, request.currency)
+        verdict, rule_id, reason = self._verdict(request.department, request.amount, request.currency)
+        outcome: Outcome = "escalate" if verdict == "over_budget" else verdict  # an overrun needs approval
         account = self._account(request.department)
         figures = (f" Budget {_money(account['budget'], account['currency'])}, spent "
                    f"{_money(account['spent'], account['currency'])} before this request." if account else "")
@@ -178,12 +179,12 @@ class CFOAgent(BusinessAgent):
         self.state["requests"][request_id] = answer
         self.increment_metric("requests_decided")
         self.ctx.publish("finance.spend_decided", answer)
-        if self.sender(event):
+        if self.ctx.sender:
             self.ctx.reply("finance.spend_decided", answer)
         return answer
 
-    def _verdict(self, department: str, amount: float, currency: str) -> tuple[Outcome, str | None, str]:
-        """approve, escalate or deny, the policy rule that said so, and why."""
+    def _verdict(self, department: str, amount: float, currency: str) -> tuple[Verdict, str | None, str]:
+        """approve, escalate, over_budget or deny, the policy rule that applied, and why."""
         account = self._account(department)
         if account is None:
             return "deny", None, f"department {department!r} has no budget"
@@ -194,7 +195,7 @@ class CFOAgent(BusinessAgent):
             return "deny", policy.rule_id, f"denied by policy {policy.rule_id}: {policy.reason}"
         remaining = self._remaining(account)
         if amount > remaining:
-            return "escalate", policy.rule_id, (f"{_money(amount, currency)} would overrun the budget of "
+            return "over_budget", policy.rule_id, (f"{_money(amount, currency)} would overrun the budget of "
                                                 f"{department} (remaining {_money(remaining, currency)}): "
                                                 "needs approval")
         if policy.outcome == "escalate":
@@ -237,9 +238,7 @@ class CFOAgent(BusinessAgent):
         for the CEO's decision)."""
         request = self.parse(CostRequest, event)
         account = self._account(request.department)
-        outcome, rule_id, reason = self._verdict(request.department, request.amount, request.currency)
-        verdict = "over_budget" if outcome == "escalate" and account is not None and \
-            request.amount > self._remaining(account) else outcome
+        verdict, rule_id, reason = self._verdict(request.department, request.amount, request.currency)
         opinion = await self.opinion(
             f"Cost assessment of {request.title}: {_money(request.amount, request.currency)} for "
             f"{request.department}. {reason}. {request.description}")
@@ -297,10 +296,3 @@ class CFOAgent(BusinessAgent):
         self.ctx.publish("finance.variance_report", report)
         return {"period": period, "departments": len(lines), "over_budget": over}
 
-
-def _key(event_id: str) -> str:
-    """An event id as a request key (ids from clients may hold characters keys do not)."""
-    slug = event_id.lower()
-    if len(slug) <= 63 and all(c.isalnum() or c in "_.-" for c in slug) and slug[0].isalnum():
-        return slug
-    return "req-" + hashlib.sha256(event_id.encode()).hexdigest()[:16]

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.business.base import BusinessAgent, handles
+from agents.business.base import BusinessAgent, handles, key_of
 from agents.purpose_driven import Goal
 from aos_core.events import Event
 from aos_core.ports import JSON
@@ -139,7 +139,7 @@ class CTOAgent(BusinessAgent):
                   "risk": None}
         if priority == "P1":
             risk = await self.raise_risk(
-                f"incident-{_slug(incident_id)}", title=f"P1 incident: {record['title']}"[:200],
+                f"incident-{key_of(incident_id)}", title=f"P1 incident: {record['title']}"[:200],
                 description=incident.description or record["title"], category="operational", likelihood=5,
                 impact=5 if "data loss" in incident.description.lower() else 4,
                 mitigations=["incident commander assigned", "post-incident review"])
@@ -153,8 +153,7 @@ class CTOAgent(BusinessAgent):
                     break
                 del incidents[old["id"]]
         self.increment_metric("incidents_triaged")
-        self.record_metric("open_p1_incidents", sum(1 for i in incidents.values()
-                                                   if i["status"] == "open" and i["priority"] == "P1"))
+        self._count_open_p1()
         return record
 
     @handles("ops.incident.resolved", "aos.alert.resolved")
@@ -166,16 +165,19 @@ class CTOAgent(BusinessAgent):
         if incident is None:
             return {"id": incident_id, "known": False}
         incident.update(status="resolved", resolved_at=self.ctx.now().isoformat())
+        self._count_open_p1()
+        return incident
+
+    def _count_open_p1(self) -> None:
         self.record_metric("open_p1_incidents", sum(1 for i in self.state["incidents"].values()
                                                    if i["status"] == "open" and i["priority"] == "P1"))
-        return incident
 
     # --- proposals and the CEO's feasibility questions -----------------------------------------------------
 
     @handles("tech.proposal", "tech.feasibility_request")
     async def assess_proposal(self, event: Event) -> JSON:
         proposal = self.parse(Proposal, event)
-        key = proposal.initiative or proposal.id or _slug(event.id)
+        key = proposal.initiative or proposal.id or key_of(event.id)
         found = assess(proposal)
         opinion = await self.opinion(
             f"Technology assessment of {proposal.title}: {proposal.description}. Risk {found['risk_level']} "
@@ -190,7 +192,7 @@ class CTOAgent(BusinessAgent):
                        f"{found['effort_weeks']} weeks. Reasoner: {opinion}"),
             confidence=0.8 if found["factors"] else 0.6, inputs={"proposal": proposal.model_dump()})
         if found["risk_level"] == "high":
-            await self.raise_risk(f"tech-{_slug(key)}", title=f"Technology risk: {proposal.title}"[:200],
+            await self.raise_risk(f"tech-{key_of(key)}", title=f"Technology risk: {proposal.title}"[:200],
                                   description=f"factors: {', '.join(found['factors'])}", category="technology",
                                   likelihood=4, impact=4, mitigations=["spike the riskiest factor first"])
         answer = {"initiative": proposal.initiative, "proposal": key, **found, "opinion": opinion,
@@ -226,6 +228,3 @@ class CTOAgent(BusinessAgent):
         self.ctx.publish("tech.adr.recorded", {k: record[k] for k in ("number", "title", "decision_id")})
         return record
 
-
-def _slug(value: str) -> str:
-    return re.sub(r"[^a-z0-9_.-]+", "-", value.lower()).strip("-")[:60] or "x"
