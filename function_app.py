@@ -13,7 +13,7 @@ import azure.functions as func
 from aos_core import api
 from aos_core.runtime import with_aos
 from services.dashboard import dashboard_page
-from services.dispatch import ENTITY_NAME, DurableEntityDispatcher, run_agent_entity
+from services.dispatch import ENTITY_NAME, durable_client, run_agent_entity
 from services.governance import routes as governance_routes
 from services.learning import routes as learning_routes
 from services.mcp import route as mcp_route
@@ -29,9 +29,9 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 async def _serve(req: func.HttpRequest, operation: str, client: df.DurableOrchestrationClient | None = None
                  ) -> func.HttpResponse:
     request = api.ApiRequest.from_http(req)
-    remote = DurableEntityDispatcher(client) if client is not None else None
     try:
-        response = await with_aos(lambda aos: api.handle(aos, operation, request, remote=remote))
+        with durable_client(client):  # how this invocation reaches entities; the kernel always goes through them
+            response = await with_aos(lambda aos: api.handle(aos, operation, request))
     except Exception as exc:  # the kernel could not start: say why (a bad setting names itself)
         response = api.startup_failure(exc)
     return func.HttpResponse(response.body_bytes(), status_code=response.status, headers=response.headers,
@@ -58,7 +58,6 @@ _PLAIN_ROUTES = [
     ("post_feedback", "decisions/{decision_id}/feedback", ["POST"]),
     ("list_feedback", "decisions/{decision_id}/feedback", ["GET"]),
     ("list_deadletters", "deadletters", ["GET"]),
-    ("mcp", "mcp", ["GET", "POST", "DELETE"]),
 ]
 
 
@@ -101,6 +100,12 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
     return await _serve(req, "post_message", client)
 
 
+@app.route(route="mcp", methods=["GET", "POST", "DELETE"])
+@app.durable_client_input(client_name="client")
+async def mcp(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await _serve(req, "mcp", client)
+
+
 @app.route(route="agents/{agent_id}", methods=["DELETE"])
 @app.durable_client_input(client_name="client")
 async def delete_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
@@ -111,21 +116,23 @@ async def delete_agent(req: func.HttpRequest, client: df.DurableOrchestrationCli
                                subscription_name="%AOS_EVENTS_SUBSCRIPTION%", connection="ServiceBusConnection")
 @app.durable_client_input(client_name="client")
 async def events_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
-    await receive_topic_message(message, remote=DurableEntityDispatcher(client))
+    with durable_client(client):
+        await receive_topic_message(message)
 
 
 @app.service_bus_topic_trigger(arg_name="message", topic_name="%AOS_MESSAGES_TOPIC%",
                                subscription_name="%AOS_MESSAGES_SUBSCRIPTION%", connection="ServiceBusConnection")
 @app.durable_client_input(client_name="client")
 async def messages_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
-    await receive_topic_message(message, direct=True, remote=DurableEntityDispatcher(client))
+    with durable_client(client):
+        await receive_topic_message(message, direct=True)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%AOS_TICK_SCHEDULE%", run_on_startup=False)
 @app.durable_client_input(client_name="client")
 async def tick(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
-    remote = DurableEntityDispatcher(client)
-    await with_aos(lambda aos: api.tick(aos, remote))
+    with durable_client(client):
+        await with_aos(api.tick)
 
 
 @app.entity_trigger(context_name="context", entity_name=ENTITY_NAME)

@@ -28,11 +28,12 @@ from aos_core.errors import (
     NotFoundError,
     PolicyDenied,
     RegistrationError,
+    StorageUnavailableError,
 )
 from aos_core.event_records import EventRecord
 from aos_core.events import Event, validate_id
 from aos_core.lifecycle import AgentState
-from aos_core.ports import Dispatcher, PolicyRequest
+from aos_core.ports import PolicyRequest
 from aos_core.runtime import dependency_health
 from aos_core.telemetry import SPAN_HTTP, SPAN_TRIGGER
 
@@ -108,12 +109,9 @@ class Operation:
     has_body: bool = False  # a POST/PATCH: size-limited, and replayable by `Idempotency-Key`
 
 
-async def handle(aos: AgentOperatingSystem, operation: str, request: ApiRequest, *,
-                 remote: Dispatcher | None = None) -> ApiResponse:
+async def handle(aos: AgentOperatingSystem, operation: str, request: ApiRequest) -> ApiResponse:
     """Authorize and run one API operation (see OPERATIONS), turning every error into a problem response."""
     op = OPERATIONS[operation]
-    if remote is not None:
-        aos.remote = remote
     with aos.telemetry.span(SPAN_HTTP, parent=request.headers.get("traceparent"), **{
             "http.request.method": request.method, "aos.operation": operation}):
         return await _authorized(aos, operation, op, request)
@@ -153,6 +151,10 @@ async def _authorized(aos: AgentOperatingSystem, operation: str, op: Operation, 
         return Problem(409, "Conflict", str(exc)).response()
     except AgentUnavailableError as exc:
         return Problem(503, "Unavailable", str(exc), headers={"Retry-After": "1"}).response()
+    except StorageUnavailableError as exc:
+        log.error("API operation %s: %s", operation, exc)
+        return Problem(503, "Storage unavailable", f"{exc}; nothing was changed, it is safe to retry",
+                       headers={"Retry-After": "5"}).response()
     except Exception:
         log.exception("API operation %s failed", operation)
         return Problem(503, "Unavailable", "the operation failed on the server; it is safe to retry",
@@ -269,11 +271,15 @@ async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller)
     checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count,
                               "breakers": dependency_health()}
     if request.query.get("ready", "").lower() in ("1", "true"):
-        try:
-            await aos.store.get("health/ready-probe")
+        try:  # a write, since a full disk still serves reads; and what the store knows of its own faults
+            await aos.store.put("health/ready-probe", {"at": aos.clock.now().isoformat()})
+            fault = getattr(aos.store, "readiness", lambda: None)()
+            if fault is not None:
+                raise StorageUnavailableError(f"storage unavailable: {fault}")
             checks["storage"] = "ok"
         except Exception as exc:
-            checks["storage"] = f"unavailable: {type(exc).__name__}"
+            checks["storage"] = f"unavailable: {exc}" if isinstance(exc, StorageUnavailableError) else (
+                f"unavailable: {type(exc).__name__}")
             return ApiResponse(503, {"status": "unavailable", "checks": checks}, {"Retry-After": "5"})
     return ApiResponse(200, {"status": "ok", "checks": checks})
 
@@ -422,10 +428,8 @@ async def verify_audit(aos: AgentOperatingSystem, request: ApiRequest, caller: C
     return ApiResponse(200, (await _audit_log(aos).verify()).to_dict())
 
 
-async def tick(aos: AgentOperatingSystem, remote: Dispatcher | None = None) -> list[str]:
+async def tick(aos: AgentOperatingSystem) -> list[str]:
     """The timer trigger: fire what is due now; returns the ids of the events it emitted."""
-    if remote is not None:
-        aos.remote = remote
     with aos.telemetry.span(SPAN_TRIGGER, trigger="timer"):
         return [event.id for event in await aos.tick()]
 

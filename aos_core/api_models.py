@@ -70,7 +70,7 @@ class AgentResultOut(_Out):
 
 class EventAccepted(_Out):
     id: str
-    status: Literal["pending", "completed", "failed"]
+    status: Literal["pending", "completed", "failed", "rejected"]  # rejected: targets only refused it
     status_url: str
 
 

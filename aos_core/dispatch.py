@@ -1,15 +1,19 @@
 """In-process dispatch: one serial mailbox per agent and a bounded cache of live agents.
 
-Events to one agent run one at a time, in arrival order (its mailbox is a FIFO lock), so its state never
+Events to one agent run one at a time, in arrival order: its mailbox is a FIFO lock that outlives any one
+activation, so an event that waits out a failure and recovery keeps its place, and the agent's state never
 sees interleaved updates; different agents run concurrently. Live agents are kept in LRU order; when there
-are more than `max_live`, or one has been idle for `idle_timeout`, it is saved and evicted, and comes back
-from storage on its next event. Pinned agents (registered as objects) stay.
+are more than `max_live`, or one has been idle for `idle_timeout`, it is saved and evicted (through its
+mailbox, so never in the middle of an event), and comes back from storage on its next event. Pinned agents
+(registered as objects) stay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from aos_core.errors import RegistrationError
@@ -18,25 +22,31 @@ from aos_core.ports import Agent, AgentResult, Clock
 
 
 class AgentHost(Protocol):
-    """What the dispatcher needs from the kernel: bring an agent to life, apply an event, put it to sleep."""
+    """What the dispatcher needs from the kernel: bring an agent to life, run an event, put it to sleep."""
 
     async def activate(self, agent_id: AgentId) -> Agent: ...
 
-    async def apply(self, agent: Agent, event: Event) -> AgentResult: ...
+    async def run_in_mailbox(self, agent_id: AgentId, event: Event) -> AgentResult: ...
 
     async def deactivate(self, agent: Agent) -> None: ...
 
     def pinned(self, agent_id: str) -> bool: ...
 
 
+class _Mailbox:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()  # FIFO for waiters: events are applied in arrival order
+        self.users = 0  # deliveries holding or waiting for it; the mailbox is forgotten at zero
+
+
 class _Live:
-    __slots__ = ("agent", "evicted", "last_used", "mailbox")
+    __slots__ = ("agent", "last_used")
 
     def __init__(self, agent: Agent, now: float) -> None:
         self.agent = agent
-        self.mailbox = asyncio.Lock()  # FIFO for waiters: events are applied in arrival order
         self.last_used = now
-        self.evicted = False
 
 
 class LocalDispatcher:
@@ -46,8 +56,11 @@ class LocalDispatcher:
         self.max_live = max_live
         self.idle_timeout = idle_timeout
         self._live: OrderedDict[str, _Live] = OrderedDict()
+        self._mailboxes: dict[str, _Mailbox] = {}
         self._activating: dict[str, asyncio.Future[_Live]] = {}
         self._deactivating: dict[str, asyncio.Event] = {}
+        self._shrinking = False
+        self._shrink_again = False
         self.activations = 0
         self.evictions = 0
 
@@ -65,23 +78,42 @@ class LocalDispatcher:
     def live_ids(self) -> list[str]:
         return list(self._live)
 
+    def busy(self, agent_id: str) -> bool:
+        """True while an event for this agent is being handled or waits in its mailbox."""
+        return agent_id in self._mailboxes
+
     async def ensure_live(self, agent_id: AgentId) -> Agent:
-        """The live agent, activated from storage if needed."""
+        """The live agent, activated from storage if needed (the caller holds its mailbox or only reads)."""
         live = self._live.get(agent_id.key) or await self._activate(agent_id)
+        if live.agent.agent_type != agent_id.type:
+            raise RegistrationError(f"agent {agent_id.key!r} is of type {live.agent.agent_type!r}, "
+                                    f"not {agent_id.type!r}")
+        live.last_used = self._clock.monotonic()
+        self._live.move_to_end(agent_id.key)
         return live.agent
 
     async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult:
-        while True:
-            live = self._live.get(agent_id.key) or await self._activate(agent_id)
-            if live.agent.agent_type != agent_id.type:
-                raise RegistrationError(f"agent {agent_id.key!r} is of type {live.agent.agent_type!r}, "
-                                        f"not {agent_id.type!r}")
-            async with live.mailbox:
-                if live.evicted:  # evicted while we waited in its mailbox: bring it back
-                    continue
-                live.last_used = self._clock.monotonic()
-                self._live.move_to_end(agent_id.key)
-                return await self._host.apply(live.agent, event)
+        """Run `event` through the agent's mailbox: the host activates, applies and retries in there."""
+        try:
+            async with self._mailbox(agent_id.key):
+                return await self._host.run_in_mailbox(agent_id, event)
+        finally:
+            if len(self._live) > self.max_live:  # agents busy when the cache overflowed can go now
+                await self._shrink()
+
+    @contextlib.asynccontextmanager
+    async def _mailbox(self, key: str) -> AsyncIterator[None]:
+        mailbox = self._mailboxes.get(key)
+        if mailbox is None:
+            mailbox = self._mailboxes[key] = _Mailbox()
+        mailbox.users += 1
+        try:
+            async with mailbox.lock:
+                yield
+        finally:
+            mailbox.users -= 1
+            if mailbox.users == 0 and self._mailboxes.get(key) is mailbox:
+                del self._mailboxes[key]
 
     async def _activate(self, agent_id: AgentId) -> _Live:
         key = agent_id.key
@@ -109,34 +141,48 @@ class LocalDispatcher:
         return live
 
     async def _shrink(self) -> None:
-        excess = len(self._live) - self.max_live
-        if excess <= 0:
+        # One pass at a time; a request that comes during it makes it look again, so agents that were busy
+        # when the cache overflowed are evicted once they are done.
+        if self._shrinking:
+            self._shrink_again = True
             return
-        for key in list(self._live):
-            if excess <= 0:
-                break
-            if await self._evict_if_idle(key):
-                excess -= 1
+        self._shrinking = True
+        try:
+            while True:
+                self._shrink_again = False
+                for key in list(self._live):
+                    if len(self._live) <= self.max_live:
+                        break
+                    await self._evict_if_idle(key)
+                if not self._shrink_again:
+                    return
+        finally:
+            self._shrinking = False
 
     async def _evict_if_idle(self, key: str) -> bool:
-        live = self._live.get(key)
-        if live is None or live.mailbox.locked() or self._host.pinned(key):
+        if key not in self._live or key in self._mailboxes or self._host.pinned(key):
             return False
         await self.drop(key)
         return True
 
     async def drop(self, key: str, *, save: bool = True) -> None:
-        """Take an agent out of memory (saving it first unless `save` is False, as after a failure)."""
-        live = self._live.pop(key, None)
-        if live is None:
+        """Take an agent out of memory (saving it first unless `save` is False, as after a failure).
+
+        Saving goes through the agent's mailbox, after the events queued before it, so it never runs beside
+        an event; `save=False` is what the holder of the mailbox itself calls.
+        """
+        if not save:
+            if self._live.pop(key, None) is not None:
+                self.evictions += 1
             return
-        live.evicted = True
-        self.evictions += 1
-        if save:
+        async with self._mailbox(key):
+            live = self._live.pop(key, None)
+            if live is None:
+                return
+            self.evictions += 1
             done = self._deactivating[key] = asyncio.Event()
             try:
-                async with live.mailbox:
-                    await self._host.deactivate(live.agent)
+                await self._host.deactivate(live.agent)
             finally:
                 done.set()
                 if self._deactivating.get(key) is done:

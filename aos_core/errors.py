@@ -79,3 +79,8 @@ class IdempotencyInProgress(AOSError):
         super().__init__(f"a request with Idempotency-Key {key!r} is still in progress")
         self.key = key
         self.retry_after = retry_after
+
+
+class StorageUnavailableError(AOSError):
+    """Storage refused an operation (disk full, I/O error, locked past the timeout): the operation failed and
+    changed nothing; it is safe to retry once the fault clears (a 503 naming storage)."""

@@ -4,7 +4,12 @@ An event is accepted once: its record is created with a create-only write, so a 
 sends the same id again gets the first one's status instead of a second application. Each target's result is
 its own create-only document, so agents finishing in parallel never race on one record, and a redelivered
 result is ignored. The status is derived on read: `pending` until every target answered, then `failed` if any
-target failed or refused it, else `completed`.
+target failed, `rejected` if targets only refused it (invalid data, a policy, a terminated agent), else
+`completed`.
+
+A target's result document is also how the kernel knows, exactly, that an agent has dealt with an event: it
+is written inside the agent's mailbox before the next event runs (see `AgentOperatingSystem.run_in_mailbox`).
+Events whose handling kept failing are dead-lettered under `deadletters/` with the reason.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from aos_core.errors import ConflictError
 from aos_core.events import Event
 from aos_core.ports import JSON, AgentResult, Clock, StateStore
 
-Status = Literal["pending", "completed", "failed"]
+Status = Literal["pending", "completed", "failed", "rejected"]
 _PREFIX = "events/"
+DEADLETTERS = "deadletters/"  # poison events and messages, keyed by a sha256 of where they came from and their id
 _SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
-_FAILED = frozenset({"failed", "rejected"})
 _WAIT_STEPS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
@@ -39,6 +44,10 @@ def _result_prefix(event_id: str) -> str:
     return f"{record_key(event_id)}/results/"
 
 
+def _result_key(event_id: str, agent_id: str) -> str:
+    return _result_prefix(event_id) + _slug(agent_id)
+
+
 @dataclass
 class EventRecord:
     id: str
@@ -49,13 +58,17 @@ class EventRecord:
     topic: str | None = None
     results: list[dict[str, JSON]] = field(default_factory=list)
     event: dict[str, JSON] = field(default_factory=dict)
+    repeat: bool = False  # this id had been accepted before: the record is the first one's (not stored)
 
     @property
     def status(self) -> Status:
         answered = {r["agent_id"] for r in self.results}
-        if any(r["status"] in _FAILED for r in self.results):
-            return "failed" if answered >= set(self.targets) else "pending"
-        return "completed" if answered >= set(self.targets) else "pending"
+        if not answered >= set(self.targets):
+            return "pending"
+        statuses = {r["status"] for r in self.results}
+        if "failed" in statuses:
+            return "failed"
+        return "rejected" if "rejected" in statuses else "completed"
 
     def missing(self) -> list[str]:
         answered = {r["agent_id"] for r in self.results}
@@ -84,17 +97,47 @@ class EventRecords:
         except ConflictError:
             existing = await self.get(event.id)
             if existing is not None:
+                existing.repeat = True
                 return existing, False
             raise  # created and deleted in between: let the caller's retry decide
         return self._from(value, []), True
 
-    async def add_result(self, event_id: str, result: AgentResult) -> None:
-        """Store one target's result; a second result for the same target (a redelivery) is ignored."""
-        key = _result_prefix(event_id) + _slug(result.agent_id)
+    async def add_result(self, event_id: str, result: AgentResult) -> bool:
+        """Store one target's result; a second result for the same target (a redelivery) is ignored (False)."""
         try:
-            await self._store.put(key, result.to_dict(), if_none_match=True)
+            await self._store.put(_result_key(event_id, result.agent_id), result.to_dict(), if_none_match=True)
         except ConflictError:
-            pass
+            return False
+        return True
+
+    async def has_result(self, event_id: str, agent_id: str) -> bool:
+        """Whether `agent_id` has dealt with the event for good (applied, refused, or failed it)."""
+        return await self._store.get(_result_key(event_id, agent_id)) is not None
+
+    async def exists(self, event_id: str) -> bool:
+        return await self._store.get(record_key(event_id)) is not None
+
+    async def mark_handed_over(self, event_id: str, agents: list[str]) -> None:
+        """Note that these targets' mailboxes elsewhere (Durable entities) hold the event, so a resend of the
+        pending event does not queue it a second time."""
+        key = f"{record_key(event_id)}/handover"
+        doc = await self._store.get(key)
+        known = list(doc.value.get("agents", [])) if doc is not None and isinstance(doc.value, dict) else []
+        merged = list(dict.fromkeys([*known, *agents]))
+        if merged != known:
+            await self._store.put(key, {"agents": merged})
+
+    async def handed_over(self, event_id: str) -> set[str]:
+        doc = await self._store.get(f"{record_key(event_id)}/handover")
+        return set(doc.value.get("agents", [])) if doc is not None and isinstance(doc.value, dict) else set()
+
+    async def dead_letter(self, source: str, message_id: str | None, reason: str, body: str, *,
+                          delivery_count: int | None = None) -> None:
+        """Keep what could not be processed, with the reason, for `GET /api/deadletters`."""
+        key_id = message_id or hashlib.sha256(body.encode()).hexdigest()
+        value = {"topic": source, "message_id": message_id, "reason": reason, "delivery_count": delivery_count,
+                 "recorded_at": self._clock.now().isoformat(), "body": body[:4096]}
+        await self._store.put(f"{DEADLETTERS}{hashlib.sha256(f'{source}|{key_id}'.encode()).hexdigest()}", value)
 
     async def get(self, event_id: str) -> EventRecord | None:
         doc = await self._store.get(record_key(event_id))
@@ -127,12 +170,12 @@ class EventRecords:
         self._purge_cursor = docs[-1].key if len(docs) == limit else None
         purged = 0
         for doc in docs:
-            if "/results/" in doc.key[len(_PREFIX):] or not isinstance(doc.value, dict):
+            if "/" in doc.key[len(_PREFIX):] or not isinstance(doc.value, dict):
                 continue
             if datetime.fromisoformat(doc.value["accepted_at"]) > cutoff:
                 continue
-            for result in await self._store.list(doc.key + "/results/"):
-                await self._store.delete(result.key)
+            for part in await self._store.list(doc.key + "/"):
+                await self._store.delete(part.key)
             await self._store.delete(doc.key)
             purged += 1
         return purged

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -57,10 +60,12 @@ from aos_core.telemetry import (
     EVENTS_FAILED,
     EVENTS_PROCESSED,
     HANDLING_DURATION,
+    LOOP_BLOCKED,
     SPAN_HANDLER,
     SPAN_PROCESS,
     NoTelemetry,
 )
+from aos_core.watchdog import LoopWatchdog, Stall
 from aos_core.workflow import WorkflowEngine
 
 log = logging.getLogger("aos.kernel")
@@ -71,9 +76,13 @@ class AgentOperatingSystem:
 
     Ports not passed in are built from `config` by `aos_core.runtime` (SQLite files by default).
 
+    Every event, from any trigger, another agent, a workflow or this Python API, comes in through `submit`:
+    recorded once by id, audited, checked against the `event.deliver` policy, then delivered.
+
     `hosted=True` is how a Functions host runs it (`aos_core.runtime.get_aos`): the timer trigger drives the
-    scheduler (`tick`), events agents publish go to the bus topics (whose triggers route them back in), and
-    perpetual agents are reached through `remote` (Durable entities) when a host has set one.
+    scheduler (`tick`) and events agents publish go to the bus topics (whose triggers submit them). `remote`
+    is where perpetual agents' mailboxes live when they are not in this process (Durable entities); it is
+    fixed here, when the kernel is composed, never per request.
     """
 
     def __init__(
@@ -85,13 +94,14 @@ class AgentOperatingSystem:
         clock: Clock | None = None,
         ids: IdFactory | None = None,
         hosted: bool = False,
+        remote: Dispatcher | None = None,
         audit: AuditLog | None = None,
         policy: Policy | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config or AOSConfig()
         self.hosted = hosted
-        self.remote: Dispatcher | None = None  # perpetual agents' mailboxes elsewhere (Durable entities)
+        self.remote = remote  # perpetual agents' mailboxes elsewhere (Durable entities), fixed for good here
         self.audit = audit  # built from config.governance at initialize when not given
         self.policy = policy
         self.telemetry: Telemetry = telemetry or NoTelemetry()
@@ -104,6 +114,7 @@ class AgentOperatingSystem:
         self._pinned: dict[str, Agent] = {}
         self._deps: dict[str, tuple[str, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # messages agents sent, being delivered
+        self._inflight: dict[tuple[str, str], asyncio.Future[AgentResult]] = {}  # (event id, agent) delivering
         self._loops: set[asyncio.Task[Any]] = set()  # scheduler, lifecycle and eviction loops
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []  # what services started on this kernel
         self._on_tick: list[Callable[[AgentOperatingSystem], Awaitable[list[Event]]]] = []  # e.g. alert rules
@@ -112,6 +123,7 @@ class AgentOperatingSystem:
         self._initialized = False
         self._registry: AgentRegistry | None = None
         self._pending_types: list[tuple[str, Any]] = []
+        self._watchdog: LoopWatchdog | None = None
         dispatch = self.config.dispatch
         self._durable = dispatch.durability == "commit"
         self.dispatcher = LocalDispatcher(self, self.clock, max_live=dispatch.max_live_agents,
@@ -182,6 +194,9 @@ class AgentOperatingSystem:
         for spec in self.config.schedules:
             if spec.enabled:
                 self.scheduler.add(spec)
+        self._watchdog = LoopWatchdog(asyncio.get_running_loop(), self.config.dispatch.block_threshold,
+                                      self._on_stall)
+        self._watchdog.start()
         loops = [self.lifecycle.run(self._stop), self.dispatcher.run(self._stop)]
         if not self.hosted:  # hosted: the timer trigger calls tick()
             loops.append(self.scheduler.run(self._stop))
@@ -302,28 +317,28 @@ class AgentOperatingSystem:
         if not self._initialized:
             await self.initialize()
 
-    # --- events --------------------------------------------------------------------------------------
+    # --- events: the one way in ----------------------------------------------------------------------
 
     async def process_event(self, event: Event, *, topic: str | None = None) -> list[AgentResult]:
-        """Deliver `event` to every subscribed agent and return what each did."""
-        await self._require_initialized()
-        targets = self.router.route(event, topic)
-        if len(targets) == 1:
-            return [await self._deliver(targets[0], event)]
-        return list(await asyncio.gather(*(self._deliver(t, event) for t in targets)))
+        """Submit `event` the way every event comes in (recorded, audited, policy-checked, applied at most once
+        per agent) and return what each target did. A resent id returns the first outcome; a hosted kernel
+        hands perpetual agents to their entities and returns without waiting for them."""
+        record = await self.submit(event, topic=topic)
+        return [AgentResult.from_dict(r) for r in record.results]
 
     async def send_message(self, agent_id: str, event: Event) -> AgentResult:
-        """Deliver `event` to one agent, whatever its subscriptions."""
-        await self._require_initialized()
-        return await self._deliver(await self._address(agent_id), event)
+        """Submit `event` to one agent, whatever its subscriptions, and return what it did."""
+        record = await self.submit(event, to_agent=agent_id)
+        results = [AgentResult.from_dict(r) for r in record.results if r["agent_id"] == agent_id]
+        return results[0] if results else AgentResult(agent_id, "accepted")
 
     async def submit(self, event: Event, *, topic: str | None = None, to_agent: str | None = None,
                      actor: str = "kernel") -> EventRecord:
         """Accept `event` once by its id, deliver it, and return its record (results so far, status).
 
         `to_agent` sends it to that agent only (NotFoundError if unknown); otherwise subscriptions route it.
-        An id seen before is not applied again: its first record comes back, and targets that have not
-        answered yet are delivered to again (agents drop an event id they already applied).
+        An id seen before is not applied again: its first record comes back, and a target that has not
+        answered gets it again only if no mailbox holds it already (after a crash, say).
         """
         return (await self.submit_many([event], topic=topic, to_agent=to_agent, actor=actor))[0]
 
@@ -332,58 +347,106 @@ class AgentOperatingSystem:
         """`submit` for a batch: every event is accepted at once, then each agent gets its events in batch
         order while different agents are served in parallel."""
         await self._require_initialized()
-        accepted = await asyncio.gather(*(self._accept(e, topic, to_agent, actor) for e in events))
-        queues: dict[str, list[tuple[AgentId, Event]]] = {}
-        for _, event, targets in accepted:
-            for target in targets:
-                queues.setdefault(target.key, []).append((target, event))
+        intakes = await asyncio.gather(*(self._accept(e, topic, to_agent, actor) for e in events))
+        queues: dict[str, list[tuple[_Intake, AgentId]]] = {}
+        for intake in intakes:
+            for target in intake.targets:
+                queues.setdefault(target.key, []).append((intake, target))
         await asyncio.gather(*(self._deliver_in_order(queue) for queue in queues.values()))
-        return list(await asyncio.gather(*(self._reread(record) if targets else _same(record)
-                                           for record, _, targets in accepted)))
+        handed = [i for i in intakes if i.handed_over]
+        await asyncio.gather(*(self.records.mark_handed_over(i.record.id, i.handed_over) for i in handed))
+        return list(await asyncio.gather(*(intake.outcome(self.records) for intake in intakes)))
 
-    async def _reread(self, record: EventRecord) -> EventRecord:
-        return await self.records.get(record.id) or record
-
-    async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str
-                      ) -> tuple[EventRecord, Event, list[AgentId]]:
-        """Record `event` (or find its first record); the targets still to deliver it to."""
+    async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str) -> _Intake:
+        """Record `event` and audit it (or find its first record); the targets still to deliver it to."""
         with self.telemetry.event_span(SPAN_PROCESS, event, kind=topic or ("message" if to_agent else "event")):
             targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
             record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
                                                         kind="message" if to_agent is not None else "event")
             if created:
-                await self._audit(actor, "event.accepted", f"event/{event.id}",
-                                  {"type": event.type, "kind": record.kind, "targets": record.targets,
-                                   "source": event.source,
-                                   **{k: v for k, v in (("subject", event.subject),
-                                                        ("correlationid", event.correlationid)) if v}})
-                return record, event, targets
+                await self._audit_accepted(actor, event, record)
+                return _Intake(record, event, targets, created=True)
             if record.status != "pending":
-                return record, event, []
+                return _Intake(record, event, [], created=False)
+            # A resend of a pending event: a crash may have come between the record and its audit entry or its
+            # hand-over. Deliver only to targets no mailbox holds: not running here, not handed to an entity.
             original = Event.model_validate(record.event) if record.event else event
-            return record, original, [await self._address(key) for key in record.missing()]
+            await self._audit_accepted(actor, original, record, repair=True)
+            held = await self.records.handed_over(record.id) if self.remote is not None else set()
+            missing = [key for key in record.missing() if key not in held]
+            return _Intake(record, original, [await self._address(key) for key in missing], created=False)
 
-    async def _deliver_in_order(self, queue: list[tuple[AgentId, Event]]) -> None:
-        for target, event in queue:
-            await self._deliver_and_record(target, event)
+    async def _audit_accepted(self, actor: str, event: Event, record: EventRecord, *, repair: bool = False) -> None:
+        if self.audit is None:
+            return
+        subject = f"event/{event.id}"
+        if repair and await self.audit.entries(action="event.accepted", subject=subject, limit=1):
+            return
+        await self.audit.append(actor, "event.accepted", subject,
+                                {"type": event.type, "kind": record.kind, "targets": record.targets,
+                                 "source": event.source,
+                                 **{k: v for k, v in (("subject", event.subject),
+                                                      ("correlationid", event.correlationid)) if v}})
 
-    async def _deliver_and_record(self, target: AgentId, event: Event) -> None:
+    async def _deliver_in_order(self, queue: list[tuple[_Intake, AgentId]]) -> None:
+        for intake, target in queue:
+            result = await self._deliver_once(target, intake.event)
+            intake.results[target.key] = result
+            if result.status == "accepted":
+                intake.handed_over.append(target.key)
+
+    async def _deliver_once(self, target: AgentId, event: Event) -> AgentResult:
+        # A resend that arrives while this process still delivers the event joins that delivery.
+        key = (event.id, target.key)
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[AgentResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._deliver(target, event)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _deliver(self, target: AgentId, event: Event) -> AgentResult:
         try:
             if self.policy is not None:
                 await self.policy.enforce(PolicyRequest("event.deliver", agent_id=target.key, agent_type=target.type,
                                                         event_type=event.type, subject=f"event/{event.id}"))
         except PolicyDenied as denied:
-            await self.records.add_result(event.id, AgentResult(target.key, "rejected", error=str(denied),
-                                                                extra={"rule_id": denied.rule_id}))
-            return
-        result = await self._deliver(target, event)
-        if result.status != "accepted":
-            await self.records.add_result(event.id, result)
+            return await self._finish(event, AgentResult(target.key, "rejected", error=str(denied),
+                                                         extra={"rule_id": denied.rule_id}))
+        if self.remote is not None and self._perpetual(target):
+            return await self.remote.deliver(target, event)  # AgentUnavailableError if it cannot be handed over
+        try:
+            return await self.dispatcher.deliver(target, event)
+        except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
+            return await self._finish(event, AgentResult(target.key, "rejected", error=str(exc)))
 
     async def apply_delivery(self, agent_id: str, event: Event) -> AgentResult:
-        """Run `event` through this agent here (the entity operation calls this) and record the result."""
+        """Run `event` through this agent's mailbox here (the `agent` entity's deliver operation calls this; the
+        event was accepted by `submit` on whichever instance took it in)."""
         await self._require_initialized()
-        result = await self._deliver(await self._address(agent_id), event, local=True)
+        target = await self._address(agent_id)
+        try:
+            return await self.dispatcher.deliver(target, event)
+        except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
+            return await self._finish(event, AgentResult(agent_id, "rejected", error=str(exc)))
+
+    async def _finish(self, event: Event, result: AgentResult) -> AgentResult:
+        """Store a target's final result; a failure is also dead-lettered with its reason."""
+        if result.status == "failed":
+            self.telemetry.increment(EVENTS_FAILED, type=event.type)
+            self.counts["failed"] += 1
+            await self.records.dead_letter(f"agent/{result.agent_id}", event.id, result.error or "failed",
+                                           json.dumps(event.to_dict(), default=str))
+            log.error("event %s failed for good at agent %s: %s", event.id, result.agent_id, result.error)
         await self.records.add_result(event.id, result)
         return result
 
@@ -411,16 +474,6 @@ class AgentOperatingSystem:
         agent_class = self.registry.agent_class(target.type) if self.registry.has_type(target.type) else None
         return bool(getattr(agent_class, "perpetual", False))
 
-    async def _deliver(self, target: AgentId, event: Event, *, local: bool = False) -> AgentResult:
-        if not local and self.remote is not None and self._perpetual(target):
-            return await self.remote.deliver(target, event)  # raises if it cannot be handed over
-        try:
-            return await self.dispatcher.deliver(target, event)
-        except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
-            return AgentResult(target.key, "rejected", error=str(exc))
-        except Exception as exc:  # the agent could not be activated: report it, never as success
-            return AgentResult(target.key, "failed", error=f"activation failed: {type(exc).__name__}: {exc}")
-
     async def _audit(self, actor: str, action: str, subject: str, payload: Any = None) -> None:
         if self.audit is not None:
             await self.audit.append(actor, action, subject, payload)
@@ -437,28 +490,47 @@ class AgentOperatingSystem:
 
     async def _workflow_event(self, step_input: Any, deps: dict[str, Any]) -> list[dict[str, Any]]:
         event = Event.model_validate(step_input)
-        if event.subject and not self.router.route(event):
-            results = [await self.send_message(event.subject, event)]
-        else:
-            results = await self.process_event(event)
-        failed = [r for r in results if r.status in ("failed", "rejected")]
+        direct = event.subject is not None and not self.router.route(event)
+        record = await self.submit(event, to_agent=event.subject if direct else None, actor="aos:workflows")
+        failed = [r for r in record.results if r["status"] in ("failed", "rejected")]
         if failed:
-            raise RuntimeError(f"event {event.id} failed at {failed[0].agent_id}: {failed[0].error}")
-        return [r.to_dict() for r in results]
+            raise RuntimeError(f"event {event.id} failed at {failed[0]['agent_id']}: {failed[0].get('error')}")
+        return list(record.results)
 
-    async def _send_outbox(self, outbox: list[Outgoing]) -> None:
+    async def _send_outbox(self, sender: str, outbox: list[Outgoing]) -> None:
         if self.hosted:
-            # Through the bus, whose triggers deliver them: the message survives this process, and its
-            # deterministic id lets duplicate detection drop a copy if this handling runs again.
+            # Through the bus, whose triggers submit them: the message survives this process, and its
+            # deterministic id lets the event records drop a copy if this handling runs again.
             for out in outbox:
                 topic = self.config.messaging.topic(direct=out.to_agent is not None)
                 await self.bus.publish(topic, self.telemetry.inject(out.event))
             return
         for out in outbox:
-            if out.to_agent is not None:
-                self._spawn(self.send_message(out.to_agent, out.event))
-            else:
-                self._spawn(self.process_event(out.event))
+            self._spawn(self.submit(out.event, to_agent=out.to_agent, actor=f"agent:{sender}"))
+
+    def _on_stall(self, stall: Stall) -> None:
+        # On the watchdog thread: log and count now; audit and alert from the loop once it turns again.
+        who = f"agent {stall.agent_id} handling event {stall.event_id}" if stall.agent_id else "no agent handler"
+        if stall.ongoing:
+            log.error("the kernel loop has been blocked for %.1fs by %s: every agent waits", stall.seconds, who)
+            return
+        log.error("the kernel loop was blocked for %.1fs by %s", stall.seconds, who)
+        self.telemetry.increment(LOOP_BLOCKED, agent=stall.agent_id or "none")
+        if stall.agent_id is not None and not self._stop.is_set():
+            self._loop_call(lambda: self._spawn(self._alert_stall(stall)))
+
+    def _loop_call(self, callback: Callable[[], None]) -> None:
+        if self._watchdog is not None:
+            try:
+                self._watchdog.loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # the loop is closed: nothing left to tell
+                pass
+
+    async def _alert_stall(self, stall: Stall) -> None:
+        data = {"agent_id": stall.agent_id, "event_id": stall.event_id, "seconds": round(stall.seconds, 3)}
+        await self._audit("aos:watchdog", "agent.blocked_loop", f"agent/{stall.agent_id}", data)
+        await self.submit(Event(type="aos.alert.loop_blocked", source="aos/watchdog", data=data),
+                          topic="alerts", actor="aos:watchdog")
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -503,6 +575,7 @@ class AgentOperatingSystem:
         if agent.perpetual:
             agent.bind(self.store, clock=self.clock, dedupe_window=self.config.dispatch.dedupe_window)  # type: ignore[attr-defined]
         await agent.initialize()
+        await self._settle_last_applied(agent)
         now = self.clock.now()
         if lifecycle.state == AgentState.CREATED:
             lifecycle.transition(AgentState.INITIALIZED, at=now)
@@ -512,23 +585,78 @@ class AgentOperatingSystem:
         self.lifecycle.track(key, lifecycle)
         return agent
 
-    async def apply(self, agent: Agent, event: Event) -> AgentResult:
+    async def run_in_mailbox(self, target: AgentId, event: Event) -> AgentResult:
+        """Apply `event` to one agent, holding its mailbox: at most once, exactly.
+
+        The result document stored here, before the mailbox is released, is the durable answer to "has this
+        agent dealt with this event": a redelivery finds it and applies nothing. Only a crash between the
+        agent's commit and that write can leave it out; the context then names the event as its last applied
+        one, and `activate` writes the missing result before anything else runs.
+
+        A handling that fails is retried after the agent's recovery back-off, up to `dispatch.max_attempts`
+        times; then the event is failed with the reason and dead-lettered, and the agent goes on.
+        """
+        key = target.key
+        if await self.records.has_result(event.id, key):
+            return AgentResult(key, "duplicate")
+        attempts = self.config.dispatch.max_attempts
+        error = "not attempted"
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._available(key)
+                agent = await self.dispatcher.ensure_live(target)
+            except (NotFoundError, RegistrationError):
+                raise
+            except AgentUnavailableError as exc:
+                lifecycle = self.lifecycle.get(key)
+                status = "failed" if lifecycle is not None and lifecycle.state == AgentState.FAILED else "rejected"
+                return await self._finish(event, AgentResult(key, status, error=str(exc)))
+            except Exception as exc:  # could not be activated: a failure of the agent, recovered like one
+                error = f"activation failed: {type(exc).__name__}: {exc}"
+                await self._record_failure(key, event, error, attempt)
+                continue
+            result = await self._apply(agent, event)
+            if result.status != "failed":
+                return await self._finish(event, result)
+            error = result.error or "failed"
+            await self.dispatcher.drop(key, save=False)  # its state may be half-changed: reload on next use
+            if attempt < attempts:  # the last failure is the event's, not the agent's: it goes on after it
+                await self._record_failure(key, event, error, attempt)
+        return await self._finish(event, AgentResult(key, "failed", error=f"{error} (after {attempts} attempts)"))
+
+    async def _available(self, key: str) -> None:
+        # An agent that failed in an earlier process is not supervised here yet: take it on, so its recovery
+        # runs and the event waits for it instead of being turned away.
+        if self.lifecycle.get(key) is None and not self.dispatcher.is_live(key):
+            record = await self.registry.get(key)
+            if record is not None and record.lifecycle:
+                stored = Lifecycle.from_dict(record.lifecycle)
+                if stored.state == AgentState.FAILED:
+                    self.lifecycle.track(key, stored)
+        await self.lifecycle.wait_available(key)
+
+    async def _record_failure(self, key: str, event: Event, error: str, attempt: int) -> None:
+        log.warning("agent %s failed on event %s (attempt %d): %s", key, event.id, attempt, error)
+        await self.lifecycle.record_failure(key, error)
+
+    async def _apply(self, agent: Agent, event: Event) -> AgentResult:
         ctx = AgentContext(agent.agent_id, event, self.clock, audit=self.audit, policy=self.policy)
         started = self.clock.monotonic()
+        dispatch = self.config.dispatch
         try:
             with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
-                status, result = await agent.process(event, ctx, durable=self._durable,
-                                                     retries=self.config.dispatch.commit_retries)
+                status, result = await asyncio.wait_for(
+                    agent.process(event, ctx, durable=self._durable, retries=dispatch.commit_retries),
+                    dispatch.handler_timeout)
         except InvalidEventError as exc:
             return AgentResult(agent.agent_id, "rejected", error=str(exc))
+        except TimeoutError:
+            return AgentResult(agent.agent_id, "failed",
+                               error=f"the handler did not finish within {dispatch.handler_timeout:g}s")
         except Exception as exc:
-            self.telemetry.increment(EVENTS_FAILED, type=event.type)
-            self.counts["failed"] += 1
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("agent %s failed on event %s: %s", agent.agent_id, event.id, error)
-            await self.dispatcher.drop(agent.agent_id, save=False)
-            await self.lifecycle.record_failure(agent.agent_id, error)
-            return AgentResult(agent.agent_id, "failed", error=error)
+            return AgentResult(agent.agent_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        if status == "duplicate":  # its commit landed before a crash that lost the result: say it is done
+            status, result = "completed", None
         self.telemetry.increment(EVENTS_PROCESSED, type=event.type, status=status)
         self.counts["processed"] += 1
         self.telemetry.histogram(HANDLING_DURATION, self.clock.monotonic() - started, type=event.type)
@@ -537,11 +665,21 @@ class AgentOperatingSystem:
             await self.lifecycle.record_success(agent.agent_id)
         if ctx.outbox:
             try:
-                await self._send_outbox(ctx.outbox)
+                await self._send_outbox(agent.agent_id, ctx.outbox)
             except Exception as exc:  # the state is committed; say what was not sent rather than fail it
                 log.error("agent %s: sending its outbox for event %s failed: %s", agent.agent_id, event.id, exc)
                 return AgentResult(agent.agent_id, status, result, extra={"outbox_error": str(exc)})
         return AgentResult(agent.agent_id, status, result)
+
+    async def _settle_last_applied(self, agent: Agent) -> None:
+        # The one event whose commit may have landed without its result document (a crash in between) is the
+        # last one the context names: write that result now, before any other event can follow it.
+        context = getattr(agent, "context", None)
+        last = getattr(context, "last_applied", None)
+        if last is None or await self.records.has_result(last, agent.agent_id):
+            return
+        if await self.records.exists(last):
+            await self.records.add_result(last, AgentResult(agent.agent_id, "completed", extra={"settled": True}))
 
     async def deactivate(self, agent: Agent) -> None:
         await agent.sleep()
@@ -649,6 +787,8 @@ class AgentOperatingSystem:
         if not self._initialized:
             return
         self._stop.set()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         while self._on_shutdown:
             await self._on_shutdown.pop()()
         await self.run_until_idle()
@@ -672,5 +812,22 @@ class AgentOperatingSystem:
         self._initialized = False
 
 
-async def _same(record: EventRecord) -> EventRecord:
-    return record
+@dataclass
+class _Intake:
+    """One event on its way in: its record, the targets this call delivers to, and what they did."""
+
+    record: EventRecord
+    event: Event
+    targets: list[AgentId]
+    created: bool
+    results: dict[str, AgentResult] = field(default_factory=dict)
+    handed_over: list[str] = field(default_factory=list)  # targets whose entity now holds the event
+
+    async def outcome(self, records: EventRecords) -> EventRecord:
+        if not self.targets:
+            return self.record
+        if not self.created:  # others may have answered meanwhile
+            return await records.get(self.record.id) or self.record
+        final = [self.results[k].to_dict() for k in self.record.targets
+                 if k in self.results and self.results[k].status != "accepted"]
+        return dataclasses.replace(self.record, results=final)

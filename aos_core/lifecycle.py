@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 
 from aos_core.clock import sleep_or_wake
 from aos_core.config import LifecycleSettings
-from aos_core.errors import IllegalTransitionError, NotFoundError
+from aos_core.errors import AgentUnavailableError, IllegalTransitionError, NotFoundError
 from aos_core.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ class LifecycleManager:
         self._jitter = jitter
         self._tracked: dict[str, Lifecycle] = {}
         self._wake = asyncio.Event()  # a new recovery deadline: the run loop recomputes its sleep
+        self._changed = asyncio.Event()  # set (and replaced) on every change, for `wait_available`
 
     def track(self, agent_id: str, lifecycle: Lifecycle) -> None:
         self._tracked[agent_id] = lifecycle
@@ -148,6 +149,25 @@ class LifecycleManager:
 
     def forget(self, agent_id: str) -> None:
         self._tracked.pop(agent_id, None)
+        self._notify()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_available(self, agent_id: str) -> None:
+        """Return once the agent may take events: at once unless it is failed or recovering, else after its
+        recovery. AgentUnavailableError when it is terminated or recovery gave up."""
+        while True:
+            lifecycle = self._tracked.get(agent_id)
+            if lifecycle is None or lifecycle.state not in (AgentState.FAILED, AgentState.RECOVERING,
+                                                            AgentState.TERMINATED):
+                return
+            if lifecycle.state == AgentState.TERMINATED or (
+                    lifecycle.state == AgentState.FAILED and lifecycle.next_attempt_at is None):
+                raise AgentUnavailableError(f"agent {agent_id!r} is {lifecycle.state}: "
+                                            f"{lifecycle.reason or 'no reason'}")
+            await self._changed.wait()
 
     def get(self, agent_id: str) -> Lifecycle | None:
         return self._tracked.get(agent_id)
@@ -166,6 +186,7 @@ class LifecycleManager:
         lifecycle = self._require(agent_id)
         lifecycle.transition(to, at=self._clock.now(), reason=reason)
         await self._supervisor.on_change(agent_id, lifecycle)
+        self._notify()
         return lifecycle
 
     async def record_failure(self, agent_id: str, reason: str) -> Lifecycle:
@@ -188,6 +209,7 @@ class LifecycleManager:
             lifecycle.next_attempt_at = now + timedelta(seconds=self.backoff(lifecycle.restarts))
             self._wake.set()
         await self._supervisor.on_change(agent_id, lifecycle)
+        self._notify()
         return lifecycle
 
     async def record_success(self, agent_id: str) -> None:
@@ -196,6 +218,7 @@ class LifecycleManager:
         if lifecycle is not None and lifecycle.state == AgentState.RUNNING and lifecycle.restarts:
             lifecycle.restarts = 0
             await self._supervisor.on_change(agent_id, lifecycle)
+        self._notify()
 
     async def run_health_checks(self) -> list[str]:
         """Check every running agent; record a failure for each unhealthy one and return their ids."""
@@ -259,6 +282,7 @@ class LifecycleManager:
         lifecycle.transition(AgentState.RUNNING, at=self._clock.now(), reason=f"recovered by restart "
                              f"{lifecycle.restarts}")
         await self._supervisor.on_change(agent_id, lifecycle)
+        self._notify()
         return True
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -207,7 +207,7 @@ class AgentResult:
     """What one agent did with one event. `status` is never "completed" for a failure."""
 
     agent_id: str
-    status: str  # "completed" | "failed" | "duplicate" | "rejected"
+    status: str  # "completed" | "failed" | "duplicate" | "rejected" | "accepted" (handed to its mailbox elsewhere)
     result: JSON = None
     error: str | None = None
     extra: dict[str, JSON] = field(default_factory=dict)
@@ -218,6 +218,12 @@ class AgentResult:
             out["error"] = self.error
         out.update(self.extra)
         return out
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> AgentResult:
+        known = {"agent_id", "status", "result", "error"}
+        return cls(str(value["agent_id"]), str(value["status"]), value.get("result"), value.get("error"),  # type: ignore[arg-type]
+                   {k: v for k, v in value.items() if k not in known})
 
 
 class Dispatcher(Protocol):

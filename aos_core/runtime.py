@@ -21,6 +21,7 @@ from aos_core.events import Event
 from aos_core.ports import (
     AuditLog,
     Clock,
+    Dispatcher,
     EventBus,
     IdempotencyKeys,
     IdFactory,
@@ -123,6 +124,13 @@ def build_telemetry(config: AOSConfig) -> Telemetry:
 
     configure_telemetry(config)
     return OpenTelemetryHooks()
+
+
+def build_entity_dispatcher() -> Dispatcher:
+    """Perpetual agents' mailboxes on a Functions host: their Durable entities."""
+    from services.dispatch import DurableEntityDispatcher
+
+    return DurableEntityDispatcher()
 
 
 def dependency_health() -> dict[str, Any]:
@@ -231,7 +239,8 @@ async def _warm_kernel() -> AgentOperatingSystem:
             from aos_core.kernel import AgentOperatingSystem
 
             config = AOSConfig()
-            aos = AgentOperatingSystem(config, hosted=True, telemetry=build_telemetry(config))
+            aos = AgentOperatingSystem(config, hosted=True, remote=build_entity_dispatcher(),
+                                       telemetry=build_telemetry(config))
             await aos.initialize()
             _warm = aos
             log.info("AOS kernel warm (storage %s, messaging %s)", aos.config.storage.backend,

@@ -22,6 +22,7 @@ SPAN_PUBLISH = "aos.bus.publish"
 EVENTS_PROCESSED = "aos.events.processed"
 EVENTS_FAILED = "aos.events.failed"
 HANDLING_DURATION = "aos.events.duration"
+LOOP_BLOCKED = "aos.kernel.loop_blocked"  # a handler held the kernel loop past dispatch.block_threshold
 
 
 class NoTelemetry:

@@ -8,11 +8,17 @@ open batch, so nobody ever reads data that is not yet durable.
 
 Durability: WAL with `synchronous=NORMAL` survives a process crash (kill -9) without losing a committed
 transaction; use `synchronous="FULL"` to also survive power loss.
+
+Faults: when SQLite refuses (disk full, I/O error, locked past the busy timeout) the writes of that
+transaction fail with StorageUnavailableError, the transaction is rolled back, and the thread keeps serving:
+the next write tries again, so the database heals by itself once the fault clears. `last_fault` says what
+the last failure was until a write succeeds again (for readiness checks).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
@@ -20,10 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aos_core.errors import StorageUnavailableError
+
 T = TypeVar("T")
 
 _READ, _WRITE, _CLOSE = 0, 1, 2
 _MAX_BATCH = 512
+_MIN_FREE_BYTES = 1 << 20  # below this the disk counts as full for readiness
 
 
 class SqliteDatabase:
@@ -36,6 +45,7 @@ class SqliteDatabase:
         )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.last_fault: str | None = None  # the last storage failure, cleared by the next successful commit
 
     def _start(self) -> None:
         with self._lock:
@@ -50,6 +60,19 @@ class SqliteDatabase:
             if error is not None:
                 self._thread = None
                 raise error
+
+    def readiness(self) -> str | None:
+        """None when writes can be expected to succeed; else why not (the last fault, or a full disk)."""
+        if self.last_fault is not None:
+            return self.last_fault
+        if self.path == ":memory:":
+            return None
+        try:
+            stat = os.statvfs(Path(self.path).parent)
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc.strerror}"
+        free = stat.f_bavail * stat.f_frsize
+        return f"disk full: {free} bytes free" if free < _MIN_FREE_BYTES else None
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the database thread and return its result."""
@@ -99,38 +122,76 @@ class SqliteDatabase:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            for kind, fn, waiter in batch:
-                if kind == _WRITE:
-                    try:
-                        if not conn.in_transaction:
-                            conn.execute("BEGIN IMMEDIATE")
-                        conn.execute("SAVEPOINT w")
-                    except sqlite3.Error as exc:  # busy past the timeout, disk full: fail this write, keep serving
-                        _resolve(waiter, error=exc)
+            for index, (kind, fn, waiter) in enumerate(batch):
+                try:
+                    if kind == _WRITE:
+                        self._write(conn, fn, waiter, pending)  # type: ignore[arg-type]
                         continue
+                    self._commit(conn, pending)
+                    if kind == _CLOSE:
+                        conn.close()
+                        _resolve(waiter, result=None)
+                        self._refuse_rest(batch[index + 1:])
+                        return
                     try:
                         result = fn(conn)  # type: ignore[misc]
                     except BaseException as exc:
-                        conn.execute("ROLLBACK TO w")
-                        conn.execute("RELEASE w")
-                        _resolve(waiter, error=exc)
+                        _resolve(waiter, error=self._fault_or(exc))
                     else:
-                        conn.execute("RELEASE w")
-                        pending.append((waiter, result))
-                    continue
+                        _resolve(waiter, result=result)
+                except BaseException as exc:  # never let the serving thread die: fail what is open, go on
+                    _resolve(waiter, error=self._fault_or(exc))
+                    self._abort(conn, pending, exc)
+            try:
                 self._commit(conn, pending)
-                if kind == _CLOSE:
-                    conn.close()
-                    _resolve(waiter, result=None)
-                    self._refuse_rest(batch[batch.index((kind, fn, waiter)) + 1:])
-                    return
-                try:
-                    result = fn(conn)  # type: ignore[misc]
-                except BaseException as exc:
-                    _resolve(waiter, error=exc)
-                else:
-                    _resolve(waiter, result=result)
-            self._commit(conn, pending)
+            except BaseException as exc:
+                self._abort(conn, pending, exc)
+
+    def _write(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], waiter: Any,
+               pending: list[tuple[Any, Any]]) -> None:
+        try:
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            conn.execute("SAVEPOINT w")
+        except sqlite3.Error as exc:  # busy past the timeout, disk full: fail this write, keep serving
+            _resolve(waiter, error=self._fault_or(exc))
+            return
+        try:
+            result = fn(conn)
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+            except sqlite3.Error:  # the savepoint is gone with the transaction: the open batch fails too
+                self._abort(conn, pending, exc)
+            _resolve(waiter, error=self._fault_or(exc))
+        else:
+            conn.execute("RELEASE w")
+            pending.append((waiter, result))
+
+    def _fault_or(self, exc: BaseException) -> BaseException:
+        # SQLite refusing (full, I/O, locked) is a storage fault; a constraint or a bug in `fn` stays as it is.
+        return self._fault(exc) if isinstance(exc, sqlite3.OperationalError) else exc
+
+    def _fault(self, exc: BaseException) -> StorageUnavailableError:
+        self.last_fault = f"{type(exc).__name__}: {exc}"
+        fault = StorageUnavailableError(f"storage unavailable: {exc}")
+        fault.__cause__ = exc
+        return fault
+
+    def _abort(self, conn: sqlite3.Connection, pending: list[tuple[Any, Any]], exc: BaseException) -> None:
+        # Roll back whatever is open (a failed COMMIT may or may not have ended the transaction) and fail the
+        # writes that were waiting for it: none of them is durable.
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        error = self._fault(exc) if isinstance(exc, sqlite3.OperationalError) else StorageUnavailableError(
+            f"storage unavailable: the transaction was rolled back after {type(exc).__name__}")
+        for waiter, _ in pending:
+            _resolve(waiter, error=error)
+        pending.clear()
 
     def _refuse_rest(self, queued: list[tuple[int, Any, Any]]) -> None:
         # Calls that arrived behind close() get an error instead of waiting forever.
@@ -142,17 +203,15 @@ class SqliteDatabase:
         for _, _, waiter in queued:
             _resolve(waiter, error=RuntimeError(f"database {self.path} was closed"))
 
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, pending: list[tuple[Any, Any]]) -> None:
+    def _commit(self, conn: sqlite3.Connection, pending: list[tuple[Any, Any]]) -> None:
         if not conn.in_transaction:
             return
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            for waiter, _ in pending:
-                _resolve(waiter, error=exc)
+            self._abort(conn, pending, exc)
         else:
+            self.last_fault = None
             for waiter, result in pending:
                 _resolve(waiter, result=result)
         pending.clear()

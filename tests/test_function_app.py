@@ -64,7 +64,7 @@ async def test_an_event_to_a_perpetual_agent_goes_through_its_entity(durable: Si
     states: dict[str, Any] = {}
     [result] = await deliver_signals(durable, states)
     assert result["isError"] is False, result
-    assert states["t1"]["recent"] == ["e-1"] and states["t1"]["lifecycle"] == "running"
+    assert states["t1"]["delivered"] == 1 and states["t1"]["lifecycle"] == "running"
     status = await call("get_event", route={"id": "e-1"})
     assert body_of(status)["status"] == "completed"
     assert body_of(status)["results"][0]["result"] == {"total": 1}
@@ -88,13 +88,19 @@ async def test_a_resent_event_id_is_not_applied_twice(durable: SignalRecorder) -
     assert body_of(await call("get_context", route={"agent_id": "t1"}))["state"]["total"] == 1
 
 
-async def test_a_pending_event_resent_is_signalled_again_and_applied_once(durable: SignalRecorder) -> None:
+async def test_a_pending_event_resent_is_signalled_again_only_if_no_entity_holds_it(durable: SignalRecorder) -> None:
     await register("t1", subscribe=["ping"])
     event = {"id": "lost-signal", "source": "client", "type": "ping"}
-    await call("post_events", "POST", body=event, durable=durable)
-    durable.take()  # the signal was lost before the entity ran
+    down = SignalRecorder(fail=True)
+    try:
+        refused = await call("post_events", "POST", body=event, durable=down)  # the signal could not be sent
+    finally:
+        down.close()
+    assert refused.status_code == 503
     again = await call("post_events", "POST", body=event, durable=durable)
     assert body_of(again)["status"] == "pending" and len(durable.signals) == 1
+    queued = await call("post_events", "POST", body=event, durable=durable)  # its entity holds it now
+    assert body_of(queued)["status"] == "pending" and len(durable.signals) == 1  # no second copy queued
     states: dict[str, Any] = {}
     await deliver_signals(durable, states)
     assert body_of(await call("get_context", route={"agent_id": "t1"}))["state"]["total"] == 1
@@ -257,7 +263,7 @@ async def test_a_topic_message_is_routed_once_even_when_redelivered(durable: Sig
     await call_topic("events_topic", bus_message(message.get_body(), message_id="sb-1",
                                                  content_type="application/cloudevents+json", delivery_count=2),
                      durable)
-    assert [s.input["id"] for s in durable.signals] == ["sb-1", "sb-1"]  # pending: signalled again
+    assert [s.input["id"] for s in durable.signals] == ["sb-1"]  # its entity holds it: not queued twice
     states: dict[str, Any] = {}
     await deliver_signals(durable, states)
     assert body_of(await call("get_context", route={"agent_id": "t1"}))["state"]["total"] == 1
@@ -322,7 +328,7 @@ async def test_an_entity_batch_applies_each_event_in_order() -> None:
     out = run_entity("t1", None, [("deliver", e) for e in [*events, events[0]]])
     statuses = [json.loads(r["result"])["status"] for r in out["results"]]
     assert statuses == ["completed"] * 5 + ["duplicate"]
-    assert out["state"]["delivered"] == 5 and out["state"]["version"] == 5
+    assert out["state"]["delivered"] == 6 and out["state"]["version"] == 5  # six operations, five applied
 
 
 # --- cold start -------------------------------------------------------------------------------------------

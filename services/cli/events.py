@@ -44,7 +44,8 @@ def send(api: Api, as_json: bool, event_type: str | None, data_text: str | None,
     (`aos serve`) through POST /admin/servicebus/topics/TOPIC/messages, which is open on the host's machine
     and needs the master key as --key from elsewhere; the topic's trigger then hands it to the app.
 
-    Exit status: 0 accepted (with --wait: every event completed), 1 the host refused it, or an event failed
+    Exit status: 0 accepted (with --wait: every event completed), 1 the host refused it, or an event failed,
+    was rejected or is still pending
     or is still pending after --wait, 2 bad input, 3 no host.
     """
     payload = _payload(event_type, data_text, data_file, subject, event_id, correlation_id, to_agent, event_file,
@@ -71,9 +72,15 @@ def send(api: Api, as_json: bool, event_type: str | None, data_text: str | None,
     else:
         for status in statuses:
             describe(status)
-    unfinished = [s["id"] for s in statuses if s.get("status") != "completed"]
-    if unfinished:
-        raise CliError(f"not completed within {wait:g} s: {', '.join(unfinished)}", 1)
+    by_status: dict[str, list[str]] = {}
+    for status in statuses:
+        by_status.setdefault(str(status.get("status")), []).append(status["id"])
+    problems = [f"{name}: {', '.join(ids)}" for name, ids in (
+        ("still pending after " + f"{wait:g} s", by_status.get("pending", [])),
+        ("failed", by_status.get("failed", [])),
+        ("rejected as invalid or refused", by_status.get("rejected", []))) if ids]
+    if problems:
+        raise CliError("; ".join(problems), 1)
 
 
 def _payload(event_type: str | None, data_text: str | None, data_file: IO[str] | None, subject: str | None,

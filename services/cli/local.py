@@ -74,9 +74,13 @@ async def _run(event_paths: Sequence[Path], data: Path | None) -> None:
     try:
         click.echo(f"AOS kernel up: data in {aos.config.data_dir}, {len(events)} sample events")
         for event in events:
-            results = await aos.process_event(event)
-            outcome = ", ".join(f"{r.agent_id}: {r.status}" + (f" {json.dumps(r.result)}" if r.result else "")
-                                + (f" ({r.error})" if r.error else "") for r in results) or "no subscriber"
+            record = await aos.submit(event, actor="aos:run")
+            outcome = ", ".join(f"{r['agent_id']}: {r['status']}" + (f" {json.dumps(r['result'])}" if r.get("result")
+                                                                    else "")
+                                + (f" ({r['error']})" if r.get("error") else "") for r in record.results)
+            outcome = outcome or "no subscriber"
+            if record.repeat:  # the kernel accepts an id once and answers a resend with the first outcome
+                outcome = f"seen before, not applied again (first outcome: {outcome})"
             click.echo(f"  {event.type:<16} {event.id:<14} -> {outcome}")
         await aos.run_until_idle()
         click.echo("Agents:")

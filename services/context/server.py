@@ -100,6 +100,11 @@ class ContextMCPServer:
             await self.reload()
         return self.state
 
+    @property
+    def last_applied(self) -> str | None:
+        """The id of the last event whose effects are in `state`."""
+        return self._applied[-1] if self._applied else None
+
     def has_applied(self, event_id: str) -> bool:
         return event_id in self._applied_set
 

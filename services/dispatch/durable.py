@@ -8,6 +8,9 @@ ContextMCPServer document, committed with the event id in the same write, so a r
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,24 +22,43 @@ from aos_core.runtime import run_with_aos
 from aos_core.telemetry import SPAN_ENTITY
 
 ENTITY_NAME = "agent"
-RECENT_EVENTS = 64  # ids the entity remembers, so a signal delivered twice in a row is answered from state
-_OPERATION_TIMEOUT = 600.0
+_OPERATION_MARGIN = 60.0  # seconds an entity operation may take beyond its handling attempts and back-offs
+_client: ContextVar[Any] = ContextVar("aos_durable_client", default=None)
+
+
+@contextlib.contextmanager
+def durable_client(client: Any) -> Iterator[None]:
+    """Make `client` (the `DurableOrchestrationClient` of a `durable_client_input` binding) the one that work
+    started inside this block signals entities with; it follows the work onto the kernel's loop."""
+    token = _client.set(client)
+    try:
+        yield
+    finally:
+        _client.reset(token)
 
 
 class DurableEntityDispatcher:
     """Dispatcher port on Durable Functions: `deliver` signals the agent's entity and returns `accepted`.
 
-    `client` is the `DurableOrchestrationClient` a `durable_client_input` binding gives a function.
+    The kernel of a hosted worker is composed with this dispatcher, so every perpetual agent is reached through
+    its entity from the first event on, whatever the trigger. The client comes with the invocation
+    (`durable_client`); work no trigger started (a workflow step, a recovery) uses the last one seen, since a
+    worker's Durable endpoint does not change.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self) -> None:
+        self._last: Any = None
 
     async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult:
         import azure.durable_functions as df
 
+        client = _client.get() or self._last
+        if client is None:
+            raise AgentUnavailableError(f"no Durable client has reached this worker yet to signal "
+                                        f"{ENTITY_NAME}/{agent_id.key}; the event stays pending")
+        self._last = client
         try:
-            await self._client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
+            await client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
         except Exception as exc:  # the event stays pending; a resend with the same id signals again
             raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
         return AgentResult(agent_id.key, "accepted")
@@ -46,7 +68,7 @@ class DurableEntityDispatcher:
 
 
 def _initial(key: str) -> dict[str, Any]:
-    return {"agent_id": key, "type": None, "lifecycle": "created", "version": 0, "delivered": 0, "recent": []}
+    return {"agent_id": key, "type": None, "lifecycle": "created", "version": 0, "delivered": 0}
 
 
 def run_agent_entity(context: Any) -> None:
@@ -61,10 +83,10 @@ def run_agent_entity(context: Any) -> None:
     if operation == "deliver":
         _deliver(context, key, state)
     elif operation == "status":
-        info = run_with_aos(lambda aos: aos.get_agent(key), _OPERATION_TIMEOUT)
+        info = run_with_aos(lambda aos: aos.get_agent(key), _OPERATION_MARGIN)
         context.set_result({**state, "agent": info})
     elif operation == "terminate":
-        run_with_aos(lambda aos: _terminate(aos, key), _OPERATION_TIMEOUT)
+        run_with_aos(lambda aos: _terminate(aos, key), _OPERATION_MARGIN)
         context.set_state({**state, "lifecycle": "terminated"})
         context.set_result({"agent_id": key, "lifecycle": "terminated"})
     else:
@@ -77,11 +99,10 @@ def _deliver(context: Any, key: str, state: dict[str, Any]) -> None:
         event = Event.model_validate(raw)
     except ValidationError as exc:
         raise ValueError(f"deliver needs a CloudEvents event: {exc.errors()[0]['msg']}") from None
-    if event.id in state["recent"]:
-        context.set_result(AgentResult(key, "duplicate").to_dict())
-        return
 
     async def apply(aos: Any) -> tuple[AgentResult, dict[str, Any]]:
+        # The kernel decides exactly whether this agent has applied the event (from its durable result), so a
+        # signal delivered twice applies once; its handling is bounded by dispatch.handler_timeout per attempt.
         with aos.telemetry.event_span(SPAN_ENTITY, event, agent=key):  # continues the sender's trace
             result = await aos.apply_delivery(key, event)
         live = aos.dispatcher.live_agent(key)
@@ -94,9 +115,9 @@ def _deliver(context: Any, key: str, state: dict[str, Any]) -> None:
         snapshot = await aos.read_context(key) or {}
         return result, {"type": agent_type, "lifecycle": state, "version": snapshot.get("version", 0)}
 
-    result, facts = run_with_aos(apply, _OPERATION_TIMEOUT)
-    context.set_state({**state, **facts, "delivered": state["delivered"] + 1,
-                       "recent": [*state["recent"], event.id][-RECENT_EVENTS:]})
+    # No timeout here: the kernel bounds each handling attempt, and waiting out a recovery back-off is the point.
+    result, facts = run_with_aos(apply)
+    context.set_state({**state, **facts, "delivered": state.get("delivered", 0) + 1})
     context.set_result(result.to_dict())
 
 

@@ -64,9 +64,14 @@ async def _submit(aos: AgentOperatingSystem, event: Event, to_agent: str | None,
     _background.add(task)
     task.add_done_callback(_done)
     if wait:
-        done, _ = await asyncio.wait({task}, timeout=min(seconds, aos.config.api.max_wait))
-        if done:
+        seconds = min(seconds, aos.config.api.max_wait)
+        started = aos.clock.monotonic()
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        if done:  # accepted; entities may still be applying it: wait on its record as POST /api/events does
             record: EventRecord = task.result()
+            left = seconds - (aos.clock.monotonic() - started)
+            if record.status == "pending" and left > 0:
+                record = await aos.records.wait(record.id, left) or record
             return record.to_dict()
     # Delivery goes on; the event's record says how it ended (GET /api/events/{id}).
     return {"id": event.id, "status": "pending" if wait else "accepted", "location": f"/api/events/{event.id}"}

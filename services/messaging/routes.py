@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from aos_core import api
 from aos_core import api_models as m
-from services.messaging.topic_trigger import DEADLETTERS
+from aos_core.event_records import DEADLETTERS
 
 if TYPE_CHECKING:
     from aos_core.auth import Caller

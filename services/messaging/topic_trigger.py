@@ -12,16 +12,13 @@ import hashlib
 import logging
 from typing import Any
 
-from aos_core.ports import Dispatcher
 from aos_core.runtime import with_aos
 from services.messaging.cloudevents_amqp import InvalidMessage, event_from_message
 
 log = logging.getLogger("aos.servicebus")
-DEADLETTERS = "deadletters/"  # poison records in the StateStore, keyed by a sha256 of topic and message id
 
 
-async def receive_topic_message(message: Any, *, direct: bool = False, remote: Dispatcher | None = None
-                                ) -> dict[str, Any]:
+async def receive_topic_message(message: Any, *, direct: bool = False) -> dict[str, Any]:
     """Handle one `azure.functions.ServiceBusMessage`; returns the event's record as a dict.
 
     `direct`: it came from the messages topic, and goes to the agent named by the event's subject; otherwise
@@ -41,8 +38,6 @@ async def receive_topic_message(message: Any, *, direct: bool = False, remote: D
         raise
 
     async def submit(aos: Any) -> dict[str, Any]:
-        if remote is not None:
-            aos.remote = remote
         record = await aos.submit(event, topic=_topic(aos, direct), to_agent=event.subject if direct else None)
         return record.to_dict()
 
@@ -55,8 +50,6 @@ def _topic(aos: Any, direct: bool) -> str:
 
 async def _record_poison(aos: Any, message: Any, topic: str, reason: str) -> None:
     body = message.get_body() or b""
-    key_id = message.message_id or hashlib.sha256(body).hexdigest()
-    value = {"topic": topic, "message_id": message.message_id, "reason": reason,
-             "delivery_count": getattr(message, "delivery_count", None),
-             "recorded_at": aos.clock.now().isoformat(), "body": body[:4096].decode("utf-8", "replace")}
-    await aos.store.put(f"{DEADLETTERS}{hashlib.sha256(f'{topic}|{key_id}'.encode()).hexdigest()}", value)
+    await aos.records.dead_letter(topic, message.message_id or hashlib.sha256(body).hexdigest(), reason,
+                                  body[:4096].decode("utf-8", "replace"),
+                                  delivery_count=getattr(message, "delivery_count", None))

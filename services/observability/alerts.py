@@ -163,7 +163,7 @@ class KernelAlerts:
         last_processed, last_failed = self._last
         self._last = (processed, failed)
         agents = {r["id"]: r["state"] for r in await aos.list_agents(limit=100_000)}
-        from services.messaging.topic_trigger import DEADLETTERS
+        from aos_core.event_records import DEADLETTERS
 
         poison = await aos.store.list(DEADLETTERS, limit=100_000)
         dead: dict[str, int] = {}

@@ -75,6 +75,10 @@ class SqliteStateStore:
     def path(self) -> str:
         return self.db.path
 
+    def readiness(self) -> str | None:
+        """None when the store can take writes; else why not (for `GET /api/health?ready=1`)."""
+        return self.db.readiness()
+
     # --- documents ----------------------------------------------------------------------------------
 
     async def get(self, key: str) -> Document | None:

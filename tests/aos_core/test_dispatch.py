@@ -88,19 +88,38 @@ async def test_write_behind_mode_saves_on_eviction(tmp_path: Path) -> None:
     await aos.shutdown()
 
 
-async def test_a_failing_agent_is_recovered_with_backoff(tmp_path: Path) -> None:
+async def until_done(clock: ManualClock, *tasks: asyncio.Future[Any], step: float = 0.5, limit: int = 400) -> None:
+    """Advance the clock in steps (letting real SQLite I/O land in between) until every task is done."""
+    for _ in range(limit):
+        if all(t.done() for t in tasks):
+            return
+        await clock.advance(step)
+        await asyncio.sleep(0.005)
+    raise AssertionError("still waiting after the clock ran out")
+
+
+async def test_a_poison_event_is_retried_then_dead_lettered_and_events_behind_it_wait(tmp_path: Path) -> None:
     clock = ManualClock()
     aos = await kernel(tmp_path, clock)
     await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
     assert (await aos.process_event(Event(type="ok")))[0].result == 1
-    failed = (await aos.process_event(Event(type="boom")))[0]
-    assert failed.status == "failed" and "exploded on purpose" in (failed.error or "")
-    assert (await aos.get_agent("f1"))["state"] == "failed"
-    rejected = (await aos.process_event(Event(type="ok")))[0]
-    assert rejected.status == "rejected"
-    await clock.advance(1.5)
-    assert await settled(aos, "f1", "running")
-    assert (await aos.process_event(Event(type="ok")))[0].result == 2  # the failed event left no trace
+    boom = asyncio.ensure_future(aos.process_event(Event(id="poison-1", type="boom")))
+    assert await settled(aos, "f1", "failed")
+    later = asyncio.ensure_future(aos.process_event(Event(id="behind-1", type="ok")))  # sent during the back-off
+    await asyncio.sleep(0.05)
+    assert not later.done()  # it waits for the recovery instead of being turned away
+    await until_done(clock, boom, later)
+    failed = boom.result()[0]
+    assert failed.status == "failed"
+    assert "exploded on purpose" in (failed.error or "") and "after 3 attempts" in (failed.error or "")
+    applied = later.result()[0]
+    assert applied.status == "completed" and applied.result == 2  # the poison left no trace in the state
+    assert (await aos.records.get("poison-1")).status == "failed"  # type: ignore[union-attr]
+    dead = [d.value for d in await aos.store.list("deadletters/")]
+    assert [(d["message_id"], d["topic"]) for d in dead] == [("poison-1", "agent/f1")]
+    assert "exploded on purpose" in dead[0]["reason"]
+    assert (await aos.get_agent("f1"))["state"] == "running"
+    assert (await aos.process_event(Event(type="ok")))[0].result == 3
     await aos.shutdown()
 
 
@@ -111,13 +130,10 @@ async def test_recovery_gives_up_after_max_restarts_and_says_why(tmp_path: Path)
     await aos.process_event(Event(type="ok"))
     Flaky.broken = True
     try:
-        await aos.process_event(Event(type="boom"))
-        for _ in range(300):  # each restart does real I/O between clock jumps: keep jumping until it gives up
-            await clock.advance(100)
-            info = await aos.get_agent("f1")
-            if info["state"] == "failed" and "gave up" in info["lifecycle"].get("reason", ""):
-                break
-            await asyncio.sleep(0.01)
+        boom = asyncio.ensure_future(aos.process_event(Event(type="boom")))
+        await until_done(clock, boom, step=100)
+        result = boom.result()[0]
+        assert result.status == "failed" and "gave up" in (result.error or "")
         info = await aos.get_agent("f1")
         assert info["state"] == "failed"
         assert "gave up after 2 restarts" in info["lifecycle"]["reason"]

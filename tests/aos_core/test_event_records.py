@@ -29,7 +29,8 @@ class Boom(BaseAgent):
 @pytest.fixture
 async def aos(tmp_path: Path) -> AsyncIterator[AgentOperatingSystem]:
     store = SqliteStateStore(tmp_path / "state.db")
-    kernel = AgentOperatingSystem(AOSConfig(data_dir=tmp_path), store=store, clock=ManualClock())
+    config = AOSConfig(data_dir=tmp_path, dispatch={"max_attempts": 1})  # a failure is final at once here
+    kernel = AgentOperatingSystem(config, store=store, clock=ManualClock())
     await kernel.initialize()
     kernel.register_type(Boom)
     yield kernel
@@ -108,3 +109,21 @@ async def test_the_tick_purges_records_past_their_retention(tmp_path: Path) -> N
     assert await kernel.records.get("e-old") is None
     await kernel.shutdown()
     await store.close()
+
+
+class Picky(BaseAgent):
+    agent_type = "picky"
+
+    async def handle_event(self, event: Event) -> Any:
+        from aos_core.errors import InvalidEventError
+
+        raise InvalidEventError("data.amount is required")
+
+
+async def test_an_event_only_refused_as_invalid_is_rejected_not_failed(aos: AgentOperatingSystem) -> None:
+    aos.register_type(Picky)
+    await aos.register_agent("picky", agent_id="p1", subscribe=["spend"])
+    record = await aos.submit(Event(id="bad-1", type="spend", data={}))
+    assert record.status == "rejected" and record.results[0]["error"] == "data.amount is required"
+    assert (await aos.get_agent("p1"))["state"] == "running"  # bad input is not the agent's failure
+    assert await aos.store.list("deadletters/") == []  # nor a poison event

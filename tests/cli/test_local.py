@@ -21,7 +21,8 @@ def test_run_feeds_the_events_to_the_kernel_and_prints_what_agents_did(tmp_path:
     lines = result.stdout.splitlines()
     assert lines[0] == f"AOS kernel up: data in {tmp_path / 'data'}, 4 sample events"
     assert [line.split("->")[1].strip() for line in lines[1:5]] == [
-        'orders: completed {"total": 1}', 'orders: completed {"total": 2}', "orders: duplicate", "no subscriber"]
+        'orders: completed {"total": 1}', 'orders: completed {"total": 2}',
+        'seen before, not applied again (first outcome: orders: completed {"total": 1})', "no subscriber"]
     assert lines[5:] == ["Agents:", '  tally/orders       running   {"total": 2, "by_type": {"order.created": 1, '
                                     '"order.paid": 1}}']
 

@@ -72,7 +72,7 @@ def test_wait_that_runs_out_exits_1_and_shows_progress_on_a_terminal(aos: Aos) -
     assert result.stdout == "lost-1: pending\n"
     text = drawn.decode()
     assert "waiting for 1 of 1 event(s)" in text  # the spinner line
-    assert "aos: not completed within 1 s: lost-1" in text
+    assert "aos: still pending after 1 s: lost-1" in text
 
 
 def _read(fd: int) -> bytes:
