@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
@@ -56,20 +57,12 @@ def _start(process: subprocess.Popen[bytes], errors: IO[bytes]) -> int:
     raise RuntimeError(f"the local Cosmos DB server did not start within {START_TIMEOUT:.0f} s: {stderr[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def cosmosdb() -> Iterator[CosmosServer]:
-    """A running local Cosmos DB server; skipped only when Node.js is missing."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed: the Cosmos DB tests need @vercel/cosmosdb-server (npm) to run")
-    if not SERVER_PACKAGE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: cannot install @vercel/cosmosdb-server from package.json")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO, check=True)
-    # Port 0: the server takes a free port itself and says which, so two sessions never race for one.
+@contextmanager
+def run_cosmosdb_server(node: str) -> Iterator[CosmosServer]:
+    """Start the launcher with `node` on a free loopback port; stop it on exit (also used by bench/storage.py)."""
     # stderr goes to a file, not a pipe nobody reads: the server logs every failed request there.
     errors = tempfile.TemporaryFile(prefix="cosmosdb-server-")
+    # Port 0: the server takes a free port itself and says which, so two sessions never race for one.
     process = subprocess.Popen([node, str(LAUNCHER), "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=errors)
     try:
         port = _start(process, errors)
@@ -84,3 +77,18 @@ def cosmosdb() -> Iterator[CosmosServer]:
         if process.stdout is not None:
             process.stdout.close()
         errors.close()
+
+
+@pytest.fixture(scope="session")
+def cosmosdb() -> Iterator[CosmosServer]:
+    """A running local Cosmos DB server; skipped only when Node.js is missing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed: the Cosmos DB tests need @vercel/cosmosdb-server (npm) to run")
+    if not SERVER_PACKAGE.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed: cannot install @vercel/cosmosdb-server from package.json")
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO, check=True)
+    with run_cosmosdb_server(node) as server:
+        yield server

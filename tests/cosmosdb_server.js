@@ -44,5 +44,8 @@ server.listen(port, "127.0.0.1", () => {
   process.stdout.write(`ready ${server.address().port}\n`);
 });
 for (const signal of ["SIGTERM", "SIGINT"]) {
-  process.on(signal, () => server.close(() => process.exit(0)));
+  process.on(signal, () => {
+    server.close(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref(); // a client still holding a kept-alive connection
+  });
 }
