@@ -9,7 +9,6 @@ when Node.js is missing; a missing `node_modules` is installed with `npm install
 from __future__ import annotations
 
 import selectors
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,8 @@ from typing import IO
 
 import pytest
 
-from tests.azurite import REPO, START_TIMEOUT
+from tests.azurite import START_TIMEOUT
+from tests.support.node_tools import REPO, node_with, stop
 
 LAUNCHER = REPO / "tests" / "cosmosdb_server.js"
 SERVER_PACKAGE = REPO / "node_modules" / "@vercel" / "cosmosdb-server"
@@ -68,12 +68,7 @@ def run_cosmosdb_server(node: str) -> Iterator[CosmosServer]:
         port = _start(process, errors)
         yield CosmosServer(f"http://127.0.0.1:{port}/")
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
         if process.stdout is not None:
             process.stdout.close()
         errors.close()
@@ -82,13 +77,5 @@ def run_cosmosdb_server(node: str) -> Iterator[CosmosServer]:
 @pytest.fixture(scope="session")
 def cosmosdb() -> Iterator[CosmosServer]:
     """A running local Cosmos DB server; skipped only when Node.js is missing."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed: the Cosmos DB tests need @vercel/cosmosdb-server (npm) to run")
-    if not SERVER_PACKAGE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: cannot install @vercel/cosmosdb-server from package.json")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO, check=True)
-    with run_cosmosdb_server(node) as server:
+    with run_cosmosdb_server(node_with(SERVER_PACKAGE, "@vercel/cosmosdb-server")) as server:
         yield server
