@@ -29,9 +29,12 @@ class _Section(BaseModel):
 
 
 class StorageSettings(_Section):
-    backend: Literal["sqlite", "memory", "azure"] = "sqlite"
+    backend: Literal["sqlite", "memory", "azure", "cosmos"] = "sqlite"
     path: Path | None = None  # None: data_dir/state.db
     connection: str = "AzureWebJobsStorage"  # the app setting that holds the connection string
+    # backend "cosmos": the Cosmos DB connection (`<name>__accountEndpoint`, ...) and the database it uses
+    cosmos_connection: str = "CosmosDBConnection"
+    cosmos_database: str = Field(default="aos", min_length=1, max_length=255, pattern=r"^[^/\\?#]+$")
 
 
 class MessagingSettings(_Section):

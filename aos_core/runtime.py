@@ -58,7 +58,13 @@ async def build_state_store(config: AOSConfig) -> StateStore:
         from services.storage.connections import resolve_storage_connection
 
         return BlobStateStore(resolve_storage_connection(config.storage.connection))
-    raise ConfigError(f"storage.backend: {backend!r} is not available (use 'sqlite', 'memory' or 'azure')")
+    if backend == "cosmos":
+        from services.storage.connections import resolve_cosmos_connection
+        from services.storage.cosmos import CosmosStateStore
+
+        connection = resolve_cosmos_connection(config.storage.cosmos_connection)
+        return CosmosStateStore(connection, database=config.storage.cosmos_database)
+    raise ConfigError(f"storage.backend: {backend!r} is not available (use 'sqlite', 'memory', 'azure' or 'cosmos')")
 
 
 async def build_event_bus(config: AOSConfig, clock: Clock | None = None) -> EventBus:

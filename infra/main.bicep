@@ -34,6 +34,12 @@ param runtimeSubscriptionName string = 'aos-runtime'
 @description('Service Bus deliveries before a message is dead-lettered.')
 param maxDeliveryCount int = 10
 
+@allowed(['blob', 'cosmos'])
+@description('Where agent state lives: blob (the storage account) or cosmos (a serverless Cosmos DB account, Entra ID only).')
+param stateStore string = 'blob'
+
+var useCosmos = stateStore == 'cosmos'
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -102,6 +108,18 @@ module keyVault 'core/keyvault.bicep' = {
   }
 }
 
+module cosmos 'core/cosmos.bicep' = if (useCosmos) {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    name: '${abbrs.documentDBDatabaseAccounts}aos-${resourceToken}'
+    location: location
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+  }
+}
+
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -122,6 +140,7 @@ module api 'app/api.bicep' = {
   scope: rg
   dependsOn: [
     rbac
+    cosmos
   ]
   params: {
     name: functionAppName
@@ -142,6 +161,8 @@ module api 'app/api.bicep' = {
     subscriptionName: runtimeSubscriptionName
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    storageBackend: useCosmos ? 'cosmos' : 'azure'
+    cosmosEndpoint: useCosmos ? cosmos.outputs.endpoint : ''
   }
 }
 
@@ -165,3 +186,4 @@ output AOS_MESSAGES_TOPIC string = messagesTopicName
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_URL string = keyVault.outputs.uri
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output AZURE_COSMOS_ENDPOINT string = useCosmos ? cosmos.outputs.endpoint : ''

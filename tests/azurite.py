@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from services.storage.connections import development_connection_string
+from tests.support.node_tools import node_with, stop
 
 REPO = Path(__file__).resolve().parent.parent
 AZURITE = REPO / "node_modules" / ".bin" / "azurite"
@@ -51,13 +52,7 @@ def _listening(port: int) -> bool:
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     """A running Azurite with blob, queue and table services; skipped only when Node.js is missing."""
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed: the Azure Storage tests need Azurite (npm package) to run")
-    if not AZURITE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: cannot install Azurite from package.json")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO, check=True)
+    node_with(AZURITE, "Azurite")
     ports = {"blob": _free_port(), "queue": _free_port(), "table": _free_port()}
     workspace = tempfile.mkdtemp(prefix="azurite-")
     command = [
@@ -79,12 +74,7 @@ def azurite() -> Iterator[Azurite]:
             time.sleep(0.05)
         yield Azurite("127.0.0.1", ports)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
         if process.stderr is not None:
             process.stderr.close()
         shutil.rmtree(workspace, ignore_errors=True)

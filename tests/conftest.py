@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = [
     "tests.azurite",  # the session-scoped `azurite` fixture
+    "tests.cosmosdb",  # the session-scoped `cosmosdb` fixture (a local Cosmos DB server)
     "tests.support.function_calls",  # `durable` and `warm_kernel` for the function_app tests
     "tests.support.spans",  # `span_exporter`: OpenTelemetry spans in memory
     "tests.support.host_process",  # `make_host`: `aos serve` subprocesses (tests/e2e, tests/cli)

@@ -28,6 +28,12 @@ param tickSchedule string = '0 * * * * *'
 param durableHubName string = 'aoshub'
 @description('Roles of a caller holding a function key: reader, operator or admin.')
 param keyRoles string = 'admin'
+@allowed(['azure', 'cosmos'])
+@description('AOS_STORAGE__BACKEND: agent state on Blob Storage (azure) or Cosmos DB (cosmos, core/cosmos.bicep).')
+param storageBackend string = 'azure'
+@description('Cosmos DB account endpoint (https://<account>.documents.azure.com:443/) when storageBackend is cosmos.')
+param cosmosEndpoint string = ''
+param cosmosDatabaseName string = 'aos'
 @description('More app settings as [{ name, value }], e.g. AOS_* tuning such as AOS_DISPATCH__MAX_LIVE_AGENTS.')
 param extraAppSettings array = []
 
@@ -165,11 +171,31 @@ var appSettings = [
   }
   {
     name: 'AOS_STORAGE__BACKEND'
-    value: 'azure'
+    value: storageBackend
   }
   {
     name: 'AOS_STORAGE__CONNECTION'
     value: 'AzureWebJobsStorage'
+  }
+  {
+    name: 'AOS_STORAGE__COSMOS_CONNECTION'
+    value: 'CosmosDBConnection'
+  }
+  {
+    name: 'AOS_STORAGE__COSMOS_DATABASE'
+    value: cosmosDatabaseName
+  }
+  {
+    name: 'CosmosDBConnection__accountEndpoint'
+    value: cosmosEndpoint
+  }
+  {
+    name: 'CosmosDBConnection__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'CosmosDBConnection__clientId'
+    value: identityClientId
   }
   {
     name: 'AOS_MESSAGING__BACKEND'

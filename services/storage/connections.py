@@ -6,13 +6,16 @@ A connection named `AzureWebJobsStorage` is either
   `__accountName`, with `__credential=managedidentity` and optionally `__clientId` (a user-assigned
   identity); without `__credential`, `DefaultAzureCredential` (local `az login`, environment, managed identity).
 
-Service Bus connections are the same with a connection string or `<name>__fullyQualifiedNamespace`.
+Service Bus connections are the same with a connection string or `<name>__fullyQualifiedNamespace`, Cosmos DB
+connections with `AccountEndpoint=...;AccountKey=...` or `<name>__accountEndpoint`.
 A missing or malformed setting raises ConfigError naming the setting (never its value, which may hold a key).
 The SDK clients are imported inside the methods that build them, so resolving a connection loads no Azure SDK.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -233,3 +236,69 @@ def resolve_servicebus_connection(name: str, env: Mapping[str, str] | None = Non
     if not _NAMESPACE.match(namespace) or "." not in namespace:
         raise ConfigError(f"{setting}: must be a host name such as mybus.servicebus.windows.net")
     return ServiceBusConnection(name, namespace=namespace, identity=_identity(env, name))
+
+
+# --- Cosmos DB -----------------------------------------------------------------------------------------
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _check_cosmos_endpoint(url: str, setting: str) -> str:
+    # Keys and tokens travel in request headers, so plain http is accepted only on this machine (a local server).
+    parsed = urlparse(url)
+    local = parsed.scheme == "http" and parsed.hostname in _LOOPBACK
+    if not (parsed.scheme == "https" or local) or not parsed.netloc:
+        raise ConfigError(f"{setting}: must be the account's https:// endpoint (e.g. https://myaccount.documents."
+                          "azure.com:443/); http:// only on a loopback address")
+    return url.rstrip("/") + "/"
+
+
+@dataclass(frozen=True)
+class CosmosConnection:
+    """A resolved Cosmos DB connection: an endpoint plus an account key (connection string) or an identity."""
+
+    name: str
+    endpoint: str
+    key: str | None = None  # from `AccountKey=` of a connection string; None: Entra ID through `identity`
+    identity: Identity | None = None
+
+    def client(self, credential: Any = None, **kwargs: Any) -> Any:
+        """A new `azure.cosmos.aio.CosmosClient` (with a key, or `credential` / this identity's credential)."""
+        from azure.cosmos.aio import CosmosClient
+
+        if self.key is not None:
+            return CosmosClient(self.endpoint, credential=self.key, **kwargs)
+        assert self.identity is not None
+        return CosmosClient(self.endpoint, credential=credential or self.identity.credential(), **kwargs)
+
+    def credential(self) -> Any:
+        """A new async token credential for an identity-based connection (the caller closes it), else None."""
+        return None if self.identity is None else self.identity.credential()
+
+
+def resolve_cosmos_connection(name: str, env: Mapping[str, str] | None = None) -> CosmosConnection:
+    """Resolve the Cosmos DB connection `name` the way the Functions Cosmos DB extension names it.
+
+    `<name>` = `AccountEndpoint=https://...;AccountKey=...;` (a key), or `<name>__accountEndpoint` with
+    `__credential=managedidentity` and optionally `__clientId` (or no `__credential`: DefaultAzureCredential).
+    ConfigError naming the setting if it cannot be.
+    """
+    env = os.environ if env is None else env
+    value = _setting(env, name)
+    if value is not None:
+        pairs = parse_connection_string(value, name)
+        if not pairs.get("accountendpoint") or not pairs.get("accountkey"):
+            raise ConfigError(f"{name}: a Cosmos DB connection string needs AccountEndpoint and AccountKey")
+        try:
+            base64.b64decode(pairs["accountkey"], validate=True)
+        except binascii.Error:
+            raise ConfigError(f"{name}: AccountKey is not a base64 account key") from None
+        return CosmosConnection(name, _check_cosmos_endpoint(pairs["accountendpoint"], name), key=pairs["accountkey"])
+    setting = f"{name}__accountEndpoint"
+    endpoint = _setting(env, setting)
+    if endpoint is None:
+        raise ConfigError(
+            f"{name}: Cosmos DB connection not configured: set {setting} (https://<account>.documents.azure.com:443/)"
+            f" for an identity-based connection, or {name} to a connection string with AccountEndpoint and AccountKey"
+        )
+    return CosmosConnection(name, _check_cosmos_endpoint(endpoint, setting), identity=_identity(env, name))

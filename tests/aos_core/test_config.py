@@ -145,7 +145,7 @@ def test_constraint_and_list_item_errors(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "app.json").write_text(json.dumps({"schedules": [{"id": "x", "cron": "* * * * *"}]}))
     with pytest.raises(ConfigError, match=r"schedules\.0\.event_type: Field required \(from .*app\.json\)"):
         AOSConfig()
-    with pytest.raises(ConfigError, match=r"storage\.backend: .*'sqlite', 'memory' or 'azure' \(from runtime"):
+    with pytest.raises(ConfigError, match=r"storage\.backend: .*'memory', 'azure' or 'cosmos' \(from runtime"):
         AOSConfig(storage=StorageSettings.model_construct(backend="s3", _fields_set={"backend"}))
 
 

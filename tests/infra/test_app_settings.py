@@ -78,7 +78,7 @@ def settings_the_app_reads() -> set[str]:
     bindings = (ROOT / "function_app.py").read_text(encoding="utf-8") + (ROOT / "host.json").read_text(encoding="utf-8")
     expressions = set(re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)%", bindings))
     connections = set(re.findall(r"connection=\"([^\"]+)\"", bindings))
-    connections |= {StorageSettings().connection, MessagingSettings().connection}
+    connections |= {StorageSettings().connection, StorageSettings().cosmos_connection, MessagingSettings().connection}
     return set(example) | model_setting_names() | expressions | connections
 
 

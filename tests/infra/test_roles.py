@@ -66,11 +66,13 @@ def test_role_ids_match_the_built_in_role_names() -> None:
 
 
 def test_no_role_id_is_written_anywhere_else() -> None:
+    # Azure RBAC roles live in rbac.bicep's `roles`; Cosmos DB data-plane roles in cosmos.bicep's `dataRoles`.
+    maps = {RBAC: "roles", INFRA / "core" / "cosmos.bicep": "dataRoles"}
     for path in sorted(INFRA.rglob("*.bicep")):
         source = path.read_text(encoding="utf-8")
-        if path == RBAC:
-            source = source.replace(text(value_node(declarations(RBAC, "variable_declaration")["roles"])), "")
-        assert not GUID.findall(source), f"{path.name}: a role id outside the named `roles` map"
+        if path in maps:
+            source = source.replace(text(value_node(declarations(path, "variable_declaration")[maps[path]])), "")
+        assert not GUID.findall(source), f"{path.name}: a role id outside the named `{maps.get(path, 'roles')}` map"
 
 
 def test_every_assignment_resolves_its_role_by_name() -> None:

@@ -1,6 +1,8 @@
 """One contract for every StateStore/BlobStore implementation, run against each of them.
 
 `azure` is BlobStateStore on Azurite (the `azurite` session fixture); it starts each test from an empty account.
+`cosmos` is CosmosStateStore on the local Cosmos DB server (the `cosmosdb` session fixture), a new database per
+test (and per hypothesis example).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from aos_core.errors import ConflictError, NotFoundError
 from aos_core.ports import BlobStore, StateStore
 from services.storage import InMemoryStateStore, SqliteStateStore
 
-KINDS = ["sqlite", "memory", "azure"]
-Store = Any  # SqliteStateStore | InMemoryStateStore | BlobStateStore (the last is imported only for azure)
+KINDS = ["sqlite", "memory", "azure", "cosmos"]
+Store = Any  # Sqlite-, InMemory-, Blob- or CosmosStateStore (the last two are imported only when used)
 
 
 def make_store(kind: str, folder: Path, connection_string: str | None = None) -> Store:
@@ -29,6 +31,13 @@ def make_store(kind: str, folder: Path, connection_string: str | None = None) ->
         return SqliteStateStore(folder / f"state-{uuid.uuid4().hex}.db")
     if kind == "memory":
         return InMemoryStateStore()
+    if kind == "cosmos":
+        from services.storage.connections import resolve_cosmos_connection
+        from services.storage.cosmos import CosmosStateStore
+
+        assert connection_string is not None
+        connection = resolve_cosmos_connection("CosmosDBConnection", {"CosmosDBConnection": connection_string})
+        return CosmosStateStore(connection, database=f"aos-{uuid.uuid4().hex[:12]}")
     from services.storage.blob import BlobStateStore
     from services.storage.connections import resolve_storage_connection
 
@@ -47,13 +56,15 @@ async def empty_account(connection_string: str) -> None:
 
 
 def _connection_string(kind: str, request: pytest.FixtureRequest) -> str | None:
-    return request.getfixturevalue("azurite").connection_string if kind == "azure" else None
+    fixture = {"azure": "azurite", "cosmos": "cosmosdb"}.get(kind)
+    return None if fixture is None else request.getfixturevalue(fixture).connection_string
 
 
 @pytest.fixture(params=KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     connection_string = _connection_string(request.param, request)
-    if connection_string is not None:
+    if request.param == "azure":
+        assert connection_string is not None
         await empty_account(connection_string)
     s = make_store(request.param, tmp_path, connection_string)
     yield s
@@ -344,7 +355,7 @@ def test_random_writes_match_a_dict_model(
     connection_string = _connection_string(kind, request)
 
     async def check() -> None:
-        store = make_store(kind, tmp_path, connection_string)  # azure: a new container per example
+        store = make_store(kind, tmp_path, connection_string)  # azure, cosmos: a new container / database each
         model: dict[str, Any] = {}
         try:
             for op, key, value in ops:
