@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from aos_core.errors import ConfigError
@@ -169,9 +169,13 @@ class AgentSpec(_Section):
 
 
 class AgentsSettings(_Section):
-    load_entry_points: bool = True  # agent types from the `aos.agents` entry point group
+    builtin_types: bool = True  # the types shipped in agents/ (agents.builtin): tally, ceo, cfo, cto
+    load_entry_points: bool = True  # agent types of installed plugin packages (`aos.agents` entry point group)
     types: dict[str, str] = Field(default_factory=dict)  # type name -> "module:Class"
     instances: list[AgentSpec] = Field(default_factory=list)
+    # Per agent id, keys deep-merged over that instance's `config`, so an app setting can change one value
+    # (AOS_AGENTS__OVERRIDES__CFO__BUDGETS__PRODUCT=250000) without restating the whole `instances` list.
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ScheduleSpec(_Section):
@@ -252,6 +256,8 @@ class AOSConfig(BaseSettings):
     ml: MLSettings = Field(default_factory=MLSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    # Per schedule id, fields that replace that schedule's (AOS_SCHEDULE_OVERRIDES__CFO_VARIANCE_REPORT__CRON).
+    schedule_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def __init__(self, **overrides: Any) -> None:
         # A section model passed as an override would replace the whole section; only what it set counts.
@@ -275,6 +281,22 @@ class AOSConfig(BaseSettings):
         # Highest first. No .env or secrets-dir layers: Functions app settings arrive as environment variables.
         return init_settings, env_settings, JsonFilesSource(settings_cls)
 
+    @model_validator(mode="after")
+    def _apply_overrides(self) -> AOSConfig:
+        # App settings are case-insensitive and cannot hold "-" or ".", so ids are matched in setting form.
+        instances = _by_setting_key(self.agents.instances, "agents.overrides", self.agents.overrides)
+        for key, override in self.agents.overrides.items():
+            spec = instances[setting_key(key)]
+            spec.config = deep_merge(spec.config, _json_values(override))
+        schedules = _by_setting_key(self.schedules, "schedule_overrides", self.schedule_overrides)
+        for key, override in self.schedule_overrides.items():
+            if "id" in override:
+                raise ValueError(f"schedule_overrides.{key}: the id of a schedule cannot be overridden")
+            spec = schedules[setting_key(key)]
+            self.schedules[self.schedules.index(spec)] = ScheduleSpec.model_validate(
+                {**spec.model_dump(exclude_unset=True), **override})
+        return self
+
     def storage_path(self) -> Path:
         """The SQLite state file: `storage.path`, default `data_dir/state.db`."""
         return self.storage.path or self.data_dir / "state.db"
@@ -282,6 +304,37 @@ class AOSConfig(BaseSettings):
     def bus_path(self) -> Path:
         """The SQLite bus file: `messaging.path`, default `data_dir/bus.db`."""
         return self.messaging.path or self.data_dir / "bus.db"
+
+
+def setting_key(item_id: str) -> str:
+    """An id as it appears in an app setting name: lower case, every character but a-z and 0-9 as `_`."""
+    return re.sub(r"[^a-z0-9]", "_", item_id.lower())
+
+
+def _by_setting_key(items: list[Any], name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    by_key: dict[str, Any] = {}
+    for item in items:
+        if setting_key(item.id) in by_key and overrides:
+            raise ValueError(f"{name}: ids {by_key[setting_key(item.id)].id!r} and {item.id!r} have the same "
+                             f"setting name {setting_key(item.id)!r}")
+        by_key[setting_key(item.id)] = item
+    unknown = sorted(key for key in overrides if setting_key(key) not in by_key)
+    if unknown:
+        raise ValueError(f"{name}: {', '.join(map(repr, unknown))} names no configured id "
+                         f"(ids: {', '.join(sorted(by_key)) or 'none'})")
+    return by_key
+
+
+def _json_values(value: Any) -> Any:
+    # An app setting is always text: a value that reads as JSON (250000, true, {...}, [...]) is taken as such.
+    if isinstance(value, dict):
+        return {key: _json_values(item) for key, item in value.items()}
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _set_fields(value: Any) -> Any:
@@ -304,6 +357,9 @@ def _explain(exc: ValidationError, overrides: dict[str, Any]) -> str:
     lines = []
     for error in exc.errors():
         loc = list(error["loc"])
+        if not loc:  # a check across sections (overrides): its message names the keys itself
+            lines.append(error["msg"])
+            continue
         source = _origin(layers, loc)
         if source == "environment":
             source = f"environment {_env_name(loc)}"

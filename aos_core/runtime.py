@@ -150,6 +150,14 @@ def runtime_default_is(store: StateStore | None) -> bool:
     return store is not None and store is _default_store
 
 
+def builtin_agent_types() -> Iterator[tuple[str, Any]]:
+    """The agent classes shipped in `agents/` (agents.builtin), known without any install step."""
+    from agents.builtin import BUILTIN_TYPES
+
+    for name, path in BUILTIN_TYPES.items():
+        yield name, import_agent_type(path)
+
+
 def entry_point_agent_types() -> Iterator[tuple[str, Any]]:
     """Agent classes that installed packages publish under the `aos.agents` entry point group."""
     for entry in entry_points(group=ENTRY_POINT_GROUP):
