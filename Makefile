@@ -41,6 +41,10 @@ lock: $(PY_STAMP)
 	$(LOCK) requirements.in -o requirements.txt
 	$(LOCK) requirements-dev.in -c requirements.txt -o requirements-dev.txt
 
+# The zip a deployment uploads (what .funcignore admits, with the hashed requirements.txt); prints size and count.
+package: $(PY_STAMP)
+	$(BIN)/python -m tools.package --out dist/functionapp.zip
+
 # checkov pins packages that clash with the runtime ones, so it gets its own venv (tests/infra/checkov_env.py).
 $(CHECKOV_STAMP): tests/infra/checkov-requirements.txt | $(PY_STAMP)
 	$(BIN)/python tests/infra/checkov_env.py
