@@ -61,10 +61,12 @@ class Deployment:
         return httpx.Client(base_url=self.host.base, headers={"x-functions-key": KEY}, timeout=30)
 
 
+# Nothing of the developer's environment may leak in: no virtualenv, no extra path, no AOS_ settings.
+_LEAKS = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
+
+
 def _clean_env() -> dict[str, str]:
-    # Nothing of the developer's environment may leak in: no virtualenv, no extra path, no AOS_ settings.
-    drop = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
-    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("AOS_")}
+    return {k: v for k, v in os.environ.items() if k not in _LEAKS and not k.startswith("AOS_")}
 
 
 def _probe(python: Path | str, cwd: Path) -> dict[str, Any]:
@@ -99,7 +101,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "AOS_DEVHOST__MASTER_KEY": "deployed-master-key",
         }
         host = HostProcess(root, settings, None, python=python, app_dir=app)
-        host.env = {k: v for k, v in host.env.items() if k in _clean_env() or k in settings or k.startswith("AOS_")}
+        for name in _LEAKS:
+            host.env.pop(name, None)
         host.start()
         try:
             yield Deployment(root, app, python, files, host, storage.connection_string)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.package import FuncIgnore, build, package_files
+from tools.package import ALWAYS, SKIPPED_FILES, FuncIgnore, build, package_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,3 +69,19 @@ def test_make_package_prints_size_and_file_count(tmp_path: Path) -> None:
     assert f"{report['files']} files" in run.stderr
     assert {name.split("/")[0] for name in zipfile.ZipFile(out).namelist()} == {
         "function_app.py", "host.json", "requirements.txt", "aos_core", "agents", "services", "config"}
+
+
+def test_git_reading_of_funcignore_gives_the_same_package() -> None:
+    # azd reads .funcignore with git's rules, Core Tools with its own prefix rules: for this repository's file
+    # both must give the same package, whichever tool deploys it.
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def git_files(*args: str) -> set[str]:
+        out = subprocess.run(["git", "ls-files", "-z", *args], cwd=REPO, capture_output=True, check=True).stdout
+        return {path for path in out.decode().split("\0") if path}
+
+    tracked = git_files("--cached")
+    ignored = git_files("--cached", "--ignored", "--exclude-from=.funcignore")
+    by_git = {path for path in tracked - ignored if Path(path).name.lower() not in SKIPPED_FILES} | {ALWAYS}
+    assert set(package_files(REPO)) & tracked == by_git
