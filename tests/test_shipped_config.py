@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,23 @@ def test_a_setting_that_names_nothing_is_an_error(shipped: None, monkeypatch: py
     monkeypatch.setenv(name, "1")
     with pytest.raises(ConfigError, match=message):
         AOSConfig()
+
+
+async def test_an_agent_added_as_the_readme_says_starts_with_the_shipped_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "config"
+    shutil.copytree(SHIPPED, folder)
+    (folder / "custom-agent.json").write_text(json.dumps(
+        {"agents": {"types": {"support_desk": "examples.custom_agent.support_desk:SupportDeskAgent"}}}))
+    shipped = json.loads((folder / "aos.json").read_text())
+    shipped["agents"]["instances"].append({"type": "support_desk", "id": "support",
+                                           "config": {"subscribe": ["ticket.*"]}})
+    (folder / "aos.json").write_text(json.dumps(shipped))
+    monkeypatch.setenv("AOS_CONFIG_DIR", str(folder))
+    kernel = await _kernel()
+    try:
+        assert {a["id"] for a in await kernel.list_agents()} == {"ceo", "cfo", "cto", "support"}
+        opened = await kernel.process_event(Event(type="ticket.opened", data={"ticket": "T-1", "severity": "low"}))
+        assert [(r.agent_id, r.result) for r in opened] == [("support", {"open": 1})]
+    finally:
+        await kernel.shutdown()
