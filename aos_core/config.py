@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from aos_core.errors import ConfigError
+from aos_core.overrides import apply_by_id, json_values
 
 ENV_PREFIX = "AOS_"
 _MISSING = object()
@@ -283,18 +284,10 @@ class AOSConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _apply_overrides(self) -> AOSConfig:
-        # App settings are case-insensitive and cannot hold "-" or ".", so ids are matched in setting form.
-        instances = _by_setting_key(self.agents.instances, "agents.overrides", self.agents.overrides)
-        for key, override in self.agents.overrides.items():
-            spec = instances[setting_key(key)]
-            spec.config = deep_merge(spec.config, _json_values(override))
-        schedules = _by_setting_key(self.schedules, "schedule_overrides", self.schedule_overrides)
-        for key, override in self.schedule_overrides.items():
-            if "id" in override:
-                raise ValueError(f"schedule_overrides.{key}: the id of a schedule cannot be overridden")
-            spec = schedules[setting_key(key)]
-            self.schedules[self.schedules.index(spec)] = ScheduleSpec.model_validate(
-                {**spec.model_dump(exclude_unset=True), **override})
+        self.agents.instances = apply_by_id(self.agents.instances, "agents.overrides", self.agents.overrides,
+                                            _override_agent)
+        self.schedules = apply_by_id(self.schedules, "schedule_overrides", self.schedule_overrides,
+                                     _override_schedule)
         return self
 
     def storage_path(self) -> Path:
@@ -306,35 +299,14 @@ class AOSConfig(BaseSettings):
         return self.messaging.path or self.data_dir / "bus.db"
 
 
-def setting_key(item_id: str) -> str:
-    """An id as it appears in an app setting name: lower case, every character but a-z and 0-9 as `_`."""
-    return re.sub(r"[^a-z0-9]", "_", item_id.lower())
+def _override_agent(spec: AgentSpec, override: dict[str, Any]) -> AgentSpec:
+    return spec.model_copy(update={"config": deep_merge(spec.config, json_values(override))})
 
 
-def _by_setting_key(items: list[Any], name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    by_key: dict[str, Any] = {}
-    for item in items:
-        if setting_key(item.id) in by_key and overrides:
-            raise ValueError(f"{name}: ids {by_key[setting_key(item.id)].id!r} and {item.id!r} have the same "
-                             f"setting name {setting_key(item.id)!r}")
-        by_key[setting_key(item.id)] = item
-    unknown = sorted(key for key in overrides if setting_key(key) not in by_key)
-    if unknown:
-        raise ValueError(f"{name}: {', '.join(map(repr, unknown))} names no configured id "
-                         f"(ids: {', '.join(sorted(by_key)) or 'none'})")
-    return by_key
-
-
-def _json_values(value: Any) -> Any:
-    # An app setting is always text: a value that reads as JSON (250000, true, {...}, [...]) is taken as such.
-    if isinstance(value, dict):
-        return {key: _json_values(item) for key, item in value.items()}
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+def _override_schedule(spec: ScheduleSpec, override: dict[str, Any]) -> ScheduleSpec:
+    if "id" in override:
+        raise ValueError(f"schedule_overrides: the id of schedule {spec.id!r} cannot be overridden")
+    return ScheduleSpec.model_validate({**spec.model_dump(exclude_unset=True), **override})
 
 
 def _set_fields(value: Any) -> Any:
