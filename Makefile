@@ -6,7 +6,11 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHECKOV_STAMP := $(VENV)/.checkov-installed
 
-.PHONY: run test lint bench clean
+# Locks for Azure Functions' Python 3.11 on Linux, whatever machine resolves them; every file's hashes are kept.
+LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" $(LOCK_ARGS)
+
+.PHONY: run test lint bench lock package clean
 
 run: $(PY_STAMP)
 	AOS_CONFIG_DIR=examples/config $(BIN)/aos serve
@@ -24,11 +28,22 @@ bench: $(PY_STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The locks, not the ranges: tests run the exact versions a deployment installs (requirements.txt).
+# The editable install only adds the `aos` command; the app itself never needs it (tests/deploy).
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# After editing requirements*.in: pin what changed (`make lock LOCK_ARGS=--upgrade` takes the newest releases).
+lock: $(PY_STAMP)
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -c requirements.txt -o requirements-dev.txt
+
+# The zip a deployment uploads (what .funcignore admits, with the hashed requirements.txt); prints size and count.
+package: $(PY_STAMP)
+	$(BIN)/python -m tools.package --out dist/functionapp.zip
 
 # checkov pins packages that clash with the runtime ones, so it gets its own venv (tests/infra/checkov_env.py).
 $(CHECKOV_STAMP): tests/infra/checkov-requirements.txt | $(PY_STAMP)

@@ -15,10 +15,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from aos_core.errors import ConfigError
+from aos_core.overrides import apply_by_id, json_values
 
 ENV_PREFIX = "AOS_"
 _MISSING = object()
@@ -175,9 +176,13 @@ class AgentSpec(_Section):
 
 
 class AgentsSettings(_Section):
-    load_entry_points: bool = True  # agent types from the `aos.agents` entry point group
+    builtin_types: bool = True  # the types shipped in agents/ (agents.builtin): tally, ceo, cfo, cto
+    load_entry_points: bool = True  # agent types of installed plugin packages (`aos.agents` entry point group)
     types: dict[str, str] = Field(default_factory=dict)  # type name -> "module:Class"
     instances: list[AgentSpec] = Field(default_factory=list)
+    # Per agent id, keys deep-merged over that instance's `config`, so an app setting can change one value
+    # (AOS_AGENTS__OVERRIDES__CFO__BUDGETS__PRODUCT=250000) without restating the whole `instances` list.
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ScheduleSpec(_Section):
@@ -258,6 +263,8 @@ class AOSConfig(BaseSettings):
     ml: MLSettings = Field(default_factory=MLSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    # Per schedule id, fields that replace that schedule's (AOS_SCHEDULE_OVERRIDES__CFO_VARIANCE_REPORT__CRON).
+    schedule_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def __init__(self, **overrides: Any) -> None:
         # A section model passed as an override would replace the whole section; only what it set counts.
@@ -281,6 +288,14 @@ class AOSConfig(BaseSettings):
         # Highest first. No .env or secrets-dir layers: Functions app settings arrive as environment variables.
         return init_settings, env_settings, JsonFilesSource(settings_cls)
 
+    @model_validator(mode="after")
+    def _apply_overrides(self) -> AOSConfig:
+        self.agents.instances = apply_by_id(self.agents.instances, "agents.overrides", self.agents.overrides,
+                                            _override_agent)
+        self.schedules = apply_by_id(self.schedules, "schedule_overrides", self.schedule_overrides,
+                                     _override_schedule)
+        return self
+
     def storage_path(self) -> Path:
         """The SQLite state file: `storage.path`, default `data_dir/state.db`."""
         return self.storage.path or self.data_dir / "state.db"
@@ -288,6 +303,16 @@ class AOSConfig(BaseSettings):
     def bus_path(self) -> Path:
         """The SQLite bus file: `messaging.path`, default `data_dir/bus.db`."""
         return self.messaging.path or self.data_dir / "bus.db"
+
+
+def _override_agent(spec: AgentSpec, override: dict[str, Any]) -> AgentSpec:
+    return spec.model_copy(update={"config": deep_merge(spec.config, json_values(override))})
+
+
+def _override_schedule(spec: ScheduleSpec, override: dict[str, Any]) -> ScheduleSpec:
+    if "id" in override:
+        raise ValueError(f"schedule_overrides: the id of schedule {spec.id!r} cannot be overridden")
+    return ScheduleSpec.model_validate({**spec.model_dump(exclude_unset=True), **override})
 
 
 def _set_fields(value: Any) -> Any:
@@ -310,6 +335,9 @@ def _explain(exc: ValidationError, overrides: dict[str, Any]) -> str:
     lines = []
     for error in exc.errors():
         loc = list(error["loc"])
+        if not loc:  # a check across sections (overrides): its message names the keys itself
+            lines.append(error["msg"])
+            continue
         source = _origin(layers, loc)
         if source == "environment":
             source = f"environment {_env_name(loc)}"

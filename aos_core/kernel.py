@@ -50,6 +50,7 @@ from aos_core.runtime import (
     build_idempotency,
     build_policy,
     build_state_store,
+    builtin_agent_types,
     entry_point_agent_types,
     import_agent_type,
     runtime_default_is,
@@ -177,6 +178,9 @@ class AgentOperatingSystem:
         self.idempotency: IdempotencyKeys = build_idempotency(self.config, self._store, self.clock)
         self._initialized = True
         set_default_state_store(self._store)
+        if self.config.agents.builtin_types:
+            for name, agent_class in builtin_agent_types():
+                self.register_type(agent_class, name)
         if self.config.agents.load_entry_points:
             for name, agent_class in entry_point_agent_types():
                 self.register_type(agent_class, name)

@@ -164,6 +164,14 @@ def runtime_default_is(store: StateStore | None) -> bool:
     return store is not None and store is _default_store
 
 
+def builtin_agent_types() -> Iterator[tuple[str, Any]]:
+    """The agent classes shipped in `agents/` (agents.builtin), known without any install step."""
+    from agents.builtin import BUILTIN_TYPES
+
+    for name, path in BUILTIN_TYPES.items():
+        yield name, import_agent_type(path)
+
+
 def entry_point_agent_types() -> Iterator[tuple[str, Any]]:
     """Agent classes that installed packages publish under the `aos.agents` entry point group."""
     for entry in entry_points(group=ENTRY_POINT_GROUP):
@@ -182,6 +190,29 @@ def import_agent_type(path: str) -> Any:
 
 
 # --- the warm kernel of a Functions worker -----------------------------------------------------------
+
+# The Azure Functions Python worker tags each log record with the invocation it belongs to: it reads the
+# attribute below from the running asyncio task (async functions, on its loop), else a thread-local of the
+# worker thread (sync functions). The kernel loop is neither, so each piece of work handed to it carries the
+# caller's invocation id on its own task; logs written there ("AOS kernel warm", "agent ... registered") stay
+# tied to the invocation in Application Insights. The worker is looked up, never imported: it exists only
+# inside a Functions worker process. OpenTelemetry's context needs nothing extra: it is a contextvar, and
+# `run_coroutine_threadsafe` runs the work in a copy of the caller's context.
+_WORKER_MODULE = "azure_functions_worker.dispatcher"
+_TASK_INVOCATION_ID = "__azure_function_invocation_id__"
+
+
+def caller_invocation_id() -> str | None:
+    """The Functions invocation the calling thread or task is running, as the Python worker tracks it."""
+    lookup = getattr(sys.modules.get(_WORKER_MODULE), "get_current_invocation_id", None)
+    return lookup() if lookup is not None else None
+
+
+async def _in_invocation(work: Coroutine[Any, Any, T], invocation_id: str | None) -> T:
+    task = asyncio.current_task()
+    if invocation_id is not None and task is not None:
+        setattr(task, _TASK_INVOCATION_ID, invocation_id)
+    return await work
 
 
 class KernelLoop:
@@ -205,13 +236,14 @@ class KernelLoop:
         if self.in_loop():
             work.close()
             raise RuntimeError("KernelLoop.run called from the kernel loop itself; await the coroutine instead")
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(_in_invocation(work, caller_invocation_id()), self.loop).result(timeout)
 
     async def call(self, work: Coroutine[Any, Any, T]) -> T:
         """Await `work` on the kernel loop from any other loop (or directly when already on it)."""
         if self.in_loop():
             return await work
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+        tagged = _in_invocation(work, caller_invocation_id())
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(tagged, self.loop))
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,13 @@ def _listening(port: int) -> bool:
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     """A running Azurite with blob, queue and table services; skipped only when Node.js is missing."""
+    with running_azurite() as instance:
+        yield instance
+
+
+@contextmanager
+def running_azurite() -> Iterator[Azurite]:
+    """Start an Azurite of its own (an empty storage account), stop it on exit; skips when Node.js is missing."""
     node_with(AZURITE, "Azurite")
     ports = {"blob": _free_port(), "queue": _free_port(), "table": _free_port()}
     workspace = tempfile.mkdtemp(prefix="azurite-")

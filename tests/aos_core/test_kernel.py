@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from agents import BaseAgent, PerpetualAgent
+from agents.business.cfo import CFOAgent
 from agents.tally import TallyAgent
 from aos_core import AgentOperatingSystem, AOSConfig
 from aos_core.errors import RegistrationError
@@ -166,12 +167,45 @@ async def test_discovery_by_capability(aos: AgentOperatingSystem) -> None:
     assert [a["id"] for a in await aos.list_agents(agent_type="recorder")] == ["r1"]
 
 
-async def test_builtin_tally_comes_from_the_entry_point(aos: AgentOperatingSystem) -> None:
-    assert aos.registry.agent_class("tally") is TallyAgent
+async def test_builtin_types_need_no_installed_package_metadata(tmp_path: Path) -> None:
+    # A Functions deployment has no entry points of this repository: the shipped types must not need them.
+    cfg = config(tmp_path, agents={"load_entry_points": False})
+    kernel = AgentOperatingSystem(cfg, store=InMemoryStateStore(), clock=ManualClock())
+    await kernel.initialize()
+    try:
+        assert {"tally", "ceo", "cfo", "cto"} <= set(kernel.registry.types)
+        assert kernel.registry.agent_class("tally") is TallyAgent
+        assert kernel.registry.agent_class("cfo") is CFOAgent
+    finally:
+        await kernel.shutdown()
+
+
+async def test_an_installed_plugin_package_adds_types_through_entry_points(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real distribution on the path (what `pip install aos-plugin` leaves), found by importlib.metadata.
+    site = tmp_path / "site"
+    (site / "aos_plugin_demo").mkdir(parents=True)
+    (site / "aos_plugin_demo" / "__init__.py").write_text(
+        "from agents.tally import TallyAgent\n\nclass PluginAgent(TallyAgent):\n    agent_type = 'plugged'\n")
+    dist = site / "aos_plugin_demo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: aos-plugin-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[aos.agents]\nplugged = aos_plugin_demo:PluginAgent\n")
+    monkeypatch.syspath_prepend(str(site))
+    for name, load_entry_points in (("with", True), ("without", False)):
+        cfg = config(tmp_path / name, agents={"load_entry_points": load_entry_points})
+        kernel = AgentOperatingSystem(cfg, store=InMemoryStateStore(), clock=ManualClock())
+        await kernel.initialize()
+        try:
+            assert kernel.registry.has_type("plugged") is load_entry_points
+            assert kernel.registry.has_type("tally")
+        finally:
+            await kernel.shutdown()
 
 
 async def test_agent_types_from_config(tmp_path: Path) -> None:
-    cfg = config(tmp_path, agents={"load_entry_points": False, "types": {"counter": "agents.tally:TallyAgent"},
+    cfg = config(tmp_path, agents={"builtin_types": False, "load_entry_points": False,
+                                   "types": {"counter": "agents.tally:TallyAgent"},
                                    "instances": [{"type": "counter", "id": "c1", "config": {"subscribe": ["*"]}}]})
     kernel = AgentOperatingSystem(cfg, store=InMemoryStateStore(), clock=ManualClock())
     await kernel.initialize()

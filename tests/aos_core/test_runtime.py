@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import threading
+import types
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -56,3 +60,110 @@ def test_a_bad_setting_fails_the_build_naming_it(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AOS_API__MAX_WAIT", "-1")
     with pytest.raises(Exception, match="AOS_API__MAX_WAIT"):
         runtime.get_aos()
+
+
+# --- logs on the kernel thread keep the caller's Functions invocation --------------------------------------
+
+# The Python worker's own lookup (azure_functions_worker.dispatcher.get_current_invocation_id): the running
+# task's attribute, else the worker thread's thread-local. The worker runs only inside a Functions host, so the
+# test installs this copy of its lookup under the worker's module name; the worker's gRPC logging is not run.
+_worker_thread_local = threading.local()
+
+
+def _get_current_invocation_id() -> str | None:
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        task = asyncio.current_task(loop)
+        if task is not None and getattr(task, "__azure_function_invocation_id__", None) is not None:
+            return str(task.__azure_function_invocation_id__)
+    return getattr(_worker_thread_local, "invocation_id", None)
+
+
+class _WorkerLogHandler(logging.Handler):
+    """Records each message with the invocation id the worker would send it under (as its on_logging does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[str, str | None, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.getMessage(), _get_current_invocation_id(), threading.current_thread().name))
+
+
+@pytest.fixture
+def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[_WorkerLogHandler]:
+    module = types.ModuleType("azure_functions_worker.dispatcher")
+    module.get_current_invocation_id = _get_current_invocation_id  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "azure_functions_worker.dispatcher", module)
+    handler = _WorkerLogHandler()
+    logger = logging.getLogger("aos")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not an attribute: it also clears the loggers' level caches
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_a_sync_invocation_keeps_its_id_on_logs_the_kernel_writes(worker: _WorkerLogHandler) -> None:
+    def sync_function() -> None:  # what the worker does around a sync function on its thread pool
+        _worker_thread_local.invocation_id = "inv-sync"
+        try:
+            runtime.get_aos()
+        finally:
+            _worker_thread_local.invocation_id = None
+
+    thread = threading.Thread(target=sync_function)
+    thread.start()
+    thread.join()
+    warm = [r for r in worker.records if r[0].startswith("AOS kernel warm")]
+    assert warm == [(warm[0][0], "inv-sync", "aos-kernel")]
+
+
+def test_concurrent_invocations_each_keep_their_own_id(worker: _WorkerLogHandler) -> None:
+    runtime.get_aos()
+    log = logging.getLogger("aos.test")
+    both = threading.Barrier(2)
+
+    async def handle(aos: object) -> None:
+        log.info("before %s", _get_current_invocation_id())
+        await asyncio.sleep(0.05)  # the two invocations interleave on the one kernel loop
+        log.info("after")
+
+    def invocation(invocation_id: str) -> None:
+        _worker_thread_local.invocation_id = invocation_id
+        both.wait(10)
+        runtime.run_with_aos(handle)
+
+    threads = [threading.Thread(target=invocation, args=(f"inv-{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    before = {message.split()[1]: tag for message, tag, _ in worker.records if message.startswith("before")}
+    assert before == {"inv-0": "inv-0", "inv-1": "inv-1"}
+    assert sorted(tag for message, tag, _ in worker.records if message == "after") == ["inv-0", "inv-1"]
+
+
+async def test_an_async_invocation_keeps_its_id_and_its_trace_context(
+        worker: _WorkerLogHandler, span_exporter: Any) -> None:
+    from opentelemetry import trace
+
+    from services.observability import tracing
+
+    asyncio.current_task().__azure_function_invocation_id__ = "inv-async"  # type: ignore[union-attr]
+
+    async def work(aos: object) -> int:
+        logging.getLogger("aos.test").info("on the kernel")
+        return trace.get_current_span().get_span_context().trace_id
+
+    with tracing.span("invocation") as span:
+        trace_id = await runtime.with_aos(work)
+    assert trace_id == span.get_span_context().trace_id
+    assert ("on the kernel", "inv-async", "aos-kernel") in worker.records
+
+
+def test_outside_a_functions_worker_nothing_is_tagged() -> None:
+    assert "azure_functions_worker.dispatcher" not in sys.modules
+    assert runtime.caller_invocation_id() is None
+    assert runtime.run_with_aos(lambda aos: asyncio.sleep(0, "ok")) == "ok"

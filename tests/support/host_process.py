@@ -33,27 +33,32 @@ def free_port() -> int:
 class HostProcess:
     """One `aos serve` of the real function_app, with its own data folder, settings and config."""
 
-    def __init__(self, tmp: Path, settings: dict[str, str], config: dict[str, Any]) -> None:
+    def __init__(self, tmp: Path, settings: dict[str, str], config: dict[str, Any] | None, *,
+                 python: Path | str = sys.executable, app_dir: Path = ROOT) -> None:
+        """`config` None: the app's own `config/` (as deployed); `python` and `app_dir`: another install of it."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data = tmp / "data"
         self.log = tmp / "host.log"
-        config_dir = tmp / "config"
-        config_dir.mkdir(exist_ok=True)
-        (config_dir / "aos.json").write_text(json.dumps(config))
+        self.python, self.app_dir = str(python), app_dir
         values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
         values.update(settings)
         self.settings_file = tmp / "local.settings.json"
         self.settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
-        self.env.update({"AOS_CONFIG_DIR": str(config_dir), "AOS_DEVHOST__FUNCTION_KEY": KEY, **settings})
+        self.env.update({"AOS_DEVHOST__FUNCTION_KEY": KEY, **settings})
+        if config is not None:
+            config_dir = tmp / "config"
+            config_dir.mkdir(exist_ok=True)
+            (config_dir / "aos.json").write_text(json.dumps(config))
+            self.env["AOS_CONFIG_DIR"] = str(config_dir)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "services.cli", "serve", "--port", str(self.port), "--data",
+        cmd = [self.python, "-m", "services.cli", "serve", "--port", str(self.port), "--data",
                str(self.data), "--settings", str(self.settings_file), "--log-level", "warning"]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, cwd=self.app_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
