@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -20,12 +17,12 @@ from aos_core.errors import (
     ConflictError,
     InvalidEventError,
     NotFoundError,
-    PolicyDenied,
     RegistrationError,
 )
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event, validate_id
 from aos_core.graph import topological_order
+from aos_core.intake import EventIntake
 from aos_core.lifecycle import AgentState, Lifecycle, LifecycleManager
 from aos_core.ports import (
     Agent,
@@ -37,7 +34,6 @@ from aos_core.ports import (
     IdempotencyKeys,
     IdFactory,
     Policy,
-    PolicyRequest,
     StateStore,
     Telemetry,
 )
@@ -58,12 +54,10 @@ from aos_core.runtime import (
 )
 from aos_core.scheduler import Scheduler
 from aos_core.telemetry import (
-    EVENTS_FAILED,
     EVENTS_PROCESSED,
     HANDLING_DURATION,
     LOOP_BLOCKED,
     SPAN_HANDLER,
-    SPAN_PROCESS,
     NoTelemetry,
 )
 from aos_core.watchdog import LoopWatchdog, Stall
@@ -72,7 +66,7 @@ from aos_core.workflow import WorkflowEngine
 log = logging.getLogger("aos.kernel")
 
 
-class AgentOperatingSystem:
+class AgentOperatingSystem(EventIntake):
     """The kernel. `await initialize()`, `register_agent(...)`, `await process_event(event)`, `await shutdown()`.
 
     Ports not passed in are built from `config` by `aos_core.runtime` (SQLite files by default).
@@ -320,139 +314,6 @@ class AgentOperatingSystem:
     async def _require_initialized(self) -> None:
         if not self._initialized:
             await self.initialize()
-
-    # --- events: the one way in ----------------------------------------------------------------------
-
-    async def process_event(self, event: Event, *, topic: str | None = None) -> list[AgentResult]:
-        """Submit `event` the way every event comes in (recorded, audited, policy-checked, applied at most once
-        per agent) and return what each target did. A resent id returns the first outcome; a hosted kernel
-        hands perpetual agents to their entities and returns without waiting for them."""
-        record = await self.submit(event, topic=topic)
-        return [AgentResult.from_dict(r) for r in record.results]
-
-    async def send_message(self, agent_id: str, event: Event) -> AgentResult:
-        """Submit `event` to one agent, whatever its subscriptions, and return what it did."""
-        record = await self.submit(event, to_agent=agent_id)
-        results = [AgentResult.from_dict(r) for r in record.results if r["agent_id"] == agent_id]
-        return results[0] if results else AgentResult(agent_id, "accepted")
-
-    async def submit(self, event: Event, *, topic: str | None = None, to_agent: str | None = None,
-                     actor: str = "kernel") -> EventRecord:
-        """Accept `event` once by its id, deliver it, and return its record (results so far, status).
-
-        `to_agent` sends it to that agent only (NotFoundError if unknown); otherwise subscriptions route it.
-        An id seen before is not applied again: its first record comes back, and a target that has not
-        answered gets it again only if no mailbox holds it already (after a crash, say).
-        """
-        return (await self.submit_many([event], topic=topic, to_agent=to_agent, actor=actor))[0]
-
-    async def submit_many(self, events: Sequence[Event], *, topic: str | None = None, to_agent: str | None = None,
-                          actor: str = "kernel") -> list[EventRecord]:
-        """`submit` for a batch: every event is accepted at once, then each agent gets its events in batch
-        order while different agents are served in parallel."""
-        await self._require_initialized()
-        intakes = await asyncio.gather(*(self._accept(e, topic, to_agent, actor) for e in events))
-        queues: dict[str, list[tuple[_Intake, AgentId]]] = {}
-        for intake in intakes:
-            for target in intake.targets:
-                queues.setdefault(target.key, []).append((intake, target))
-        await asyncio.gather(*(self._deliver_in_order(queue) for queue in queues.values()))
-        handed = [i for i in intakes if i.handed_over]
-        await asyncio.gather(*(self.records.mark_handed_over(i.record.id, i.handed_over) for i in handed))
-        return list(await asyncio.gather(*(intake.outcome(self.records) for intake in intakes)))
-
-    async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str) -> _Intake:
-        """Record `event` and audit it (or find its first record); the targets still to deliver it to."""
-        with self.telemetry.event_span(SPAN_PROCESS, event, kind=topic or ("message" if to_agent else "event")):
-            targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
-            record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
-                                                        kind="message" if to_agent is not None else "event")
-            if created:
-                await self._audit_accepted(actor, event, record)
-                return _Intake(record, event, targets, created=True)
-            if record.status != "pending":
-                return _Intake(record, event, [], created=False)
-            # A resend of a pending event: a crash may have come between the record and its audit entry or its
-            # hand-over. Deliver only to targets no mailbox holds: not running here, not handed to an entity.
-            original = Event.model_validate(record.event) if record.event else event
-            await self._audit_accepted(actor, original, record, repair=True)
-            held = await self.records.handed_over(record.id) if self.remote is not None else set()
-            missing = [key for key in record.missing() if key not in held]
-            return _Intake(record, original, [await self._address(key) for key in missing], created=False)
-
-    async def _audit_accepted(self, actor: str, event: Event, record: EventRecord, *, repair: bool = False) -> None:
-        if self.audit is None:
-            return
-        subject = f"event/{event.id}"
-        if repair and await self.audit.entries(action="event.accepted", subject=subject, limit=1):
-            return
-        await self.audit.append(actor, "event.accepted", subject,
-                                {"type": event.type, "kind": record.kind, "targets": record.targets,
-                                 "source": event.source,
-                                 **{k: v for k, v in (("subject", event.subject),
-                                                      ("correlationid", event.correlationid)) if v}})
-
-    async def _deliver_in_order(self, queue: list[tuple[_Intake, AgentId]]) -> None:
-        for intake, target in queue:
-            result = await self._deliver_once(target, intake.event)
-            intake.results[target.key] = result
-            if result.status == "accepted":
-                intake.handed_over.append(target.key)
-
-    async def _deliver_once(self, target: AgentId, event: Event) -> AgentResult:
-        # A resend that arrives while this process still delivers the event joins that delivery.
-        key = (event.id, target.key)
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[AgentResult] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await self._deliver(target, event)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._inflight[key]
-
-    async def _deliver(self, target: AgentId, event: Event) -> AgentResult:
-        try:
-            if self.policy is not None:
-                await self.policy.enforce(PolicyRequest("event.deliver", agent_id=target.key, agent_type=target.type,
-                                                        event_type=event.type, subject=f"event/{event.id}"))
-        except PolicyDenied as denied:
-            return await self._finish(event, AgentResult(target.key, "rejected", error=str(denied),
-                                                         extra={"rule_id": denied.rule_id}))
-        if self.remote is not None and self._perpetual(target):
-            return await self.remote.deliver(target, event)  # AgentUnavailableError if it cannot be handed over
-        try:
-            return await self.dispatcher.deliver(target, event)
-        except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
-            return await self._finish(event, AgentResult(target.key, "rejected", error=str(exc)))
-
-    async def apply_delivery(self, agent_id: str, event: Event) -> AgentResult:
-        """Run `event` through this agent's mailbox here (the `agent` entity's deliver operation calls this; the
-        event was accepted by `submit` on whichever instance took it in)."""
-        await self._require_initialized()
-        target = await self._address(agent_id)
-        try:
-            return await self.dispatcher.deliver(target, event)
-        except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
-            return await self._finish(event, AgentResult(agent_id, "rejected", error=str(exc)))
-
-    async def _finish(self, event: Event, result: AgentResult) -> AgentResult:
-        """Store a target's final result; a failure is also dead-lettered with its reason."""
-        if result.status == "failed":
-            self.telemetry.increment(EVENTS_FAILED, type=event.type)
-            self.counts["failed"] += 1
-            await self.records.dead_letter(f"agent/{result.agent_id}", event.id, result.error or "failed",
-                                           json.dumps(event.to_dict(), default=str))
-            log.error("event %s failed for good at agent %s: %s", event.id, result.agent_id, result.error)
-        await self.records.add_result(event.id, result)
-        return result
 
     async def tick(self, now: datetime | None = None) -> list[Event]:
         """Fire every schedule due at `now` (the timer trigger's time; a missed run catches up once), then the
@@ -814,24 +675,3 @@ class AgentOperatingSystem:
         if self._owned and runtime_default_is(self._store):
             set_default_state_store(None)
         self._initialized = False
-
-
-@dataclass
-class _Intake:
-    """One event on its way in: its record, the targets this call delivers to, and what they did."""
-
-    record: EventRecord
-    event: Event
-    targets: list[AgentId]
-    created: bool
-    results: dict[str, AgentResult] = field(default_factory=dict)
-    handed_over: list[str] = field(default_factory=list)  # targets whose entity now holds the event
-
-    async def outcome(self, records: EventRecords) -> EventRecord:
-        if not self.targets:
-            return self.record
-        if not self.created:  # others may have answered meanwhile
-            return await records.get(self.record.id) or self.record
-        final = [self.results[k].to_dict() for k in self.record.targets
-                 if k in self.results and self.results[k].status != "accepted"]
-        return dataclasses.replace(self.record, results=final)

@@ -12,7 +12,7 @@ import httpx
 
 from tests.cosmosdb import CosmosServer
 from tests.e2e.conftest import ROOT, HostProcess
-from tests.e2e.test_business_scenario import _check_scenario
+from tests.support.scenario import check_scenario
 
 EXAMPLE_CONFIG = json.loads((ROOT / "examples" / "config" / "aos.json").read_text())
 ORDERS = json.loads((ROOT / "examples" / "events" / "01-orders.json").read_text())
@@ -77,5 +77,5 @@ def test_launch_product_x_on_cosmos(make_host: Any, cosmosdb: CosmosServer) -> N
     host.start()
     key = host.env["AOS_DEVHOST__FUNCTION_KEY"]
     with httpx.Client(base_url=host.base, headers={"x-functions-key": key}, timeout=30) as http:
-        _check_scenario(host.base, key, http)
+        check_scenario(host.base, key, http)
     assert not (host.data / "state.db").exists()
