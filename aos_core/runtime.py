@@ -7,10 +7,12 @@ Everything here imports adapters lazily, inside the function that needs them, so
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -216,34 +218,67 @@ async def _in_invocation(work: Coroutine[Any, Any, T], invocation_id: str | None
 
 
 class KernelLoop:
-    """One event loop on a daemon thread that owns the warm kernel and everything it opened.
+    """One event loop on a daemon thread that owns a warm kernel and everything it opened.
 
     Functions calls sync functions (entities) on worker threads and async ones on its own loop; both reach
     the kernel here, so its storage connections, locks and background loops live on one loop for the whole
     life of the worker process instead of a new loop per call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "aos-kernel") -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="aos-kernel", daemon=True)
+        self.kernel: AgentOperatingSystem | None = None
+        self._warm_lock: asyncio.Lock | None = None  # created on this loop
+        self._beat = time.monotonic()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
+        self.loop.call_soon_threadsafe(self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self._beat = time.monotonic()
+        self.loop.call_later(_STALL_AFTER / 4, self._heartbeat)
+
+    def responsive(self) -> bool:
+        """False while something holds the loop (a handler that blocks it): new work should go elsewhere."""
+        return time.monotonic() - self._beat < _STALL_AFTER
 
     def in_loop(self) -> bool:
         return threading.current_thread() is self._thread
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(_in_invocation(work, caller_invocation_id()), self.loop)
 
     def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `work` on the kernel loop and block this (non-kernel) thread until it is done."""
         if self.in_loop():
             work.close()
             raise RuntimeError("KernelLoop.run called from the kernel loop itself; await the coroutine instead")
-        return asyncio.run_coroutine_threadsafe(_in_invocation(work, caller_invocation_id()), self.loop).result(timeout)
+        return self.submit(work).result(timeout)
 
     async def call(self, work: Coroutine[Any, Any, T]) -> T:
         """Await `work` on the kernel loop from any other loop (or directly when already on it)."""
         if self.in_loop():
             return await work
-        tagged = _in_invocation(work, caller_invocation_id())
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(tagged, self.loop))
+        return await asyncio.wrap_future(self.submit(work))
+
+    async def warm(self) -> AgentOperatingSystem:
+        """This loop's kernel, built from settings on first use (runs on this loop only)."""
+        if self.kernel is not None:
+            return self.kernel
+        if self._warm_lock is None:
+            self._warm_lock = asyncio.Lock()
+        async with self._warm_lock:
+            if self.kernel is None:
+                from aos_core.kernel import AgentOperatingSystem
+
+                config = AOSConfig()
+                aos = AgentOperatingSystem(config, hosted=True, remote=build_entity_dispatcher(),
+                                           telemetry=build_telemetry(config))
+                await aos.initialize()
+                self.kernel = aos
+                log.info("AOS kernel warm on %s (storage %s, messaging %s)", self._thread.name,
+                         aos.config.storage.backend, aos.config.messaging.backend)
+        return self.kernel
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -251,70 +286,113 @@ class KernelLoop:
         self.loop.close()
 
 
-_kernel_loop: KernelLoop | None = None
+# A handler that blocks its loop (a sync call, time.sleep) cannot be preempted. So that one agent cannot stop
+# the worker, work that the kernel loop does not start within _STALL_AFTER goes to a standby loop with a
+# kernel of its own. Both share only storage, like two instances; entities keep one operation per agent at a
+# time, ETags and the durable event records keep every guarantee across them.
+_STALL_AFTER = 0.3
+_kernel_loops: list[KernelLoop] = []  # [the kernel loop, the standby one once needed]
 _kernel_loop_lock = threading.Lock()
-_warm: AgentOperatingSystem | None = None
-_warm_lock: asyncio.Lock | None = None  # created on the kernel loop
 
 
 def kernel_loop() -> KernelLoop:
-    global _kernel_loop
     with _kernel_loop_lock:
-        if _kernel_loop is None:
-            _kernel_loop = KernelLoop()
-        return _kernel_loop
+        if not _kernel_loops:
+            _kernel_loops.append(KernelLoop())
+        return _kernel_loops[0]
 
 
-async def _warm_kernel() -> AgentOperatingSystem:
-    # Runs on the kernel loop only, so the lock and the kernel belong to it.
-    global _warm, _warm_lock
-    if _warm is not None:
-        return _warm
-    if _warm_lock is None:
-        _warm_lock = asyncio.Lock()
-    async with _warm_lock:
-        if _warm is None:
-            from aos_core.kernel import AgentOperatingSystem
+def _standby_loop() -> KernelLoop:
+    with _kernel_loop_lock:
+        if len(_kernel_loops) < 2:
+            _kernel_loops.append(KernelLoop("aos-kernel-standby"))
+        return _kernel_loops[1]
 
-            config = AOSConfig()
-            aos = AgentOperatingSystem(config, hosted=True, remote=build_entity_dispatcher(),
-                                       telemetry=build_telemetry(config))
-            await aos.initialize()
-            _warm = aos
-            log.info("AOS kernel warm (storage %s, messaging %s)", aos.config.storage.backend,
-                     aos.config.messaging.backend)
-    return _warm
+
+class _Claim:
+    """Which loop runs a piece of work: the one that starts it, unless the caller gave up waiting for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "waiting"
+        self.started = threading.Event()
+
+    def start(self) -> bool:
+        with self._lock:
+            if self._state != "waiting":
+                return False
+            self._state = "started"
+        self.started.set()
+        return True
+
+    def give_up(self) -> bool:
+        with self._lock:
+            if self._state == "started":
+                return False
+            self._state = "given up"
+            return True
+
+
+class _GivenUp(Exception):
+    pass
+
+
+async def _claimed(kernel: KernelLoop, claim: _Claim, work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
+    if not claim.start():
+        raise _GivenUp  # the caller took it to the standby loop; never run it twice
+    return await work(await kernel.warm())
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: a given-up call's _GivenUp is expected
 
 
 def get_aos() -> AgentOperatingSystem:
     """The worker's kernel, built from settings on first use and kept warm. Blocks; call from a sync context."""
-    return kernel_loop().run(_warm_kernel())
-
-
-async def _on_warm_kernel(work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
-    # Runs on the kernel loop: build (or take) the warm kernel there, then do the work.
-    return await work(await _warm_kernel())
+    primary = kernel_loop()
+    return primary.run(primary.warm())
 
 
 async def with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
-    """Run `work(aos)` on the kernel loop with the warm kernel, from any thread or loop."""
-    return await kernel_loop().call(_on_warm_kernel(work))
+    """Run `work(aos)` on the kernel loop with the warm kernel, from any thread or loop; on the standby
+    loop when the kernel loop is held (see _STALL_AFTER)."""
+    primary = kernel_loop()
+    if primary.in_loop():
+        return await work(await primary.warm())
+    if primary.responsive():
+        claim = _Claim()
+        future = asyncio.wrap_future(primary.submit(_claimed(primary, claim, work)))
+        done, _ = await asyncio.wait({future}, timeout=_STALL_AFTER)
+        if done or claim.started.is_set() or not claim.give_up():
+            return await future
+        future.cancel()
+        future.add_done_callback(_quiet)
+    standby = _standby_loop()
+    return await standby.call(_claimed(standby, _Claim(), work))
 
 
 def run_with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]], timeout: float | None = None) -> T:
     """`with_aos` for sync callers (Durable entity functions run on worker threads)."""
-    return kernel_loop().run(_on_warm_kernel(work), timeout)
+    primary = kernel_loop()
+    if primary.responsive():
+        claim = _Claim()
+        future = primary.submit(_claimed(primary, claim, work))
+        if claim.started.wait(_STALL_AFTER) or not claim.give_up():
+            return future.result(timeout)
+        future.cancel()
+    standby = _standby_loop()
+    return standby.run(_claimed(standby, _Claim(), work), timeout)
 
 
 def reset_aos() -> None:
-    """Shut the warm kernel down; the next call builds a new one from the settings of that moment.
+    """Shut the warm kernels down; the next call builds a new one from the settings of that moment.
 
-    The loop thread stays: clients created on it (the Durable SDK's shared HTTP session) remain valid.
+    The loop threads stay: clients created on them (the Durable SDK's shared HTTP session) remain valid.
     """
-    global _warm
     with _kernel_loop_lock:
-        loop = _kernel_loop
-    if loop is None or _warm is None:
-        return
-    aos, _warm = _warm, None
-    loop.run(aos.shutdown(), timeout=30)
+        loops = list(_kernel_loops)
+    for kernel in loops:
+        aos, kernel.kernel = kernel.kernel, None
+        if aos is not None:
+            kernel.run(aos.shutdown(), timeout=30)

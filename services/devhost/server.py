@@ -7,7 +7,6 @@ webhooks, `/admin` the host page, `POST /admin/servicebus/topics/{topic}/message
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -33,6 +32,7 @@ from services.devhost.invoker import Invoker
 from services.devhost.servicebus import ServiceBusTriggers, publish
 from services.devhost.settings import HostSettings
 from services.devhost.timers import Timers, timer_triggers
+from services.dispatch.durable import close_durable_http_session, fresh_durable_http_session
 from services.messaging.sqlite_bus import SqliteEventBus
 from services.sqlite import SqliteDatabase
 
@@ -74,7 +74,7 @@ class DevHost:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        _fresh_durable_http_session()
+        fresh_durable_http_session()
         await self.entities.start()
         await self.servicebus.start()
         await self.timers.start()
@@ -83,7 +83,7 @@ class DevHost:
         await self.timers.stop()
         await self.servicebus.stop()
         await self.entities.stop()
-        await _close_durable_http_session()
+        await close_durable_http_session()
         await self.bus.close()
         await self.db.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -161,29 +161,6 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
     return problem(405, "Method Not Allowed", f"{request.method} is not allowed on {request.url.path!r}")
-
-
-def _fresh_durable_http_session() -> None:
-    # azure-functions-durable keeps one aiohttp session per process, bound to the loop that first used it. A
-    # Functions worker has one loop for life; a host started again in the same process (tests) has a new one.
-    with contextlib.suppress(ImportError):
-        from azure.durable_functions.models.utils import http_utils
-
-        session = http_utils._client_session
-        loop = getattr(session, "_loop", None)
-        if session is not None and not session.closed and loop is not None and not loop.is_closed():
-            return  # still usable: the kernel's loop thread outlives hosts, and so does this session
-        http_utils._client_session = None
-        http_utils._session_lock = asyncio.Lock()
-
-
-async def _close_durable_http_session() -> None:
-    with contextlib.suppress(ImportError):
-        from azure.durable_functions.models.utils import http_utils
-
-        session = http_utils._client_session
-        if session is not None and getattr(session, "_loop", None) is asyncio.get_running_loop():
-            await http_utils._close_session()
 
 
 def banner(host: DevHost, sources: list[str]) -> str:

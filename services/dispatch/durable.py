@@ -8,6 +8,7 @@ ContextMCPServer document, committed with the event id in the same write, so a r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -23,18 +24,55 @@ from aos_core.telemetry import SPAN_ENTITY
 
 ENTITY_NAME = "agent"
 _OPERATION_MARGIN = 60.0  # seconds an entity operation may take beyond its handling attempts and back-offs
-_client: ContextVar[Any] = ContextVar("aos_durable_client", default=None)
+_client: ContextVar[tuple[Any, asyncio.AbstractEventLoop | None] | None] = ContextVar("aos_durable_client",
+                                                                                  default=None)
 
 
 @contextlib.contextmanager
 def durable_client(client: Any) -> Iterator[None]:
     """Make `client` (the `DurableOrchestrationClient` of a `durable_client_input` binding) the one that work
     started inside this block signals entities with; it follows the work onto the kernel's loop."""
-    token = _client.set(client)
+    try:  # the loop the function runs on: the SDK's HTTP session belongs to it, and no handler ever holds it
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    token = _client.set((client, loop) if client is not None else None)
     try:
         yield
     finally:
         _client.reset(token)
+
+
+def fresh_durable_http_session() -> None:
+    """Let azure-functions-durable make a new HTTP session if its one belongs to another or a closed loop.
+
+    The SDK keeps one aiohttp session per process, bound to the loop that first used it. A Functions worker
+    has one loop for life; a host started again in one process (tests) has a new one.
+    """
+    with contextlib.suppress(ImportError):
+        from azure.durable_functions.models.utils import http_utils
+
+        session = http_utils._client_session
+        loop = getattr(session, "_loop", None)
+        if session is None or session.closed or (loop is asyncio.get_running_loop() and not loop.is_closed()):
+            return
+        http_utils._client_session = None
+        http_utils._session_lock = asyncio.Lock()
+
+
+async def close_durable_http_session() -> None:
+    """Close the SDK's HTTP session if it belongs to this loop (a host shutting down)."""
+    with contextlib.suppress(ImportError):
+        from azure.durable_functions.models.utils import http_utils
+
+        session = http_utils._client_session
+        if session is not None and getattr(session, "_loop", None) is asyncio.get_running_loop():
+            await http_utils._close_session()
+
+
+async def _on_this_loop(signal: Any) -> None:
+    fresh_durable_http_session()
+    await signal
 
 
 class DurableEntityDispatcher:
@@ -52,13 +90,18 @@ class DurableEntityDispatcher:
     async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult:
         import azure.durable_functions as df
 
-        client = _client.get() or self._last
-        if client is None:
+        binding = _client.get() or self._last
+        if binding is None:
             raise AgentUnavailableError(f"no Durable client has reached this worker yet to signal "
                                         f"{ENTITY_NAME}/{agent_id.key}; the event stays pending")
-        self._last = client
+        self._last = binding
+        client, loop = binding
         try:
-            await client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
+            signal = client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
+            if loop is None or loop.is_closed() or loop is asyncio.get_running_loop():
+                await _on_this_loop(signal)
+            else:  # from a kernel loop: send it where the function's invocation runs
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_on_this_loop(signal), loop))
         except Exception as exc:  # the event stays pending; a resend with the same id signals again
             raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
         return AgentResult(agent_id.key, "accepted")

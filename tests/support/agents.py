@@ -17,3 +17,16 @@ class Announcer(PerpetualAgent):
         self.state["seen"] = self.state.get("seen", 0) + 1
         await self.publish(f"{event.type}.seen", {"original": event.id})
         return self.state["seen"]
+
+
+class Sleeper(PerpetualAgent):
+    """Blocks its event loop for `data.seconds` with a sync sleep: the handler every worker must survive."""
+
+    agent_type = "sleeper"
+
+    async def handle_event(self, event: Event) -> Any:
+        import time
+
+        time.sleep(float((event.data or {}).get("seconds", 0)))  # noqa: ASYNC251 - blocking on purpose
+        self.state["slept"] = self.state.get("slept", 0) + 1
+        return self.state["slept"]

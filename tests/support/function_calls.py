@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import azure.functions as func
@@ -12,6 +12,7 @@ import pytest
 
 from aos_core import runtime
 from services.devhost.index import FunctionSpec, app_functions, index_functions
+from services.dispatch.durable import close_durable_http_session
 from tests.support.durable_webhook import SignalRecorder, entity_batch
 
 _FUNCTIONS: dict[str, Any] = {}
@@ -42,12 +43,17 @@ def durable() -> Iterator[SignalRecorder]:
 
 
 @pytest.fixture
-def warm_kernel(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The settings function_app reads, and a fresh warm kernel after each test."""
+async def warm_kernel(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """The settings function_app reads, and a fresh warm kernel after each test.
+
+    Entity signals go out on the loop the function runs on (here the test's), where the Durable SDK keeps
+    its HTTP session: it is closed with the test's loop, as a worker's lives as long as its loop.
+    """
     monkeypatch.setenv("AOS_EVENTS_TOPIC", "agent.events")
     monkeypatch.setenv("AOS_MESSAGES_TOPIC", "agent.messages")
     yield
     runtime.reset_aos()
+    await close_durable_http_session()
 
 
 async def call(name: str, method: str = "GET", *, body: Any = None, raw: bytes | None = None,
