@@ -21,8 +21,8 @@ from aos_core.testing import ManualClock
 from services.storage import SqliteStateStore
 
 
-class CrashBetweenCommitAndResult(Exception):
-    pass
+class CrashBetweenCommitAndResult(BaseException):
+    """The process dies here: like SystemExit, no `except Exception` in the kernel treats it as a failure."""
 
 
 class FaultyStore:
