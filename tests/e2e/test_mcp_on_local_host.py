@@ -31,3 +31,25 @@ async def test_without_a_key_the_endpoint_refuses(in_process_host: str) -> None:
     async with httpx.AsyncClient(base_url=in_process_host) as http:
         response = await http.post("/api/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert response.status_code == 401
+
+
+async def test_send_with_wait_answers_like_post_events_with_wait(in_process_host: str) -> None:
+    async with httpx.AsyncClient(base_url=in_process_host, headers={"x-functions-key": FUNCTION_KEY},
+                                 timeout=30) as http:
+        created = await http.post("/api/agents", json={"type": "tally", "id": "mcp-w1", "subscribe": ["waited.*"]})
+        assert created.status_code in (200, 201)
+        # An event over HTTP first: from here on the kernel reaches perpetual agents through their Durable
+        # entities, so accepting an event no longer means it was handled.
+        posted = await http.post("/api/events?wait=10", json={"specversion": "1.0", "id": "w-0", "source": "t",
+                                                              "type": "waited.http"})
+        assert posted.status_code == 200 and posted.json()["status"] == "completed"
+        async with create_mcp_http_client(headers={"x-functions-key": FUNCTION_KEY}) as client_http, \
+                Client(streamable_http_client(f"{in_process_host}/api/mcp", http_client=client_http)) as client:
+            sent = await client.call_tool("send_event", {"type": "waited.mcp", "wait": True, "wait_seconds": 10})
+            message = await client.call_tool("send_message", {"to_agent": "mcp-w1", "type": "waited.direct",
+                                                              "wait": True, "wait_seconds": 10})
+        for result in (sent, message):
+            got = result.structured_content or {}
+            assert not result.is_error and got["status"] == "completed", got
+            assert got == (await http.get(got["status_url"])).json()  # what GET /api/events/{id} says
+        assert [r["result"]["total"] for r in (message.structured_content or {})["results"]] == [3]
