@@ -2,8 +2,8 @@
 
 - **Origin** (MCP transports spec, 2025-06-18 and later: the server MUST validate `Origin`): a request that
   carries an `Origin` outside the allow-list is refused with 403, so a web page a user visits cannot drive the
-  OS through the user's browser (DNS rebinding). Allowed: loopback, the app's own host names (`WEBSITE_HOSTNAME`
-  and `WEBSITE_CUSTOM_HOSTNAMES` on Azure), and `mcp.allowed_origins`. No `Origin` (server-to-server clients,
+  OS through the user's browser (DNS rebinding). Allowed: loopback, the app's own host name (`WEBSITE_HOSTNAME`,
+  set on Azure), and `mcp.allowed_origins` (custom domains go there). No `Origin` (server-to-server clients,
   the mcp package's client) passes unchanged.
 - **Envelope**: one JSON-RPC request, notification or response object per POST. A batch (removed in
   2025-06-18), a request with `id: null` and anything that is not JSON-RPC 2.0 get `-32600 Invalid Request`
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 INVALID_REQUEST = -32600
 PARSE_ERROR = -32700
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-_OWN_HOST_SETTINGS = ("WEBSITE_HOSTNAME", "WEBSITE_CUSTOM_HOSTNAMES")  # set by App Service / Functions on Azure
+_OWN_HOST = "WEBSITE_HOSTNAME"  # the app's default host name, set by App Service / Functions on Azure
 
 
 class OriginPolicy:
@@ -58,10 +58,7 @@ class OriginPolicy:
 
 
 def _own_hosts() -> list[str]:
-    hosts: list[str] = []
-    for name in _OWN_HOST_SETTINGS:
-        hosts += [h for h in os.environ.get(name, "").split(",") if h]
-    return hosts
+    return [h for h in os.environ.get(_OWN_HOST, "").split(",") if h]
 
 
 def envelope_error(body: bytes) -> tuple[int, dict[str, Any]] | None:
