@@ -23,7 +23,7 @@ from agents.tally import TallyAgent
 from aos_core import AgentOperatingSystem
 from aos_core.events import Event
 from services.mcp import protocol
-from services.mcp.http import REQUEST_TIMEOUT, McpHttpApp
+from services.mcp.http import REQUEST_TIMEOUT, McpHttpApp, close_mcp_http, handle_mcp_http
 from services.mcp.os_server import app_version
 from services.mcp.principal import McpPrincipal
 from tests.services.mcp.conftest import headers_for, http_session, serve
@@ -144,15 +144,18 @@ async def test_error_codes_follow_the_negotiated_version(server: Server, version
 
 
 async def test_capabilities_agree_across_versions_and_listen_is_refused_at_once(server: Server) -> None:
-    headers, body = rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                       "clientInfo": {"name": "t", "version": "1"}})
-    initialized = (await post(server.url, body, headers)).json()["result"]
     headers, body = rpc("server/discover", version=MODERN)
     discovered = (await post(server.url, body, headers)).json()["result"]
-    assert initialized["capabilities"] == discovered["capabilities"] == {
+    assert discovered["capabilities"] == {
         "prompts": {"listChanged": False}, "resources": {"listChanged": False, "subscribe": False},
         "tools": {"listChanged": False}}
-    assert initialized["serverInfo"]["version"] == app_version() != ""
+    for version in LEGACY:
+        headers, body = rpc("initialize", {"protocolVersion": version, "capabilities": {},
+                                           "clientInfo": {"name": "t", "version": "1"}}, version=version)
+        initialized = (await post(server.url, body, headers)).json()["result"]
+        assert initialized["protocolVersion"] == version
+        assert initialized["capabilities"] == discovered["capabilities"]
+        assert initialized["serverInfo"]["version"] == app_version() != ""
     assert discovered["_meta"]["io.modelcontextprotocol/serverInfo"]["version"] == app_version()
 
     headers, body = rpc("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, version=MODERN)
@@ -291,3 +294,23 @@ async def test_agent_briefing_renders_purpose_goals_and_recent_decisions(server:
         with pytest.raises(MCPError) as forbidden:
             await client.get_prompt("agent_briefing", {"agent_id": "planner"})
     assert forbidden.value.error.code == -32003
+
+
+async def test_the_function_path_is_bounded_by_the_same_maximum(aos: AgentOperatingSystem) -> None:
+    # What the HTTP-triggered function calls: the worker is not told when the client leaves, so the maximum
+    # is what ends a request that waits on a slow agent.
+    aos.config.mcp.max_request_seconds = 1.0
+    await aos.register_agent(Gate("gate"))
+    Gate.opened = asyncio.Event()
+    headers, body = rpc("tools/call", {"name": "send_message", "arguments": {
+        "to_agent": "gate", "type": "knock", "wait": True, "wait_seconds": 25}})
+    started = time.monotonic()
+    try:
+        status, _, raw = await handle_mcp_http(aos, "POST", "/api/mcp", {"content-type": "application/json",
+                                                                          **headers}, json.dumps(body).encode())
+    finally:
+        Gate.opened.set()
+        await close_mcp_http(aos)
+    assert time.monotonic() - started < 1.0 + 5
+    answer = json.loads(raw)
+    assert status == 200 and answer["id"] == 1 and answer["error"]["code"] == REQUEST_TIMEOUT
