@@ -249,8 +249,10 @@ def _status_body(record: EventRecord, *, full: bool) -> dict[str, Any]:
     return body
 
 
-async def _answer(aos: AgentOperatingSystem, records: list[EventRecord], wait: float | None, *, batch: bool
-                  ) -> ApiResponse:
+async def answer(aos: AgentOperatingSystem, records: list[EventRecord], wait: float | None, *, batch: bool
+                 ) -> ApiResponse:
+    """The answer to accepted events: `200` with the results once done within `wait` seconds, else `202` with
+    each event's status URL. Also what the MCP send tools return, so both ways in wait and answer alike."""
     if wait:
         records = [await aos.records.wait(r.id, wait) or r if r.status == "pending" else r for r in records]
     done = wait is not None and all(r.status != "pending" for r in records)
@@ -300,7 +302,7 @@ async def post_events(aos: AgentOperatingSystem, request: ApiRequest, caller: Ca
     for event in events:
         await enforce(aos, caller, "event.submit", event_type=event.type, subject=f"event/{event.id}")
     records = await aos.submit_many([aos.telemetry.inject(event) for event in events], actor=caller.name)
-    return await _answer(aos, records, wait, batch=isinstance(parsed, list))
+    return await answer(aos, records, wait, batch=isinstance(parsed, list))
 
 
 async def get_event(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
@@ -378,7 +380,7 @@ async def post_message(aos: AgentOperatingSystem, request: ApiRequest, caller: C
     target = await aos.registry.require(agent_id)  # 404 for an unknown agent, before anything is recorded
     await enforce(aos, caller, "message.send", agent_id=agent_id, agent_type=target.type, event_type=event.type)
     record = await aos.submit(aos.telemetry.inject(event), to_agent=agent_id, actor=caller.name)
-    return await _answer(aos, [record], wait, batch=False)
+    return await answer(aos, [record], wait, batch=False)
 
 
 async def get_context(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:

@@ -164,6 +164,11 @@ class McpSettings(_Section):
     """
 
     servers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The OS's own endpoint `/api/mcp` (services.mcp.http). A browser page may call it only from these origins
+    # (`scheme://host[:port]`, a `:*` port wildcard allowed) besides loopback and the app's own host names.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # No MCP request runs longer than this, whatever it waits for; it must exceed `api.max_wait`.
+    max_request_seconds: float = Field(default=60.0, gt=0, le=600)
 
 
 class AgentSpec(_Section):

@@ -90,6 +90,10 @@ class ContextAccess:
         mode = (await self.grants(owner)).get(principal.agent_id)
         return mode == "write" or (mode == "read" and not write)
 
+    async def can_read(self, principal: McpPrincipal, owner: str) -> bool:
+        """Whether `principal` may read `owner`'s context (by role, as the owner, or by grant)."""
+        return await self._allowed(principal, owner, False)
+
     async def check(self, principal: McpPrincipal, owner: str, *, write: bool = False) -> None:
         """AccessDeniedError unless `principal` may read (or write) `owner`'s context; NotFoundError if unknown."""
         validate_id(owner, "agent id")

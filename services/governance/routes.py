@@ -71,6 +71,8 @@ async def update_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller
 async def close_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
     risk_id = api.path_id(request, "risk_id")
     resolution = request.query.get("resolution") or f"closed over HTTP by {caller.name}"
+    if not resolution.strip():  # the registry refuses a blank resolution: a 400, not a failed operation
+        raise api.Problem(400, "Invalid request", "resolution must not be blank")
     risk = await _risks(aos).close(risk_id, actor=caller.name, resolution=resolution[:2000])
     return api.ApiResponse(200, risk.model_dump(mode="json"))
 

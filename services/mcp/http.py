@@ -12,6 +12,9 @@ Two ways in:
 
 The caller is established before MCP sees the request: the Functions host checked the function key; the
 principal (App Service authentication) or the key's roles decide what the tools allow (`services.mcp.principal`).
+Before that, a browser `Origin` outside the allow-list is refused and the JSON-RPC envelope is checked
+(`services.mcp.guard`). Every request ends when its client disconnects, or after `mcp.max_request_seconds` with
+a JSON-RPC error, whatever a tool waits for.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message, Receive, Scope, Send
 
 from aos_core.auth import AuthError, Caller
+from services.mcp.guard import OriginPolicy, envelope_error
 from services.mcp.os_server import create_os_mcp_server
 from services.mcp.principal import SCOPE_KEY, AccessDeniedError, McpPrincipal, principal_from_headers
 
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from aos_core.kernel import AgentOperatingSystem
 
 CALLER_KEY = "aos.caller"  # a Caller (or McpPrincipal) the host established, passed in the scope
+REQUEST_TIMEOUT = -32001  # JSON-RPC server error: the request ran past mcp.max_request_seconds
 
 
 class McpHttpApp:
@@ -45,10 +51,14 @@ class McpHttpApp:
         self.aos = aos
         self.server = server or create_os_mcp_server(aos)
         self._keys = [k.encode() for k in keys] if keys else None
+        self.origins = OriginPolicy(aos.config.mcp.allowed_origins)
+        self.max_seconds = aos.config.mcp.max_request_seconds
+        self._max_body = aos.config.api.max_body_bytes
         # Builds the session manager; routing is ours (any path the host sends here), so its Starlette app is
-        # not used. No DNS-rebinding check: the Functions front end sets Host, and callers are authenticated.
+        # not used. Its Host check stays off (the Functions front end sets Host to custom domains); the Origin
+        # check, the part that stops DNS rebinding, is ours (`OriginPolicy`), with the app's settings.
         self.server.streamable_http_app(
-            stateless_http=True, json_response=True, max_request_body_size=aos.config.api.max_body_bytes,
+            stateless_http=True, json_response=True, max_request_body_size=self._max_body,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
         self.manager = self.server.session_manager
 
@@ -59,6 +69,10 @@ class McpHttpApp:
         if scope["type"] != "http":
             raise ValueError(f"McpHttpApp serves HTTP, not {scope['type']!r}")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if not self.origins.allows(headers.get("origin")):
+            await _problem(send, 403, "Forbidden", f"origin {headers['origin']!r} may not call this endpoint; "
+                           "allow it in mcp.allowed_origins")
+            return
         try:
             principal = self._authenticate(scope, headers)
         except AuthError as exc:
@@ -70,7 +84,56 @@ class McpHttpApp:
         except ValueError as exc:  # a malformed agent id in a header or claim
             await _problem(send, 400, "Invalid request", str(exc))
             return
-        await self.manager.handle_request({**scope, SCOPE_KEY: principal}, receive, send)
+        scope = {**scope, SCOPE_KEY: principal}
+        if scope["method"] != "POST":
+            await self.manager.handle_request(scope, receive, send)
+            return
+        body = await _read_body(receive, self._max_body)
+        if body is None:
+            await _problem(send, 413, "Body too large", f"the body is over {self._max_body} bytes")
+            return
+        refused = envelope_error(body)
+        if refused is not None:
+            await _json(send, *refused)
+            return
+        await self._bounded(scope, body, receive, send)
+
+    async def _bounded(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        """Serve one POST until it is answered, its client disconnects, or `max_seconds` pass."""
+        disconnected = anyio.Event()
+        body_sent = False
+        started = False
+
+        async def replay() -> Message:  # the transport reads the body, then may watch for a disconnect
+            nonlocal body_sent
+            if not body_sent:
+                body_sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await disconnected.wait()
+            return {"type": "http.disconnect"}
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        async with anyio.create_task_group() as tasks:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                disconnected.set()
+                tasks.cancel_scope.cancel()  # nobody is listening: stop the tool, whatever it waits for
+
+            tasks.start_soon(watch)
+            with anyio.move_on_after(self.max_seconds) as limit:
+                await self.manager.handle_request(scope, replay, tracked)
+            tasks.cancel_scope.cancel()
+        if limit.cancelled_caught and not started and not disconnected.is_set():
+            request_id = json.loads(body).get("id")
+            await _json(send, 200, {"jsonrpc": "2.0", "id": request_id, "error": {
+                "code": REQUEST_TIMEOUT, "message": f"Request timed out after {self.max_seconds:g} s "
+                                                   "(mcp.max_request_seconds)"}})
 
     def _authenticate(self, scope: Scope, headers: Mapping[str, str]) -> McpPrincipal:
         if self._keys is not None:
@@ -197,10 +260,30 @@ async def handle_mcp_http(aos: AgentOperatingSystem, method: str, path: str, hea
     return status, out_headers, b"".join(chunks)
 
 
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it grows past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client left mid-body: what came is all there is
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 async def _problem(send: Send, status: int, title: str, detail: str) -> None:
-    body = json.dumps({"type": f"urn:aos:problem:{title.lower().replace(' ', '-')}", "title": title,
-                       "status": status, "detail": detail}).encode()
+    await _json(send, status, {"type": f"urn:aos:problem:{title.lower().replace(' ', '-')}", "title": title,
+                               "status": status, "detail": detail}, "application/problem+json")
+
+
+async def _json(send: Send, status: int, value: dict[str, Any], media: str = "application/json") -> None:
+    body = json.dumps(value).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -5,36 +5,44 @@ in-process with any MCP transport. Tools:
   list_agents, discover_agents, get_agent_status      reader role, or any agent
   send_event, send_message (optionally waiting)       operator role, or an agent (then sent as that agent)
   verify_audit_chain                                  operator role; only when the OS has an audit log
-and the context tools and resources of `services.context.mcp_server`.
+the context tools and resources of `services.context.mcp_server` (`resources/list`: the contexts the caller
+may read, `services.mcp.protocol`), and the `agent_briefing` prompt (`services.mcp.prompts`).
+
+The send tools accept an event the way `POST /api/events` does and answer what it answers
+(`aos_core.api.answer`): with `wait`, the event's status and results once every target answered within
+`wait_seconds` (at most `api.max_wait`), else status `pending` and the `status_url` to poll. `serverInfo.version`
+is the app's version. `subscriptions/listen` (2026-07-28) is not served: a stateless endpoint behind an HTTP
+function holds no stream, so it is Method not found at once and no `listChanged`/`subscribe` is advertised.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import tomllib
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
+from aos_core import api
 from aos_core.events import Event
 from aos_core.ports import AuditLog
 from services.context.mcp_server import AgentIdArg, register_context_mcp, tool_errors
 from services.mcp.principal import McpPrincipal, principal_of
+from services.mcp.prompts import register_prompts
+from services.mcp.protocol import OsProtocol
 
 if TYPE_CHECKING:
-    from aos_core.event_records import EventRecord
     from aos_core.kernel import AgentOperatingSystem
-
-log = logging.getLogger("aos.mcp")
 
 EventType = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
                                  description="CloudEvents type, e.g. order.created")]
 Wait = Annotated[bool, Field(description="wait for the agents' results (up to wait_seconds)")]
-WaitSeconds = Annotated[float, Field(gt=0, le=300, description="how long to wait for results, in seconds")]
+WaitSeconds = Annotated[float, Field(ge=0, description="how long to wait for results, in seconds; at most the "
+                                                       "app's api.max_wait (30 by default)")]
 Limit = Annotated[int, Field(ge=1, le=1000)]
-
-_background: set[asyncio.Task[Any]] = set()  # deliveries nobody waits for; kept referenced until done
 
 
 def _may_look(principal: McpPrincipal) -> None:
@@ -50,43 +58,42 @@ def _may_send(principal: McpPrincipal) -> str:
     return f"/mcp/{principal.name}"
 
 
-def _done(task: asyncio.Task[Any]) -> None:
-    _background.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("MCP-submitted event failed", exc_info=task.exception())
+@cache
+def app_version() -> str:
+    """The app's version: the installed package's, else `pyproject.toml`'s (a Functions deployment ships the
+    repo's files without installing the package)."""
+    try:
+        return version("aos")
+    except PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
 
 
-async def _submit(aos: AgentOperatingSystem, event: Event, to_agent: str | None, wait: bool, seconds: float
-                  ) -> dict[str, Any]:
+async def _send(aos: AgentOperatingSystem, event: Event, to_agent: str | None, actor: str, wait: float | None
+                ) -> dict[str, Any]:
+    if wait is not None and wait > aos.config.api.max_wait:
+        raise ValueError(f"wait_seconds must be from 0 to {aos.config.api.max_wait:g} (api.max_wait), not {wait:g}")
     if to_agent is not None:
-        await aos.get_agent(to_agent)  # NotFoundError now, as a tool error, rather than in the background
-    task = asyncio.ensure_future(aos.submit(event, to_agent=to_agent))
-    _background.add(task)
-    task.add_done_callback(_done)
-    if wait:
-        seconds = min(seconds, aos.config.api.max_wait)
-        started = aos.clock.monotonic()
-        done, _ = await asyncio.wait({task}, timeout=seconds)
-        if done:  # accepted; entities may still be applying it: wait on its record as POST /api/events does
-            record: EventRecord = task.result()
-            left = seconds - (aos.clock.monotonic() - started)
-            if record.status == "pending" and left > 0:
-                record = await aos.records.wait(record.id, left) or record
-            return record.to_dict()
-    # Delivery goes on; the event's record says how it ended (GET /api/events/{id}).
-    return {"id": event.id, "status": "pending" if wait else "accepted", "location": f"/api/events/{event.id}"}
+        await aos.get_agent(to_agent)  # NotFoundError before anything is recorded, as POST .../messages does
+    record = await aos.submit(aos.telemetry.inject(event), to_agent=to_agent, actor=actor)
+    answer = await api.answer(aos, [record], wait, batch=False)
+    return dict(answer.body)
 
 
 def create_os_mcp_server(aos: AgentOperatingSystem, *, audit_log: AuditLog | None = None, name: str = "aos"
                          ) -> MCPServer:
     """The MCP server of one kernel; `verify_audit_chain` checks `audit_log` (default: the kernel's own)."""
+    protocol = OsProtocol(aos)
     server: MCPServer = MCPServer(name, instructions="The Agent Operating System: its agents, events and agent "
-                                  "contexts.", log_level="WARNING")
+                                  "contexts.", version=app_version(), log_level="WARNING", subscriptions=False,
+                                  middleware=[protocol])
 
     async def exists(agent_id: str) -> bool:
         return await aos.registry.get(agent_id) is not None
 
-    register_context_mcp(server, aos.store, clock=aos.clock, exists=exists)
+    access = register_context_mcp(server, aos.store, clock=aos.clock, exists=exists)
+    register_prompts(server, aos, access)
+    protocol.bind(server, access)
 
     @server.tool(description="List registered agents, optionally by capability, type or lifecycle state.")
     async def list_agents(ctx: Context, capability: str | None = None, agent_type: str | None = None,
@@ -117,21 +124,27 @@ def create_os_mcp_server(aos: AgentOperatingSystem, *, audit_log: AuditLog | Non
             _may_look(principal_of(ctx))
             return await aos.get_agent(agent_id)
 
-    @server.tool(description="Publish an event to every agent subscribed to its type. With wait, returns the "
-                             "agents' results, or status 'pending' if they take longer than wait_seconds.")
-    async def send_event(type: EventType, ctx: Context, data: Any = None, subject: str | None = None,
-                         wait: Wait = False, wait_seconds: WaitSeconds = 10.0) -> dict[str, Any]:
-        with tool_errors():
-            event = Event(type=type, data=data, subject=subject, source=_may_send(principal_of(ctx)))
-            return await _submit(aos, event, None, wait, wait_seconds)
+    default_wait = min(10.0, aos.config.api.max_wait)
 
-    @server.tool(description="Send a message (an event) to one agent, whatever its subscriptions. With wait, "
-                             "returns the agent's reply (its result), or status 'pending' after wait_seconds.")
-    async def send_message(to_agent: AgentIdArg, type: EventType, ctx: Context, data: Any = None,
-                           wait: Wait = False, wait_seconds: WaitSeconds = 10.0) -> dict[str, Any]:
+    @server.tool(description="Publish an event to every agent subscribed to its type. Returns its id, status and "
+                             "status_url; with wait, the agents' results once all answered within wait_seconds "
+                             "(else status 'pending'), as POST /api/events?wait= does.")
+    async def send_event(type: EventType, ctx: Context, data: Any = None, subject: str | None = None,
+                         wait: Wait = False, wait_seconds: WaitSeconds = default_wait) -> dict[str, Any]:
         with tool_errors():
-            event = Event(type=type, data=data, subject=to_agent, source=_may_send(principal_of(ctx)))
-            return await _submit(aos, event, to_agent, wait, wait_seconds)
+            principal = principal_of(ctx)
+            event = Event(type=type, data=data, subject=subject, source=_may_send(principal))
+            return await _send(aos, event, None, principal.name, wait_seconds if wait else None)
+
+    @server.tool(description="Send a message (an event) to one agent, whatever its subscriptions. Returns its "
+                             "id, status and status_url; with wait, the agent's reply (its result) once it "
+                             "answered within wait_seconds (else status 'pending').")
+    async def send_message(to_agent: AgentIdArg, type: EventType, ctx: Context, data: Any = None,
+                           wait: Wait = False, wait_seconds: WaitSeconds = default_wait) -> dict[str, Any]:
+        with tool_errors():
+            principal = principal_of(ctx)
+            event = Event(type=type, data=data, subject=to_agent, source=_may_send(principal))
+            return await _send(aos, event, to_agent, principal.name, wait_seconds if wait else None)
 
     audit: AuditLog | None = audit_log if audit_log is not None else aos.audit
     if audit is not None:

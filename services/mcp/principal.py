@@ -92,8 +92,9 @@ def acting_as(principal: McpPrincipal) -> Iterator[McpPrincipal]:
 
 
 def principal_of(ctx: Any) -> McpPrincipal:
-    """The caller of the MCP request behind `ctx` (an `mcp.server.mcpserver.Context`); AccessDeniedError if none."""
-    request = None
+    """The caller of the MCP request behind `ctx` (an `mcp.server.mcpserver.Context`, or the low-level
+    `ServerRequestContext` a middleware gets); AccessDeniedError if none."""
+    request = getattr(ctx, "request", None)
     try:
         request = ctx.request_context.request
     except (AttributeError, ValueError):

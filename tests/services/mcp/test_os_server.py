@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -63,15 +62,13 @@ async def test_send_an_event_and_a_message_waiting_for_the_reply(session: Sessio
     assert ok and got["status"] == "completed"
     assert got["results"][0]["result"] == {"echo": {"q": 42}, "type": "ping", "from": "/agents/orders"}
 
-    ok, got = await call(session, OPERATOR, "send_event", type="order.paid")  # fire and forget
-    assert ok and got["status"] == "accepted" and got["location"] == f"/api/events/{got['id']}"
-    await aos.run_until_idle()
-    for _ in range(500):  # the delivery runs in the background with real SQLite I/O: bounded polling
-        record = await aos.records.get(got["id"])
-        if record is not None and record.status == "completed":
-            break
-        await asyncio.sleep(0.01)
-    assert record is not None and record.status == "completed"
+    ok, got = await call(session, OPERATOR, "send_event", type="order.paid")  # no wait: what POST /api/events says
+    record = await aos.records.get(got["id"])
+    assert ok and record is not None
+    assert got == {"id": record.id, "status": record.status, "status_url": f"/api/events/{record.id}"}
+
+    ok, error = await call(session, OPERATOR, "send_event", type="order.paid", wait=True, wait_seconds=31)
+    assert not ok and "wait_seconds must be from 0 to 30" in error  # api.max_wait, as ?wait= is bounded
 
 
 async def test_sending_needs_operator_or_an_agent(session: Session) -> None:
