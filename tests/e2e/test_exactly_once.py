@@ -20,6 +20,18 @@ async def _context(http: httpx.AsyncClient, agent: str = "tally") -> dict[str, A
     return r.json()["state"] if r.status_code == 200 else {}
 
 
+async def _get(http: httpx.AsyncClient, url: str) -> httpx.Response:
+    # A GET is safe to repeat: a pooled keep-alive connection the server closed while it sat idle (a slow
+    # round on a loaded machine) is a transport error, not an answer.
+    for attempt in range(3):
+        try:
+            return await http.get(url)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def _drained(http: httpx.AsyncClient, ids: list[str], within: float = 180.0) -> dict[str, str]:
     """Poll until no id is pending; the status of each id."""
     loop = asyncio.get_running_loop()
@@ -29,7 +41,7 @@ async def _drained(http: httpx.AsyncClient, ids: list[str], within: float = 180.
     while pending and loop.time() < deadline:
         still = []
         for chunk in range(0, len(pending), 64):
-            answers = await asyncio.gather(*(http.get(f"/api/events/{i}") for i in pending[chunk:chunk + 64]))
+            answers = await asyncio.gather(*(_get(http, f"/api/events/{i}") for i in pending[chunk:chunk + 64]))
             for event_id, r in zip(pending[chunk:chunk + 64], answers, strict=True):
                 assert r.status_code == 200, r.text
                 statuses[event_id] = r.json()["status"]
