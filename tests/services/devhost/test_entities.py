@@ -12,7 +12,7 @@ from services.devhost.entities import EntityHost
 from services.devhost.index import index_functions
 from services.devhost.invoker import Invoker
 from services.sqlite import SqliteDatabase
-from tests.services.devhost.conftest import ADMIN, Running, until
+from tests.services.devhost.conftest import ADMIN, FUNCTION_KEY, MASTER_KEY, Running, until
 
 
 async def _counter(http: httpx.AsyncClient, key: str) -> int | None:
@@ -114,3 +114,19 @@ async def test_a_batch_that_cannot_commit_runs_again_from_the_old_state(tmp_path
             host_db.commit_batch = real_commit  # type: ignore[assignment]
         assert await entities.read_state("counter", "k") == "5"  # applied once, not 10
     await db.close()
+
+
+async def test_the_webhooks_need_the_key_the_binding_gives_the_app_client(running: Running) -> None:
+    from services.devhost.durable_webhooks import client_binding
+
+    binding = json.loads(client_binding(running.host.settings))
+    rpc = httpx.URL(binding["rpcBaseUrl"])
+    assert f"code={MASTER_KEY}" in binding["requiredQueryStringParameters"]  # no system key set: the master key
+    assert rpc.password == MASTER_KEY and binding["managementUrls"]["statusQueryGetUri"].endswith(f"code={MASTER_KEY}")
+    url = "/runtime/webhooks/durabletask/entities/counter/k?op=add"
+    async with running.client() as http:
+        assert (await http.post(url, json=1)).status_code == 401
+        assert (await http.post(url, json=1, auth=(rpc.username, "wrong"))).status_code == 401
+        assert (await http.post(url, json=1, headers={"x-functions-key": FUNCTION_KEY})).status_code == 401
+        assert (await http.post(url, json=1, auth=(rpc.username, MASTER_KEY))).status_code == 202
+        assert (await http.post(url + f"&code={MASTER_KEY}", content=b"NaN")).status_code == 400
