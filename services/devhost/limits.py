@@ -16,7 +16,7 @@ import asyncio
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from services.devhost.problem import problem
@@ -57,6 +57,9 @@ async def read_body(request: Request, limit: int, seconds: float) -> bytes:
                 body += chunk
     except TimeoutError:
         raise BodyRejected(408, "Request Timeout", f"the request body did not arrive within {seconds:g} s") from None
+    except ClientDisconnect:  # nobody is left to answer; say so in the log without a traceback
+        raise BodyRejected(400, "Bad Request", "the client closed the connection before its body was complete"
+                           ) from None
     return bytes(body)
 
 

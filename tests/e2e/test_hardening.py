@@ -237,6 +237,7 @@ async def test_json_that_is_not_acceptable_is_a_400_naming_the_reason(make_host:
         assert (await http.post("/api/agents", json=TALLY)).status_code == 201
         for reason, body in bodies.items():
             for url, headers in [("/api/events", {}), ("/api/agents/c2/messages", {}), ("/api/risks", {}),
+                                 ("/api/mcp", {"accept": "application/json, text/event-stream"}),
                                  ("/admin/servicebus/topics/agent.events/messages", ADMIN)]:
                 r = await http.post(url, content=body, headers={"content-type": "application/json", **headers})
                 assert r.status_code == 400 and reason in r.json()["detail"], (url, reason, r.text)
