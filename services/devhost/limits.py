@@ -57,7 +57,7 @@ async def read_body(request: Request, limit: int, seconds: float) -> bytes:
                 body += chunk
     except TimeoutError:
         raise BodyRejected(408, "Request Timeout", f"the request body did not arrive within {seconds:g} s") from None
-    except ClientDisconnect:  # nobody is left to answer; say so in the log without a traceback
+    except ClientDisconnect:  # nobody is left to read the answer: end the request quietly, not with a traceback
         raise BodyRejected(400, "Bad Request", "the client closed the connection before its body was complete"
                            ) from None
     return bytes(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,4 +39,18 @@ def in_process_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         host = DevHost(indexed_function_app(), settings)
         with ServerThread(host):
             yield host.settings.base_url
+        _close_durable_session_on_its_loop()
         runtime.reset_aos()
+
+
+def _close_durable_session_on_its_loop() -> None:
+    """The Durable SDK's shared HTTP session was opened on the kernel's loop thread, which outlives this host:
+    close it there, or a later host whose functions run on its own loop would be handed a session of another."""
+    from azure.durable_functions.models.utils import http_utils
+
+    from services.devhost.server import _close_durable_http_session
+
+    session = http_utils._client_session
+    loop = getattr(session, "_loop", None)
+    if session is not None and not session.closed and loop is not None and loop.is_running():
+        asyncio.run_coroutine_threadsafe(_close_durable_http_session(), loop).result(10)
