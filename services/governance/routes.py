@@ -70,7 +70,7 @@ async def update_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller
 
 async def close_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
     risk_id = api.path_id(request, "risk_id")
-    resolution = request.query.get("resolution") or f"closed over HTTP by {caller.name}"
+    resolution = (request.query.get("resolution") or "").strip() or f"closed over HTTP by {caller.name}"
     risk = await _risks(aos).close(risk_id, actor=caller.name, resolution=resolution[:2000])
     return api.ApiResponse(200, risk.model_dump(mode="json"))
 

@@ -246,6 +246,8 @@ async def test_json_that_is_not_acceptable_is_a_400_naming_the_reason(make_host:
         r = await http.patch(f"/api/risks/{risk['id']}", json={"owner": None, "note": "n" * 2000})
         assert r.status_code == 400 and "cannot be null" in r.json()["detail"]
         assert (await http.patch(f"/api/risks/{risk['id']}", json={"note": "n" * 2001})).status_code == 400
+        r = await http.delete(f"/api/risks/{risk['id']}", params={"resolution": " "})  # blank: the default one
+        assert r.status_code == 200 and r.json()["resolution"].startswith("closed over HTTP")
         for event_id in ("big", "nan", "inf", "e999", "utf", "sur"):
             assert (await http.get(f"/api/events/{event_id}")).status_code == 404  # nothing was recorded
     assert "Traceback" not in host.log.read_text()
