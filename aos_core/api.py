@@ -18,6 +18,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from aos_core import api_models as m
+from aos_core import strict_json
 from aos_core.auth import AuthError, Caller, identify
 from aos_core.errors import (
     AgentUnavailableError,
@@ -203,9 +204,9 @@ def json_body(request: ApiRequest) -> Any:
     if not request.body.strip():
         raise Problem(400, "Invalid request", "the request needs a JSON body")
     try:
-        return json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Problem(400, "Invalid request", f"the body is not valid JSON: {exc}") from None
+        return strict_json.loads(request.body)
+    except strict_json.JsonRejected as exc:
+        raise Problem(400, "Invalid request", f"the body is not acceptable JSON: {exc}") from None
 
 
 def parse(model: type[BaseModel], request: ApiRequest, what: str) -> Any:

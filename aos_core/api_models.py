@@ -184,6 +184,13 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"required": True, **_content(_ref(model))}
 
 
+def links(response: dict[str, Any], code: int, **targets: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """`response` (from `ok`) with OpenAPI links: name=(operationId, {parameter: runtime expression})."""
+    response[str(code)]["links"] = {name: {"operationId": op, "parameters": params}
+                                    for name, (op, params) in targets.items()}
+    return response
+
+
 def _problems(*codes: int) -> dict[str, Any]:
     titles = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 409: "Conflict",
               413: "Body too large", 422: "Unprocessable", 503: "Unavailable"}
@@ -200,6 +207,10 @@ _WAIT_PARAM = {"name": "wait", "in": "query", "required": False,
                "description": "seconds (at most 30) to wait for the results before answering 202",
                "schema": {"type": "number", "minimum": 0, "maximum": 30}}
 _KEYED = [{"functionKey": []}, {"functionKeyQuery": []}]
+_BODY_ID = "$response.body#/id"
+_AGENT_LINKS = {name: (op, {"agent_id": _BODY_ID}) for name, op in (
+    ("GetAgent", "get_agent"), ("DeleteAgent", "delete_agent"), ("GetContext", "get_context"),
+    ("PostMessage", "post_message"))}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -223,7 +234,8 @@ def openapi_document() -> dict[str, Any]:
             "operationId": "post_events", "summary": "Accept a CloudEvents event (or a batch) and route it",
             "parameters": [_WAIT_PARAM],
             "requestBody": {"required": True, **_content(event_body)},
-            "responses": {**_ok(200, "handled within the wait", done), **_ok(202, "accepted", accepted),
+            "responses": {**_ok(200, "handled within the wait", done),
+                          **links(_ok(202, "accepted", accepted), 202, GetEvent=("get_event", {"id": _BODY_ID})),
                           **_problems(400, 401, 403, 413, 503)}}},
         "/api/events/{id}": {"get": {
             "operationId": "get_event", "summary": "An accepted event's status and results",
@@ -241,7 +253,8 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {**_ok(200, "agents", AgentList), **_problems(400, 401, 403)}},
             "post": {"operationId": "create_agent", "summary": "Register an agent",
                      "requestBody": {"required": True, **_content(_ref(AgentCreate))},
-                     "responses": {**_ok(201, "registered", AgentInfo), **_ok(200, "already registered", AgentInfo),
+                     "responses": {**links(_ok(201, "registered", AgentInfo), 201, **_AGENT_LINKS),
+                                   **_ok(200, "already registered", AgentInfo),
                                    **_problems(400, 401, 403, 409, 413)}}},
         "/api/agents/{agent_id}": {
             "parameters": [_AGENT_PARAM],
@@ -253,7 +266,8 @@ def openapi_document() -> dict[str, Any]:
             "operationId": "post_message", "summary": "Send a direct message to one agent",
             "parameters": [_AGENT_PARAM, _WAIT_PARAM],
             "requestBody": {"required": True, **_content(_ref(MessageIn))},
-            "responses": {**_ok(200, "handled within the wait", EventStatus), **_ok(202, "accepted", EventAccepted),
+            "responses": {**_ok(200, "handled within the wait", EventStatus),
+                          **links(_ok(202, "accepted", EventAccepted), 202, GetEvent=("get_event", {"id": _BODY_ID})),
                           **_problems(400, 401, 403, 404, 413, 503)}}},
         "/api/agents/{agent_id}/context": {"get": {
             "operationId": "get_context", "summary": "The agent's ContextMCPServer document",

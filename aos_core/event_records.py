@@ -132,12 +132,14 @@ class EventRecords:
         return set(doc.value.get("agents", [])) if doc is not None and isinstance(doc.value, dict) else set()
 
     async def dead_letter(self, source: str, message_id: str | None, reason: str, body: str, *,
-                          delivery_count: int | None = None) -> None:
-        """Keep what could not be processed, with the reason, for `GET /api/deadletters`."""
+                          delivery_count: int | None = None) -> str:
+        """Keep what could not be processed, with the reason, for `GET /api/deadletters`; returns its id."""
         key_id = message_id or hashlib.sha256(body.encode()).hexdigest()
         value = {"topic": source, "message_id": message_id, "reason": reason, "delivery_count": delivery_count,
                  "recorded_at": self._clock.now().isoformat(), "body": body[:4096]}
-        await self._store.put(f"{DEADLETTERS}{hashlib.sha256(f'{source}|{key_id}'.encode()).hexdigest()}", value)
+        dead_id = hashlib.sha256(f"{source}|{key_id}".encode()).hexdigest()
+        await self._store.put(f"{DEADLETTERS}{dead_id}", value)
+        return dead_id
 
     async def get(self, event_id: str) -> EventRecord | None:
         doc = await self._store.get(record_key(event_id))

@@ -34,6 +34,7 @@ import httpx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
+MASTER_KEY = "bench-master-key"  # the host page (/admin/status) needs the master key
 BASELINE = """
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -109,7 +110,8 @@ async def run(small: bool, concurrency: int) -> None:
         port = free_port()
         (tmp / "config").mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
-        env.update({"AOS_CONFIG_DIR": str(tmp / "config"), "AOS_DEVHOST__FUNCTION_KEY": KEY})
+        env.update({"AOS_CONFIG_DIR": str(tmp / "config"), "AOS_DEVHOST__FUNCTION_KEY": KEY,
+                    "AOS_DEVHOST__MASTER_KEY": MASTER_KEY})
         procs.append(start(
             [sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
              "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=env,
@@ -128,7 +130,7 @@ async def run(small: bool, concurrency: int) -> None:
             emit("events_post_rps", await rate(client, posts, concurrency), "req/s", concurrency=concurrency)
             await settle(client, n)
 
-            before = (await client.get("/admin/status")).json()["entity_operations_processed"]
+            before = await processed_operations(client)
             batches = [("POST", "/api/events", [{"type": f"bench.{j % agents}", "id": f"batch-{b}-{j}"}
                                                 for j in range(100)]) for b in range(events // 100)]
             t0 = time.perf_counter()
@@ -142,11 +144,16 @@ async def run(small: bool, concurrency: int) -> None:
             proc.wait(20)
 
 
+async def processed_operations(client: httpx.AsyncClient) -> int:
+    status = await client.get("/admin/status", headers={"x-functions-key": MASTER_KEY})
+    return int(status.json()["entity_operations_processed"])
+
+
 async def settle(client: httpx.AsyncClient, processed: int) -> None:
     """Wait until the host's entities have processed `processed` operations in all."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if (await client.get("/admin/status")).json()["entity_operations_processed"] >= processed:
+        if await processed_operations(client) >= processed:
             return
         await asyncio.sleep(0.05)
     raise RuntimeError("entity operations did not finish in 300 s")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aos_core.errors import StorageUnavailableError
+from services.private_files import ensure_private_file
 
 T = TypeVar("T")
 
@@ -51,8 +52,8 @@ class SqliteDatabase:
         with self._lock:
             if self._thread is not None:
                 return
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if self.path != ":memory:":  # SQLite gives the -wal and -shm files the database file's mode
+                ensure_private_file(self.path)
             ready: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._serve, args=(ready,), name=f"sqlite:{self.path}", daemon=True)
             self._thread.start()

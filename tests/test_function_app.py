@@ -11,7 +11,6 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 from aos_core import runtime
-from services.messaging.cloudevents_amqp import InvalidMessage
 from tests.support.durable_webhook import SignalRecorder
 from tests.support.function_calls import body_of, call, deliver_signals, functions, principal, register, run_entity
 
@@ -277,12 +276,24 @@ async def test_a_binary_mode_message_on_the_messages_topic_goes_to_its_subject(d
     assert (signal.key, signal.input["id"], signal.input["data"]) == ("t1", "m-9", {"text": "hi"})
 
 
-async def test_a_poison_message_is_recorded_and_raised_for_dead_lettering(durable: SignalRecorder) -> None:
-    with pytest.raises(InvalidMessage, match="not valid JSON"):
-        await call_topic("events_topic", bus_message(b"\xff garbage", message_id="p-1",
-                                                     content_type="application/cloudevents+json"), durable)
+async def test_a_poison_message_is_dead_lettered_at_once_recorded_and_audited(durable: SignalRecorder) -> None:
+    # The function returns (the message completes): no later delivery could decode it.
+    await call_topic("events_topic", bus_message(b"\xff garbage", message_id="p-1",
+                                                 content_type="application/cloudevents+json"), durable)
     docs = await runtime.with_aos(lambda aos: aos.store.list("deadletters/"))
-    assert [(d.value["message_id"], d.value["reason"]) for d in docs] == [("p-1", "body is not valid JSON")]
+    assert [(d.value["message_id"], d.value["reason"]) for d in docs] == [
+        ("p-1", "body is not acceptable JSON: the body is not valid UTF-8 (byte 0xff at offset 0)")]
+    audit = await runtime.with_aos(lambda aos: aos.audit.entries(action="message.deadlettered"))
+    assert [e.payload["message_id"] for e in audit] == ["p-1"]
+    assert durable.signals == []
+
+
+async def test_a_direct_message_to_an_unknown_agent_is_dead_lettered_at_once(durable: SignalRecorder) -> None:
+    props = {"cloudEvents_type": "note", "cloudEvents_source": "crm", "cloudEvents_subject": "nobody"}
+    await call_topic("messages_topic", bus_message(b"{}", message_id="m-404", properties=props), durable)
+    docs = await runtime.with_aos(lambda aos: aos.store.list("deadletters/"))
+    assert [d.value["message_id"] for d in docs] == ["m-404"] and "unknown agent" in docs[0].value["reason"]
+    assert durable.signals == []
 
 
 # --- timer -------------------------------------------------------------------------------------------------

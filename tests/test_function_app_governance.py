@@ -172,8 +172,7 @@ async def test_the_timer_raises_an_alert_that_agents_receive_and_the_audit_keeps
     await register("ops", subscribe=["aos.alert.*"])
     poison = ServiceBusMessage(body=b"not json", message_id="p-9", content_type="application/cloudevents+json",
                                application_properties={}, user_properties={})
-    with pytest.raises(ValueError):
-        await functions()["events_topic"].get_user_function()(message=poison, client=durable.client_binding())
+    await functions()["events_topic"].get_user_function()(message=poison, client=durable.client_binding())
     tick = functions()["tick"].get_user_function()
     await tick(timer=TimerRequest(), client=durable.client_binding())
     await tick(timer=TimerRequest(), client=durable.client_binding())  # still breaching: raised once

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 SETTINGS_FILE = "local.settings.json"
-KEY_SETTING = "AOS_DEVHOST__FUNCTION_KEY"
 TIMEOUT = 60.0  # seconds; long enough for `audit verify` of a big chain
 
 
@@ -41,20 +40,21 @@ def settings_values(folder: Path | None = None) -> dict[str, str]:
         raise CliError(str(exc), 2) from None
 
 
-def resolve_key(key: str | None) -> str | None:
-    """The function key to send: the option (or AOS_KEY, which click reads into it), else the settings, else the
-    key the local host generated; None when there is none (the host then answers 401)."""
+def resolve_key(key: str | None, kind: str = "function") -> str | None:
+    """The key to send: the option (or AOS_KEY, which click reads into it), else the settings, else the key the
+    local host generated; None when there is none (the host then answers 401). `kind`: function or master."""
     if key:
         return key
-    if os.environ.get(KEY_SETTING):
-        return os.environ[KEY_SETTING]
+    setting = f"AOS_DEVHOST__{kind.upper()}_KEY"
+    if os.environ.get(setting):
+        return os.environ[setting]
     values = settings_values()
-    if values.get(KEY_SETTING):
-        return values[KEY_SETTING]
+    if values.get(setting):
+        return values[setting]
     from services.devhost.settings import stored_keys
 
     data_dir = Path(os.environ.get("AOS_DATA_DIR") or values.get("AOS_DATA_DIR") or ".aos")
-    return stored_keys(data_dir).get("function") or None
+    return stored_keys(data_dir).get(kind) or None
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -115,15 +115,19 @@ class Api:
             self._http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT)
         return self._http
 
+    def master_key(self) -> str | None:
+        """The key for the local host's own admin routes: `--key` if given, else the host's master key."""
+        return resolve_key(self._key_option, "master")
+
     def request(self, method: str, route: str, *, params: dict[str, Any] | None = None, json: Any = None,
-                allow: tuple[int, ...] = ()) -> httpx.Response:
+                allow: tuple[int, ...] = (), headers: dict[str, str] | None = None) -> httpx.Response:
         """Send one request; a status >= 400 not in `allow` is a CliError naming status, title and detail."""
         import httpx
 
         query = {k: v for k, v in (params or {}).items() if v is not None}
         http = self._client()
         try:
-            response = http.request(method, route, params=query, json=json)
+            response = http.request(method, route, params=query, json=json, headers=headers)
         except httpx.ConnectError:
             raise CliError(f"no AOS host at {self.url} (start one with aos serve)", 3) from None
         except httpx.TimeoutException:
@@ -137,8 +141,8 @@ class Api:
     def get(self, route: str, **params: Any) -> Any:
         return self.request("GET", route, params=params).json()
 
-    def post(self, route: str, body: Any, **params: Any) -> Any:
-        return self.request("POST", route, params=params, json=body).json()
+    def post(self, route: str, body: Any, *, headers: dict[str, str] | None = None, **params: Any) -> Any:
+        return self.request("POST", route, params=params, json=body, headers=headers).json()
 
     def delete(self, route: str) -> Any:
         return self.request("DELETE", route).json()

@@ -41,8 +41,8 @@ def send(api: Api, as_json: bool, event_type: str | None, data_text: str | None,
 
     By default the event goes to POST /api/events and the kernel routes it; with --to AGENT it is a direct
     message (POST /api/agents/AGENT/messages). With --topic it goes to a Service Bus topic of the local host
-    (`aos serve`) through POST /admin/servicebus/topics/TOPIC/messages, which is open on the host's machine
-    and needs the master key as --key from elsewhere; the topic's trigger then hands it to the app.
+    (`aos serve`) through POST /admin/servicebus/topics/TOPIC/messages, which needs the host's master key
+    (--key, else the one a local host keeps); the topic's trigger then hands it to the app.
 
     Exit status: 0 accepted (with --wait: every event completed), 1 the host refused it, or an event failed,
     was rejected or is still pending
@@ -52,7 +52,9 @@ def send(api: Api, as_json: bool, event_type: str | None, data_text: str | None,
                        topic)
     batch = isinstance(payload, list)
     if topic:
-        accepted = api.post(path("admin", "servicebus", "topics", topic, "messages"), payload)
+        master = api.master_key()
+        accepted = api.post(path("admin", "servicebus", "topics", topic, "messages"), payload,
+                            headers={"x-functions-key": master} if master else None)
         items = [{"id": i, "status": f"sent to topic {topic}"} for i in accepted["ids"]]
     else:
         route = path("api", "agents", to_agent, "messages") if to_agent else "/api/events"

@@ -2,7 +2,17 @@
 
 A `durableClient` binding gets the same JSON the extension gives (`taskHubName`, `creationUrls`,
 `managementUrls`, `rpcBaseUrl`, ...), with `rpcBaseUrl` pointing here, so `DurableOrchestrationClient` runs
-unchanged. Implemented: signal an entity (`POST entities/{name}/{key}?op=...` -> 202) and read its state
+unchanged.
+
+Every webhook needs the host's system key (the extension's `durabletask_extension` key) or its master key,
+from any address, unless `AOS_DEVHOST__OPEN_WEBHOOKS` opens them for local development; so an entity only
+ever gets what the app's own client sends, after the kernel has recorded and audited it. The binding carries
+the key as the real host does, as `code=` in `requiredQueryStringParameters` and in every management URL.
+azure-functions-durable 1.x builds its calls from `rpcBaseUrl` alone and appends none of those (on Azure
+`rpcBaseUrl` is the extension's loopback-only listener, which takes no key); so the key is also given as the
+credentials of `rpcBaseUrl`, which aiohttp sends as an HTTP Basic `Authorization` header.
+
+Implemented: signal an entity (`POST entities/{name}/{key}?op=...` -> 202) and read its state
 (`GET entities/{name}/{key}` -> 200 with the state, or 404). Everything else (orchestrations, entity
 queries) answers 501 saying so.
 """
@@ -11,25 +21,30 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from aos_core import strict_json
 from aos_core.errors import NotFoundError
 from services.devhost.entities import EntityHost
-from services.devhost.http_trigger import key_matches, presented_key, problem
+from services.devhost.http_trigger import key_matches, presented_key
+from services.devhost.limits import BodyRejected, read_body
+from services.devhost.problem import problem
 from services.devhost.settings import HostSettings
 
 WEBHOOK_PATH = "/runtime/webhooks/durabletask/"
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SYSTEM_KEY_NAME = "durabletask_extension"  # the name of the real host's system key for these webhooks
 
 
 def client_binding(settings: HostSettings, task_hub: str | None = None) -> str:
     """The durableClient binding JSON for one invocation."""
     base = f"{settings.base_url}{WEBHOOK_PATH}"
     hub = task_hub or settings.task_hub
-    query = f"taskHub={hub}&connection=Storage&code={settings.master_key}"
+    key = settings.durable_key
+    query = f"taskHub={hub}&connection=Storage&code={quote(key, safe='')}"
+    rpc_base = base.replace("://", f"://{SYSTEM_KEY_NAME}:{quote(key, safe='')}@", 1)
     instance = base + "instances/INSTANCEID"
     return json.dumps({
         "taskHubName": hub,
@@ -47,7 +62,7 @@ def client_binding(settings: HostSettings, task_hub: str | None = None) -> str:
             "restartPostUri": f"{instance}/restart?{query}",
             "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
             "resumePostUri": f"{instance}/resume?reason={{text}}&{query}"},
-        "baseUrl": base, "requiredQueryStringParameters": query, "rpcBaseUrl": base,
+        "baseUrl": base, "requiredQueryStringParameters": query, "rpcBaseUrl": rpc_base,
         "httpBaseUrl": "", "maxGrpcMessageSizeInBytes": 0, "grpcHttpClientTimeout": "00:01:40"})
 
 
@@ -57,13 +72,13 @@ class DurableWebhooks:
         self._settings = settings
 
     def _trusted(self, request: Request) -> bool:
-        # The real extension serves these to its own worker on localhost; elsewhere ask for the master key.
-        client = request.client.host if request.client else ""
-        return client in _LOOPBACK or key_matches(presented_key(request), self._settings.master_key)
+        settings = self._settings
+        return settings.open_webhooks or key_matches(presented_key(request, basic=True), settings.durable_key,
+                                                     settings.master_key)
 
     async def handle(self, request: Request, path: str) -> Response:
         if not self._trusted(request):
-            return problem(401, "Unauthorized", "the Durable webhooks need the master key from off this machine")
+            return problem(401, "Unauthorized", "the Durable webhooks need the host's system key or master key")
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts[0] == "entities" and len(parts) == 3:
             name, key = parts[1], parts[2]
@@ -87,14 +102,17 @@ class DurableWebhooks:
         operation = request.query_params.get("op")
         if not operation:
             return problem(400, "Bad Request", "a signal needs the operation name in the `op` query parameter")
-        body = await request.body()
+        try:
+            body = await read_body(request, self._settings.max_body_bytes, self._settings.body_timeout)
+        except BodyRejected as exc:
+            return exc.response()
         text: str | None = None
         if body.strip():
             try:
-                text = body.decode()
-                json.loads(text)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                return problem(400, "Bad Request", "the operation input must be JSON")
+                strict_json.loads(body)
+            except strict_json.JsonRejected as exc:
+                return problem(400, "Bad Request", f"the operation input is not acceptable JSON: {exc}")
+            text = body.decode()
         request_id = await self._entities.signal(name, key, operation, text)
         return Response(status_code=202, headers={"x-ms-request-id": request_id})
 

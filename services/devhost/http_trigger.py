@@ -7,6 +7,8 @@ parameter. A missing or wrong key is 401 and the function never runs.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hmac
 import json
 import logging
@@ -14,29 +16,32 @@ from typing import Any
 
 import azure.functions as func
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
+from services.devhost.limits import BodyRejected, read_body
+from services.devhost.problem import problem
 from services.devhost.routes import Router
 from services.devhost.settings import HostSettings
 
 log = logging.getLogger("aos.devhost")
-MAX_BODY = 100 * 1024 * 1024  # the Functions host's default request size limit
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """A JSON problem body (RFC 9457 field names), as the app itself answers errors."""
-    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
-                        status_code=status, media_type="application/problem+json")
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})  # a route that takes only these takes no body
 
 
 def key_matches(given: str | None, *keys: str) -> bool:
     return given is not None and any(k and hmac.compare_digest(given.encode(), k.encode()) for k in keys)
 
 
-def presented_key(request: Request) -> str | None:
-    return request.headers.get("x-functions-key") or request.query_params.get("code")
+def presented_key(request: Request, *, basic: bool = False) -> str | None:
+    """The key in the x-functions-key header or the `code` query parameter; with `basic`, also the password of
+    HTTP Basic credentials (how the Durable client sends the key it finds in its `rpcBaseUrl`)."""
+    key = request.headers.get("x-functions-key") or request.query_params.get("code")
+    authorization = request.headers.get("authorization", "")
+    if key is None and basic and authorization[:6].lower() == "basic ":
+        with contextlib.suppress(ValueError):
+            key = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")[2] or None
+    return key
 
 
 class HttpTriggers:
@@ -68,6 +73,8 @@ class HttpTriggers:
     async def handle(self, request: Request, path: str) -> Response:
         """Serve `path` (relative to the route prefix, still percent-encoded)."""
         route, params, allowed = self.router.find(request.method, path)
+        if route is None and request.method == "HEAD":  # HEAD works wherever GET does (uvicorn sends no body)
+            route, params, allowed = self.router.find("GET", path)
         if route is None:
             if allowed:
                 return problem(405, "Method Not Allowed", f"{request.method} is not allowed here",
@@ -77,10 +84,11 @@ class HttpTriggers:
         if not self._authorized(spec, request):
             return problem(401, "Unauthorized", "a valid key is required: send it in the x-functions-key header "
                                                 "or the code query parameter")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY:
-            return problem(413, "Payload Too Large", f"request bodies are limited to {MAX_BODY} bytes")
-        body = await request.body()
+        limit = 0 if route.methods is not None and route.methods <= _BODYLESS else self.settings.max_body_bytes
+        try:
+            body = await read_body(request, limit, self.settings.body_timeout)
+        except BodyRejected as exc:
+            return exc.response()
         http_request = func.HttpRequest(
             method=request.method, url=str(request.url), headers=dict(request.headers),
             params=dict(request.query_params), route_params=params, body=body)

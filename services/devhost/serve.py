@@ -16,6 +16,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 7071, data: Path | None = None
     import uvicorn
 
     from services.devhost.index import index_functions, load_app
+    from services.devhost.limits import guarded_protocol
     from services.devhost.server import DevHost, banner
     from services.devhost.settings import load_host_settings
 
@@ -31,6 +32,6 @@ def serve(*, host: str = "127.0.0.1", port: int = 7071, data: Path | None = None
         return 2
     print(banner(dev_host, settings.sources), flush=True)
     config = uvicorn.Config(dev_host.app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=10)
+                            lifespan="on", timeout_graceful_shutdown=10, http=guarded_protocol(settings))
     asyncio.run(uvicorn.Server(config).serve())
     return 0

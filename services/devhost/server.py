@@ -8,7 +8,6 @@ webhooks, `/admin` the host page, `POST /admin/servicebus/topics/{topic}/message
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -21,14 +20,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from aos_core import strict_json
 from aos_core.clock import SystemClock
+from aos_core.errors import NotFoundError
 from aos_core.ports import Clock
 from services.devhost import admin, host_db
 from services.devhost.durable_webhooks import WEBHOOK_PATH, DurableWebhooks, client_binding
 from services.devhost.entities import EntityHost
-from services.devhost.http_trigger import HttpTriggers, key_matches, presented_key, problem
+from services.devhost.http_trigger import HttpTriggers, key_matches, presented_key
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
+from services.devhost.limits import BodyRejected, read_body
+from services.devhost.problem import problem
 from services.devhost.servicebus import ServiceBusTriggers, publish
 from services.devhost.settings import HostSettings
 from services.devhost.timers import Timers, timer_triggers
@@ -37,7 +40,6 @@ from services.messaging.sqlite_bus import SqliteEventBus
 from services.sqlite import SqliteDatabase
 
 log = logging.getLogger("aos.devhost")
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class DevHost:
@@ -110,8 +112,8 @@ class DevHost:
         return await self.webhooks.handle(request, raw[len(WEBHOOK_PATH):] if raw else request.path_params["path"])
 
     def _admin_allowed(self, request: Request) -> bool:
-        client = request.client.host if request.client else ""
-        return client in _LOOPBACK or key_matches(presented_key(request), self.settings.master_key)
+        # From any address, loopback too: a local process is not necessarily the developer.
+        return self.settings.open_webhooks or key_matches(presented_key(request), self.settings.master_key)
 
     def dashboard_path(self) -> str | None:
         """The path of the app's dashboard (an HTTP function routed `dashboard`), if it has one."""
@@ -129,23 +131,28 @@ class DevHost:
 
     async def _admin_status(self, request: Request) -> Response:
         if not self._admin_allowed(request):
-            return problem(401, "Unauthorized", "the admin pages need the master key from off this machine")
+            return problem(401, "Unauthorized", "the admin pages need the master key (x-functions-key or ?code=)")
         return JSONResponse(await self.status())
 
     async def _admin_page(self, request: Request) -> Response:
         if not self._admin_allowed(request):
-            return problem(401, "Unauthorized", "the admin pages need the master key from off this machine")
+            return problem(401, "Unauthorized", "the admin pages need the master key (x-functions-key or ?code=)")
         return Response(admin.render(await self.status()), media_type="text/html; charset=utf-8")
 
     async def _post_topic(self, request: Request) -> Response:
         if not self._admin_allowed(request):
-            return problem(401, "Unauthorized", "the admin API needs the master key from off this machine")
+            return problem(401, "Unauthorized", "the admin API needs the master key (x-functions-key header)")
         topic = request.path_params["topic"]
         try:
-            payload = json.loads(await request.body())
-            ids = await publish(self.bus, topic, payload)
-        except json.JSONDecodeError as exc:
-            return problem(400, "Bad Request", f"the body is not JSON: {exc}")
+            body = await read_body(request, self.settings.max_message_bytes, self.settings.body_timeout)
+        except BodyRejected as exc:
+            return exc.response()
+        try:
+            ids = await publish(self.bus, topic, strict_json.loads(body))
+        except NotFoundError as exc:
+            return problem(404, "Not Found", str(exc))
+        except strict_json.JsonRejected as exc:
+            return problem(400, "Bad Request", f"the body is not acceptable JSON: {exc}")
         except ValidationError as exc:
             errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
             return problem(400, "Bad Request", "the body must be a CloudEvent or an array of them", errors=errors)
@@ -178,8 +185,10 @@ def banner(host: DevHost, sources: list[str]) -> str:
     printable = not os.environ.get("AOS_DEVHOST__FUNCTION_KEY")
     key = f"{host.settings.function_key} (generated, kept in {host.settings.data_dir}/host_keys.json)" \
         if printable else "from AOS_DEVHOST__FUNCTION_KEY"
+    admin = " (with the master key)" if os.environ.get("AOS_DEVHOST__MASTER_KEY") else \
+        f"?code={host.settings.master_key}"
     lines += ["", f"Function key (x-functions-key header or ?code=): {key}",
-              f"Host page: {host.settings.base_url}/admin"]
+              f"Host page: {host.settings.base_url}/admin{admin}"]
     dashboard = host.dashboard_path()
     if dashboard is not None:  # the key rides in the fragment, which the browser never sends to a server
         fragment = host.settings.function_key if printable else "<your function key>"

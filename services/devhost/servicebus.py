@@ -17,8 +17,8 @@ from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage
 
-from aos_core.errors import LockLostError
-from aos_core.events import Event
+from aos_core.errors import LockLostError, NotFoundError
+from aos_core.events import Event, TopicId
 from aos_core.ports import BusMessage
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
@@ -143,9 +143,21 @@ class ServiceBusTriggers:
 
 
 async def publish(bus: SqliteEventBus, topic: str, payload: Any) -> list[str]:
-    """Post CloudEvents (an object or an array) to `topic`; returns the event ids. ValueError if one is invalid."""
+    """Post CloudEvents (an object or an array) to `topic`; returns the event ids. ValueError if one is invalid,
+    NotFoundError if no subscription listens to the topic (here a topic exists once something subscribes)."""
+    TopicId(topic)  # ValueError for a name no topic can have
     items = payload if isinstance(payload, list) else [payload]
     events = [Event.model_validate(item) for item in items]
+    if not await _has_subscription(bus, topic):
+        raise NotFoundError(f"no subscription listens to topic {topic!r}; nothing would receive the message")
     for event in events:
         await bus.publish(topic, event)
     return [e.id for e in events]
+
+
+async def _has_subscription(bus: SqliteEventBus, topic: str) -> bool:
+    """Whether any subscription listens to `topic` (a local topic exists once something subscribes to it)."""
+    def query(conn: Any) -> bool:
+        return conn.execute("SELECT 1 FROM bus_subscriptions WHERE topic = ? LIMIT 1", (topic,)).fetchone() is not None
+
+    return await bus.db.read(query)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aos_core.errors import ConfigError
+from services.private_files import write_private_file
 
 _SETTING = re.compile(r"%([^%]+)%")
 KEYS_FILE = "host_keys.json"
@@ -39,7 +40,19 @@ class HostSettings:
     settings_file: Path | None = None
     function_key: str = ""
     master_key: str = ""
+    system_key: str = ""  # the Durable extension's key (`durabletask_extension`); the master key when empty
+    open_webhooks: bool = False  # local development only: the host's own webhooks and /admin need no key
+    max_body_bytes: int = 100 * 1024 * 1024  # the Functions host's request size limit, enforced while reading
+    max_message_bytes: int = 256 * 1024  # a topic message posted to /admin/servicebus (Service Bus standard)
+    header_timeout: float = 10.0  # seconds for a request's headers to arrive (from connect or the last response)
+    body_timeout: float = 60.0  # seconds for a request's whole body to arrive
+    max_connections: int = 1000  # open connections; one more is answered 503
     sources: list[str] = field(default_factory=list)
+
+    @property
+    def durable_key(self) -> str:
+        """The key the Durable webhooks accept besides the master key, and the one the app's client sends."""
+        return self.system_key or self.master_key
 
     @property
     def base_url(self) -> str:
@@ -120,17 +133,36 @@ def stored_keys(data_dir: Path) -> dict[str, str]:
     return stored if isinstance(stored, dict) else {}
 
 
-def _keys(data_dir: Path) -> tuple[str, str]:
-    """Function and master keys: from settings, else generated once and kept in the data folder."""
-    path = data_dir / KEYS_FILE
+def _keys(data_dir: Path) -> dict[str, str]:
+    """Function, master and system keys: from settings, else generated once and kept (0600) in the data folder."""
     stored = stored_keys(data_dir)
-    function_key = os.environ.get("AOS_DEVHOST__FUNCTION_KEY") or stored.get("function") or secrets.token_urlsafe(24)
-    master_key = os.environ.get("AOS_DEVHOST__MASTER_KEY") or stored.get("master") or secrets.token_urlsafe(24)
-    if stored != {"function": function_key, "master": master_key} and not os.environ.get("AOS_DEVHOST__FUNCTION_KEY"):
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"function": function_key, "master": master_key}))
-        path.chmod(0o600)
-    return function_key, master_key
+    keys = {name: os.environ.get(f"AOS_DEVHOST__{name.upper()}_KEY") or str(stored.get(name) or "")
+            or secrets.token_urlsafe(24) for name in ("function", "master", "system")}
+    if stored != keys and not os.environ.get("AOS_DEVHOST__FUNCTION_KEY"):
+        write_private_file(data_dir / KEYS_FILE, json.dumps(keys))
+    return keys
+
+
+def _env_flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name}: {raw!r} is not true or false")
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{name}: {raw!r} is not a positive number")
+    return value
 
 
 def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = 7071,
@@ -152,7 +184,7 @@ def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str
     durable = extensions.get("durableTask", {}) or {}
     handler = service_bus.get("messageHandlerOptions", {}) or {}
     route_prefix = str(http.get("routePrefix", "api")).strip("/")
-    function_key, master_key = _keys(data_dir)
+    keys = _keys(data_dir)
     return HostSettings(
         app_dir=app_dir, data_dir=data_dir, host=host, port=port, route_prefix=route_prefix,
         max_delivery_count=_env_int("AOS_DEVHOST__MAX_DELIVERY_COUNT", 10),
@@ -161,4 +193,10 @@ def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str
         thread_pool_size=_env_int("AOS_DEVHOST__THREADS", 32),
         entity_batch_size=_env_int("AOS_DEVHOST__ENTITY_BATCH", 64),
         task_hub=resolve(str(durable.get("hubName", "aoshub")), "host.json durableTask.hubName"),
-        settings_file=settings_file, function_key=function_key, master_key=master_key, sources=sources)
+        settings_file=settings_file, function_key=keys["function"], master_key=keys["master"],
+        system_key=keys["system"], open_webhooks=_env_flag("AOS_DEVHOST__OPEN_WEBHOOKS"),
+        max_body_bytes=_env_int("AOS_DEVHOST__MAX_BODY_BYTES", 100 * 1024 * 1024),
+        max_message_bytes=_env_int("AOS_DEVHOST__MAX_MESSAGE_BYTES", 256 * 1024),
+        header_timeout=_env_number("AOS_DEVHOST__HEADER_TIMEOUT", 10.0),
+        body_timeout=_env_number("AOS_DEVHOST__BODY_TIMEOUT", 60.0),
+        max_connections=_env_int("AOS_DEVHOST__MAX_CONNECTIONS", 1000), sources=sources)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.errors import ConflictError, NotFoundError
@@ -50,6 +50,16 @@ class RiskUpdate(_Model):
     mitigations: list[str] | None = Field(default=None, max_length=50)
     status: Literal["open", "mitigating", "accepted"] | None = None  # closing is `close()`
     note: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        # Leaving a field out keeps it; null cannot clear it, since a risk always has every field but `note`.
+        if isinstance(data, dict):
+            nulls = sorted(k for k, v in data.items() if v is None and k != "note" and k in cls.model_fields)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")
+        return data
 
 
 class RiskChange(_Model):

@@ -70,9 +70,7 @@ async def update_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller
 
 async def close_risk(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
     risk_id = api.path_id(request, "risk_id")
-    resolution = request.query.get("resolution") or f"closed over HTTP by {caller.name}"
-    if not resolution.strip():  # the registry refuses a blank resolution: a 400, not a failed operation
-        raise api.Problem(400, "Invalid request", "resolution must not be blank")
+    resolution = (request.query.get("resolution") or "").strip() or f"closed over HTTP by {caller.name}"
     risk = await _risks(aos).close(risk_id, actor=caller.name, resolution=resolution[:2000])
     return api.ApiResponse(200, risk.model_dump(mode="json"))
 
@@ -113,7 +111,10 @@ m.register_paths({
                                 "schema": {"type": "integer", "minimum": 1, "maximum": 25}}],
                 "responses": {**m.ok(200, "risks", RiskList), **m.problems(400, 401, 403)}},
         "post": {"operationId": "create_risk", "summary": "Raise a risk", "requestBody": m.json_body(RiskCreate),
-                 "responses": {**m.ok(201, "raised", Risk), **m.problems(400, 401, 403, 409, 413, 422)}}},
+                 "responses": {**m.links(m.ok(201, "raised", Risk), 201, **{
+                     name: (op, {"risk_id": "$response.body#/id"}) for name, op in (
+                         ("GetRisk", "get_risk"), ("UpdateRisk", "update_risk"), ("CloseRisk", "close_risk"))}),
+                               **m.problems(400, 401, 403, 409, 413, 422)}}},
     "/api/risks/{risk_id}": {
         "parameters": [_RISK_ID],
         "get": {"operationId": "get_risk", "summary": "One risk with its history",
@@ -128,10 +129,16 @@ m.register_paths({
     "/api/decisions": {"get": {
         "operationId": "list_decisions", "summary": "Agent decisions, newest id order, by agent",
         "parameters": [*_PAGE, {"name": "agent_id", "in": "query", "required": False, "schema": {"type": "string"}}],
-        "responses": {**m.ok(200, "decisions", DecisionList), **m.problems(400, 401, 403)}}},
+        "responses": {**m.links(m.ok(200, "decisions", DecisionList), 200, **{
+            name: (op, {"decision_id": "$response.body#/decisions/0/id"}) for name, op in (
+                ("GetFirstDecision", "get_decision"), ("RateFirstDecision", "post_feedback"))}),
+                      **m.problems(400, 401, 403)}}},
     "/api/decisions/{decision_id}": {"get": {
         "operationId": "get_decision", "summary": "One decision: inputs, options, rationale, confidence, outcome",
         "parameters": [{"name": "decision_id", "in": "path", "required": True,
                         "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-        "responses": {**m.ok(200, "the decision", DecisionRecord), **m.problems(400, 401, 403, 404)}}},
+        "responses": {**m.links(m.ok(200, "the decision", DecisionRecord), 200, **{
+            name: (op, {"decision_id": "$response.body#/id"}) for name, op in (
+                ("RateDecision", "post_feedback"), ("ListFeedback", "list_feedback"))}),
+                      **m.problems(400, 401, 403, 404)}}},
 }, [Risk, RiskCreate, RiskUpdate, RiskList, DecisionRecord, DecisionList], requests=(RiskCreate, RiskUpdate))

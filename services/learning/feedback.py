@@ -27,7 +27,14 @@ class InvalidFeedbackError(AOSError, ValueError):
 class FeedbackCreate(BaseModel):
     """What a caller sends. `thumbs`: value "up"/"down"; `score`: value 0..1; `correction`: the better answer."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The document says which value goes with which kind, as the validator below checks.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"properties": {"kind": {"const": "thumbs"}, "value": {"enum": ["up", "down"]},
+                        "correction": {"type": "null"}}, "required": ["value"]},
+        {"properties": {"kind": {"const": "score"}, "value": {"type": "number", "minimum": 0, "maximum": 1},
+                        "correction": {"type": "null"}}, "required": ["value"]},
+        {"properties": {"kind": {"const": "correction"}, "correction": {"type": "string", "pattern": "\\S"},
+                        "value": {"type": "null"}}, "required": ["correction"]}]})
 
     kind: Literal["thumbs", "score", "correction"]
     value: Literal["up", "down"] | float | None = None

@@ -22,6 +22,7 @@ async def mcp(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller
                           headers={"Allow": "POST"})
     from services.mcp.http import handle_mcp_http
 
+    api.json_body(request)  # JSON the kernel cannot keep (NaN, too deep, not UTF-8) is a 400 naming why
     path = "/api/mcp" + (f"?{'&'.join(f'{k}={v}' for k, v in request.query.items())}" if request.query else "")
     status, headers, body = await handle_mcp_http(aos, request.method, path, dict(request.headers), request.body,
                                                   principal=caller)

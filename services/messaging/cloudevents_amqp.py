@@ -9,12 +9,12 @@ body as the event's data. Nothing here imports the Azure SDK: the trigger hands 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from aos_core import strict_json
 from aos_core.events import Event
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -70,10 +70,10 @@ def event_from_message(
     parsed: Any = None
     if body:
         try:
-            parsed = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            parsed = strict_json.loads(body)
+        except strict_json.JsonRejected as exc:
             if (content_type or "").startswith(STRUCTURED_CONTENT_TYPE) or not attrs:
-                raise InvalidMessage("body is not valid JSON") from None
+                raise InvalidMessage(f"body is not acceptable JSON: {exc}") from None
             parsed = body.decode("utf-8", "replace")
     structured = (content_type or "").startswith(STRUCTURED_CONTENT_TYPE) or (
         isinstance(parsed, dict) and "specversion" in parsed and "type" in parsed and "type" not in attrs

@@ -30,8 +30,17 @@ from services.sqlite import SqliteDatabase
 
 T = TypeVar("T")
 
+UNDECODABLE = "UndecodableMessage"  # dead-letter reason for a stored message that is not an event
 _POLL_INTERVAL = 0.05  # seconds; how often a waiting receive looks for scheduled, expired or foreign messages
 _SUBSCRIPTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.~-]{0,49}$")  # Service Bus subscription name rules
+
+
+def _stored_event(body: str, seq: int) -> Event:
+    """The event a stored row holds; one that does not decode is shown as `aos.undecodable` with its text."""
+    try:
+        return Event.from_json(body)
+    except ValueError:
+        return Event(id=f"undecodable-{seq}", type="aos.undecodable", data=str(body)[:4096])
 
 
 def _check_topic(topic: str) -> str:
@@ -171,12 +180,18 @@ class SqliteEventBus:
                 await self._write(lambda c: sql.unlock_undelivered(c, locks, self._now()))
                 self._wake(topic, subscription)
             raise
-        return [
-            BusMessage(event=Event.from_json(row.body), topic=topic, subscription=subscription,
-                       sequence_number=row.seq, delivery_count=row.delivery_count, lock_token=row.lock_token,
-                       locked_until=_when(row.locked_until), enqueued_time=_when(row.enqueued))
-            for row in rows
-        ]
+        messages = []
+        for row in rows:
+            try:
+                event = Event.from_json(row.body)
+            except ValueError as exc:  # no delivery can ever decode it: dead-letter it now, do not hand it out
+                await self._write(lambda c, r=row, why=str(exc)[:1024]: sql.dead_letter(
+                    c, topic, subscription, r.seq, r.lock_token, now, UNDECODABLE, why))
+                continue
+            messages.append(BusMessage(event=event, topic=topic, subscription=subscription, sequence_number=row.seq,
+                                       delivery_count=row.delivery_count, lock_token=row.lock_token,
+                                       locked_until=_when(row.locked_until), enqueued_time=_when(row.enqueued)))
+        return messages
 
     def _wake(self, topic: str, subscription: str) -> None:
         for waiter in self._waiters.get((topic, subscription), ()):
@@ -216,7 +231,7 @@ class SqliteEventBus:
         """The subscription's dead letters in sequence order (expired last deliveries are moved there first)."""
         now = self._now()
         rows = await self._write(lambda c: sql.list_dead_letters(c, topic, subscription, now))
-        return [DeadLetter(event=Event.from_json(body), topic=topic, subscription=subscription, sequence_number=seq,
+        return [DeadLetter(event=_stored_event(body, seq), topic=topic, subscription=subscription, sequence_number=seq,
                            delivery_count=count, reason=reason, description=description,
                            dead_lettered_time=_when(when))
                 for seq, count, reason, description, when, body in rows]

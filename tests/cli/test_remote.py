@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cli.conftest import Aos
+from tests.support.host_process import MASTER_KEY
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -49,16 +50,19 @@ def test_a_batch_file_a_direct_message_and_a_topic(aos: Aos, tmp_path: Path) -> 
     assert message["kind"] == "message" and message["results"][0]["agent_id"] == "counter"
 
     # The host's events topic: its Service Bus trigger hands the event to the kernel, which records it by id.
-    topic = aos("send", "count.topic", "--id", "topic-1", "--topic", "agent.events", "--wait", "20")
+    # Posting to a topic takes the host's master key (which also opens the function routes, for --wait).
+    topic = aos("send", "count.topic", "--id", "topic-1", "--topic", "agent.events", "--wait", "20", key=MASTER_KEY)
     assert topic.returncode == 0, topic.stderr
     assert topic.stdout.startswith("topic-1: completed (count.topic, event)\n")
 
 
 def test_wait_that_runs_out_exits_1_and_shows_progress_on_a_terminal(aos: Aos) -> None:
-    # Nothing reads the topic "nowhere", so the event is never accepted; stderr is a real pseudo-terminal.
+    # A direct message naming no agent is dead-lettered, so the event is never accepted; stderr is a real
+    # pseudo-terminal.
     controller, terminal = pty.openpty()
     try:
-        result = aos("send", "count.lost", "--id", "lost-1", "--topic", "nowhere", "--wait", "1", stderr=terminal)
+        result = aos("send", "count.lost", "--id", "lost-1", "--topic", "agent.messages", "--wait", "1",
+                     stderr=terminal, key=MASTER_KEY)
         os.close(terminal)
         terminal = -1
         drawn = b""

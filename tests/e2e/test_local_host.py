@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import HostProcess
+from tests.support.host_process import ADMIN
 
 TALLY = {"type": "tally", "id": "tally", "subscribe": ["*"]}
 TIMER_CONFIG = {"schedules": [{"id": "beat", "cron": "*/2 * * * * *", "event_type": "timer.beat"}]}
@@ -59,7 +60,7 @@ async def test_http_topic_and_timer_events_all_reach_the_agent(make_host: Any) -
         await _post_all(http, [{"type": "via.http", "id": f"http-{i}", "data": {"i": i}} for i in range(500)])
         for start in range(0, 500, 50):
             batch = [{"type": "via.topic", "id": f"topic-{i}"} for i in range(start, start + 50)]
-            r = await http.post("/admin/servicebus/topics/agent.events/messages", json=batch)
+            r = await http.post("/admin/servicebus/topics/agent.events/messages", json=batch, headers=ADMIN)
             assert r.status_code == 201
 
         def complete(state: dict[str, Any]) -> bool:
@@ -72,7 +73,7 @@ async def test_http_topic_and_timer_events_all_reach_the_agent(make_host: Any) -
         state = await _context(http)
         assert state["total"] == 1000 + state["by_type"]["timer.beat"]
         assert set(state["by_type"]) == {"via.http", "via.topic", "timer.beat"}
-        status = (await http.get("/admin/status")).json()
+        status = (await http.get("/admin/status", headers=ADMIN)).json()
     functions = {f["name"]: f for f in status["functions"]}
     assert functions["tick"]["counts"]["Succeeded"] >= 1
     assert functions["events_topic"]["counts"]["Succeeded"] == 500
@@ -111,17 +112,17 @@ async def test_bad_input_is_4xx_and_poison_is_dead_lettered(make_host: Any) -> N
         r = await http.post("/api/events", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 400
         assert (await http.post("/api/events", json={"data": "no type"})).status_code == 400
-        # A direct message without a target agent can never be processed.
-        r = await http.post("/admin/servicebus/topics/agent.messages/messages", json={"type": "x.y", "id": "poison-1"})
+        # A direct message without a target agent can never be processed: dead-lettered on its first delivery.
+        r = await http.post("/admin/servicebus/topics/agent.messages/messages", json={"type": "x.y", "id": "poison-1"},
+                            headers=ADMIN)
         assert r.status_code == 201
         letters: list[dict[str, Any]] = []
         for _ in range(300):
-            status = (await http.get("/admin/status")).json()
-            letters = [d for t in status["topics"] if t["topic"] == "agent.messages" for d in t["dead_letters"]]
+            letters = (await http.get("/api/deadletters")).json()["deadletters"]
             if letters:
                 break
             await asyncio.sleep(0.05)
-        assert letters and letters[0]["id"] == "poison-1"
-        assert letters[0]["reason"] == "MaxDeliveryCountExceeded" and "subject" in letters[0]["description"]
+        assert letters and letters[0]["message_id"] == "poison-1" and "subject" in letters[0]["reason"]
+        assert letters[0]["delivery_count"] == 1
         assert (await http.get("/api/health")).status_code == 200
         assert (await http.post("/api/agents", json=TALLY)).status_code == 201

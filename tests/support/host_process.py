@@ -22,6 +22,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-function-key"
+MASTER_KEY = "e2e-master-key"
+ADMIN = {"x-functions-key": MASTER_KEY}  # headers for the host's own routes (/admin, topic posting)
 
 
 def free_port() -> int:
@@ -46,7 +48,7 @@ class HostProcess:
         self.settings_file = tmp / "local.settings.json"
         self.settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
-        self.env.update({"AOS_DEVHOST__FUNCTION_KEY": KEY, **settings})
+        self.env.update({"AOS_DEVHOST__FUNCTION_KEY": KEY, "AOS_DEVHOST__MASTER_KEY": MASTER_KEY, **settings})
         if config is not None:
             config_dir = tmp / "config"
             config_dir.mkdir(exist_ok=True)

@@ -17,6 +17,7 @@ from services.devhost.server import DevHost
 from services.devhost.settings import HostSettings
 
 FUNCTION_KEY, MASTER_KEY = "test-function-key", "test-master-key"
+ADMIN = {"x-functions-key": MASTER_KEY}  # headers for the host's own routes (/admin, topic posting)
 
 
 def free_port() -> int:
@@ -31,8 +32,8 @@ class Running:
     calls: Any
     base: str
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base, timeout=10)
+    def client(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base, timeout=10, headers=headers)
 
 
 class ServerThread:

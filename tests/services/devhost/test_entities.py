@@ -12,7 +12,7 @@ from services.devhost.entities import EntityHost
 from services.devhost.index import index_functions
 from services.devhost.invoker import Invoker
 from services.sqlite import SqliteDatabase
-from tests.services.devhost.conftest import Running, until
+from tests.services.devhost.conftest import ADMIN, FUNCTION_KEY, MASTER_KEY, Running, until
 
 
 async def _counter(http: httpx.AsyncClient, key: str) -> int | None:
@@ -31,7 +31,7 @@ async def test_the_real_durable_client_signals_and_reads_entities(running: Runni
             return await _counter(http, "a") == sum(range(1, 51)) and await _counter(http, "b") == 40
 
         await until(settled)
-        status = (await http.get("/admin/status")).json()
+        status = (await http.get("/admin/status", headers=ADMIN)).json()
         rows = {(e["name"], e["key"]): e for e in status["entities"]}
         assert rows[("counter", "a")]["operations"] == 50 and rows[("counter", "a")]["pending"] == 0
 
@@ -46,13 +46,13 @@ async def test_a_failing_operation_keeps_state_and_is_reported(running: Running)
             return await _counter(http, "c") == 6
 
         await until(settled)
-        entity = next(e for e in (await http.get("/admin/status")).json()["entities"] if e["key"] == "c")
+        entity = next(e for e in (await http.get("/admin/status", headers=ADMIN)).json()["entities"] if e["key"] == "c")
         assert "always fails" in entity["last_error"]
 
 
 async def test_webhooks_answer_unknown_entities_and_orchestrations_clearly(running: Running) -> None:
     base = "/runtime/webhooks/durabletask/"
-    async with running.client() as http:
+    async with running.client(ADMIN) as http:
         assert (await http.post(base + "entities/nobody/k?op=x")).status_code == 404
         assert (await http.post(base + "entities/counter/k")).status_code == 400  # no op
         assert (await http.post(base + "entities/counter/k?op=add", content=b"{nope")).status_code == 400
@@ -114,3 +114,19 @@ async def test_a_batch_that_cannot_commit_runs_again_from_the_old_state(tmp_path
             host_db.commit_batch = real_commit  # type: ignore[assignment]
         assert await entities.read_state("counter", "k") == "5"  # applied once, not 10
     await db.close()
+
+
+async def test_the_webhooks_need_the_key_the_binding_gives_the_app_client(running: Running) -> None:
+    from services.devhost.durable_webhooks import client_binding
+
+    binding = json.loads(client_binding(running.host.settings))
+    rpc = httpx.URL(binding["rpcBaseUrl"])
+    assert f"code={MASTER_KEY}" in binding["requiredQueryStringParameters"]  # no system key set: the master key
+    assert rpc.password == MASTER_KEY and binding["managementUrls"]["statusQueryGetUri"].endswith(f"code={MASTER_KEY}")
+    url = "/runtime/webhooks/durabletask/entities/counter/k?op=add"
+    async with running.client() as http:
+        assert (await http.post(url, json=1)).status_code == 401
+        assert (await http.post(url, json=1, auth=(rpc.username, "wrong"))).status_code == 401
+        assert (await http.post(url, json=1, headers={"x-functions-key": FUNCTION_KEY})).status_code == 401
+        assert (await http.post(url, json=1, auth=(rpc.username, MASTER_KEY))).status_code == 202
+        assert (await http.post(url + f"&code={MASTER_KEY}", content=b"NaN")).status_code == 400

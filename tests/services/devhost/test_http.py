@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.services.devhost.conftest import FUNCTION_KEY, MASTER_KEY, Running
+from tests.services.devhost.conftest import ADMIN, FUNCTION_KEY, MASTER_KEY, Running
 
 
 async def test_route_parameters_constraints_and_headers(running: Running) -> None:
@@ -64,10 +64,10 @@ async def test_root_redirects_to_admin_and_the_page_lists_functions(running: Run
         r = await http.get("/", follow_redirects=False)
         assert r.status_code == 307 and r.headers["location"] == "/admin"
         await http.get("/api/hello/page")
-        page = await http.get("/admin")
+        page = await http.get("/admin", headers=ADMIN)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         for name in ("hello", "on_message", "beat", "Counter", "sample.events"):
             assert name in page.text
-        status = (await http.get("/admin/status")).json()
+        status = (await http.get("/admin/status", headers=ADMIN)).json()
         hello = next(f for f in status["functions"] if f["name"] == "hello")
         assert hello["counts"]["Succeeded"] == 1 and hello["recent"][0]["outcome"] == "Succeeded"

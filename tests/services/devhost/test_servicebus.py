@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from tests.services.devhost.conftest import Running, until
+from tests.services.devhost.conftest import ADMIN, Running, until
 
 
 async def test_topic_messages_reach_the_trigger_with_their_properties(running: Running) -> None:
-    async with running.client() as http:
+    async with running.client(ADMIN) as http:
         event = {"type": "order.created", "id": "m-1", "correlationid": "conv-9", "data": {"n": 1}}
         r = await http.post("/admin/servicebus/topics/sample.events/messages", json=event)
         assert r.status_code == 201 and r.json()["ids"] == ["m-1"]
@@ -22,7 +22,7 @@ async def test_topic_messages_reach_the_trigger_with_their_properties(running: R
 
 
 async def test_a_poison_message_is_retried_then_dead_lettered_and_the_host_keeps_serving(running: Running) -> None:
-    async with running.client() as http:
+    async with running.client(ADMIN) as http:
         await http.post("/admin/servicebus/topics/sample.events/messages", json={"type": "poison", "id": "bad-1"})
 
         async def dead() -> bool:
@@ -45,7 +45,7 @@ async def test_a_poison_message_is_retried_then_dead_lettered_and_the_host_keeps
 
 
 async def test_posting_anything_but_cloudevents_is_a_400(running: Running) -> None:
-    async with running.client() as http:
+    async with running.client(ADMIN) as http:
         url = "/admin/servicebus/topics/sample.events/messages"
         assert (await http.post(url, content=b"{oops")).status_code == 400
         r = await http.post(url, json={"data": 1})  # no type

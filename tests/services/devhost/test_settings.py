@@ -58,3 +58,30 @@ def test_the_index_reads_triggers_and_durable_clients(monkeypatch: pytest.Monkey
     assert specs["beat"].describe() == "timer %SAMPLE_SCHEDULE%"
     # The SDK indexes once (a second get_functions() raises); the index is kept on the app and reused.
     assert [s.name for s in index_functions(app)] == list(specs)
+
+
+def test_generated_keys_include_the_system_key_and_are_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    for name in ("FUNCTION", "MASTER", "SYSTEM"):
+        monkeypatch.delenv(f"AOS_DEVHOST__{name}_KEY", raising=False)
+    settings = load_host_settings(tmp_path, tmp_path / "data")
+    path = tmp_path / "data" / "host_keys.json"
+    assert json.loads(path.read_text())["system"] == settings.system_key == settings.durable_key
+    assert len({settings.function_key, settings.master_key, settings.system_key}) == 3
+    assert path.stat().st_mode & 0o777 == 0o600 and not settings.open_webhooks
+
+
+def test_limits_and_the_open_webhooks_switch_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    monkeypatch.setenv("AOS_DEVHOST__OPEN_WEBHOOKS", "true")
+    monkeypatch.setenv("AOS_DEVHOST__MAX_BODY_BYTES", "1000")
+    monkeypatch.setenv("AOS_DEVHOST__HEADER_TIMEOUT", "2.5")
+    settings = load_host_settings(tmp_path, tmp_path / "data")
+    assert (settings.open_webhooks, settings.max_body_bytes, settings.header_timeout) == (True, 1000, 2.5)
+    monkeypatch.setenv("AOS_DEVHOST__OPEN_WEBHOOKS", "maybe")
+    with pytest.raises(ConfigError, match="OPEN_WEBHOOKS"):
+        load_host_settings(tmp_path, tmp_path / "data")
+    monkeypatch.setenv("AOS_DEVHOST__OPEN_WEBHOOKS", "0")
+    monkeypatch.setenv("AOS_DEVHOST__BODY_TIMEOUT", "-1")
+    with pytest.raises(ConfigError, match="BODY_TIMEOUT"):
+        load_host_settings(tmp_path, tmp_path / "data")

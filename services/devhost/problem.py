@@ -1,0 +1,12 @@
+"""The host's own error answers: a JSON problem body (RFC 9457 field names), as the app itself answers errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+                        status_code=status, media_type="application/problem+json")
