@@ -26,7 +26,7 @@ class AgentHost(Protocol):
 
     async def activate(self, agent_id: AgentId) -> Agent: ...
 
-    async def run_in_mailbox(self, agent_id: AgentId, event: Event) -> AgentResult: ...
+    async def run_in_mailbox(self, agent_id: AgentId, event: Event, *, fresh: bool = False) -> AgentResult: ...
 
     async def deactivate(self, agent: Agent) -> None: ...
 
@@ -92,11 +92,13 @@ class LocalDispatcher:
         self._live.move_to_end(agent_id.key)
         return live.agent
 
-    async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult:
-        """Run `event` through the agent's mailbox: the host activates, applies and retries in there."""
+    async def deliver(self, agent_id: AgentId, event: Event, *, fresh: bool = False) -> AgentResult:
+        """Run `event` through the agent's mailbox: the host activates, applies and retries in there.
+
+        `fresh`: the event was accepted by this very call, so no one can have applied it yet."""
         try:
             async with self._mailbox(agent_id.key):
-                return await self._host.run_in_mailbox(agent_id, event)
+                return await self._host.run_in_mailbox(agent_id, event, fresh=fresh)
         finally:
             if len(self._live) > self.max_live:  # agents busy when the cache overflowed can go now
                 await self._shrink()

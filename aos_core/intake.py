@@ -13,9 +13,9 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aos_core.errors import AgentUnavailableError, NotFoundError, PolicyDenied, RegistrationError
 from aos_core.event_records import EventRecord, EventRecords
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from aos_core.router import Router
 
 log = logging.getLogger("aos.kernel")
+T = TypeVar("T")
 
 
 class EventIntake:
@@ -78,15 +79,14 @@ class EventIntake:
         """`submit` for a batch: every event is accepted at once, then each agent gets its events in batch
         order while different agents are served in parallel."""
         await self._require_initialized()
-        intakes = await asyncio.gather(*(self._accept(e, topic, to_agent, actor) for e in events))
+        intakes = await _all([self._accept(e, topic, to_agent, actor) for e in events])
         queues: dict[str, list[tuple[_Intake, AgentId]]] = {}
         for intake in intakes:
             for target in intake.targets:
                 queues.setdefault(target.key, []).append((intake, target))
-        await asyncio.gather(*(self._deliver_in_order(queue) for queue in queues.values()))
-        handed = [i for i in intakes if i.handed_over]
-        await asyncio.gather(*(self.records.mark_handed_over(i.record.id, i.handed_over) for i in handed))
-        return list(await asyncio.gather(*(intake.outcome(self.records) for intake in intakes)))
+        await _all([self._deliver_in_order(queue) for queue in queues.values()])
+        await _all([self.records.mark_handed_over(i.record.id, i.handed_over) for i in intakes if i.handed_over])
+        return await _all([intake.outcome(self.records) for intake in intakes])
 
     async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str) -> _Intake:
         """Record `event` and audit it (or find its first record); the targets still to deliver it to."""
@@ -121,12 +121,12 @@ class EventIntake:
 
     async def _deliver_in_order(self, queue: list[tuple[_Intake, AgentId]]) -> None:
         for intake, target in queue:
-            result = await self._deliver_once(target, intake.event)
+            result = await self._deliver_once(target, intake.event, fresh=intake.created)
             intake.results[target.key] = result
             if result.status == "accepted":
                 intake.handed_over.append(target.key)
 
-    async def _deliver_once(self, target: AgentId, event: Event) -> AgentResult:
+    async def _deliver_once(self, target: AgentId, event: Event, *, fresh: bool) -> AgentResult:
         # A resend that arrives while this process still delivers the event joins that delivery.
         key = (event.id, target.key)
         running = self._inflight.get(key)
@@ -135,7 +135,7 @@ class EventIntake:
         future: asyncio.Future[AgentResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._deliver(target, event)
+            result = await self._deliver(target, event, fresh=fresh)
             future.set_result(result)
             return result
         except BaseException as exc:
@@ -145,7 +145,7 @@ class EventIntake:
         finally:
             del self._inflight[key]
 
-    async def _deliver(self, target: AgentId, event: Event) -> AgentResult:
+    async def _deliver(self, target: AgentId, event: Event, *, fresh: bool = False) -> AgentResult:
         try:
             if self.policy is not None:
                 await self.policy.enforce(PolicyRequest("event.deliver", agent_id=target.key, agent_type=target.type,
@@ -156,7 +156,7 @@ class EventIntake:
         if self.remote is not None and self._perpetual(target):
             return await self.remote.deliver(target, event)  # AgentUnavailableError if it cannot be handed over
         try:
-            return await self.dispatcher.deliver(target, event)
+            return await self.dispatcher.deliver(target, event, fresh=fresh)
         except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
             return await self._finish(event, AgentResult(target.key, "rejected", error=str(exc)))
 
@@ -180,6 +180,13 @@ class EventIntake:
             log.error("event %s failed for good at agent %s: %s", event.id, result.agent_id, result.error)
         await self.records.add_result(event.id, result)
         return result
+
+
+async def _all(work: list[Coroutine[Any, Any, T]]) -> list[T]:
+    # gather's tasks and futures are worth it only when there is more than one thing to wait for
+    if len(work) == 1:
+        return [await work[0]]
+    return list(await asyncio.gather(*work)) if work else []
 
 
 @dataclass

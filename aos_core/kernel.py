@@ -450,7 +450,7 @@ class AgentOperatingSystem(EventIntake):
         self.lifecycle.track(key, lifecycle)
         return agent
 
-    async def run_in_mailbox(self, target: AgentId, event: Event) -> AgentResult:
+    async def run_in_mailbox(self, target: AgentId, event: Event, *, fresh: bool = False) -> AgentResult:
         """Apply `event` to one agent, holding its mailbox: at most once, exactly.
 
         The result document stored here, before the mailbox is released, is the durable answer to "has this
@@ -462,7 +462,7 @@ class AgentOperatingSystem(EventIntake):
         times; then the event is failed with the reason and dead-lettered, and the agent goes on.
         """
         key = target.key
-        if await self.records.has_result(event.id, key):
+        if not fresh and await self.records.has_result(event.id, key):  # fresh: accepted just now, by us
             return AgentResult(key, "duplicate")
         attempts = self.config.dispatch.max_attempts
         error = "not attempted"
@@ -510,9 +510,9 @@ class AgentOperatingSystem(EventIntake):
         dispatch = self.config.dispatch
         try:
             with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
-                status, result = await asyncio.wait_for(
-                    agent.process(event, ctx, durable=self._durable, retries=dispatch.commit_retries),
-                    dispatch.handler_timeout)
+                async with asyncio.timeout(dispatch.handler_timeout):  # no extra task, unlike wait_for
+                    status, result = await agent.process(event, ctx, durable=self._durable,
+                                                         retries=dispatch.commit_retries)
         except InvalidEventError as exc:
             return AgentResult(agent.agent_id, "rejected", error=str(exc))
         except TimeoutError:

@@ -85,8 +85,6 @@ async def test_risks_are_raised_changed_and_closed_with_their_history() -> None:
     assert created.status_code == 201
     risk = body_of(created)
     assert (risk["score"], risk["status"], created.headers["Location"]) == (10, "open", f"/api/risks/{risk['id']}")
-    blank = await call("close_risk", "DELETE", route={"risk_id": risk["id"]}, params={"resolution": "\n "})
-    assert blank.status_code == 400 and body_of(blank)["detail"] == "resolution must not be blank"
     changed = await call("update_risk", "PATCH", route={"risk_id": risk["id"]},
                          body={"likelihood": 4, "status": "mitigating", "note": "contract renewal late"})
     assert (body_of(changed)["score"], body_of(changed)["status"]) == (20, "mitigating")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aos_core.clock import SystemClock
 from aos_core.ports import JSON, AuditEntry, AuditVerification, Clock
-from services.governance.chain import GENESIS_HASH, ChainVerifier, canonical_json, make_entry
+from services.governance.chain import GENESIS_HASH, ChainVerifier, prepare_entry
 from services.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -68,19 +68,18 @@ class SqliteAuditLog:
 
     async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
         """Append one entry and return it once committed. InvalidAuditEntry (nothing written) on bad input."""
-        now = self.clock.now()
         key = self._key
-        # Validate and hash outside the transaction with a placeholder link, so bad input never reaches SQLite.
-        make_entry(1, now, actor, action, subject, payload, GENESIS_HASH, key)
+        # Validated and hashed outside the transaction, so bad input never reaches SQLite and only the link to
+        # the previous entry is computed under the database's lock.
+        prepared = prepare_entry(self.clock.now(), actor, action, subject, payload)
 
         def write(conn: sqlite3.Connection) -> AuditEntry:
             head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
             seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
-            entry = make_entry(seq, now, actor, action, subject, payload, prev, key)
+            entry = prepared.link(seq, prev, key)
             conn.execute(f"INSERT INTO audit_entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (entry.seq, entry.time.isoformat(), entry.actor, entry.action, entry.subject,
-                          canonical_json(entry.payload).decode("utf-8"), entry.payload_hash, entry.prev_hash,
-                          entry.hash))
+                          prepared.payload_json, entry.payload_hash, entry.prev_hash, entry.hash))
             conn.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
                          "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
                          (entry.seq, entry.hash))

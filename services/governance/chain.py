@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,19 +80,41 @@ def _check_name(value: Any, what: str) -> str:
     return value
 
 
-def make_entry(seq: int, time: datetime, actor: str, action: str, subject: str, payload: JSON, prev_hash: str,
-               key: bytes | None = None) -> AuditEntry:
-    """A new entry, hashed. Validates names and payload (InvalidAuditEntry) before anything is written."""
+@dataclass(frozen=True, slots=True)
+class PreparedEntry:
+    """An entry validated and hashed except for its place in the chain (seq and previous hash), so the part of
+    an append that must run under the chain's lock is one small hash."""
+
+    time: datetime
+    actor: str
+    action: str
+    subject: str
+    payload: JSON  # as it will read back (a JSON round trip), so verification sees the same value
+    payload_json: str  # canonical JSON, as stored
+    payload_hash: str
+
+    def link(self, seq: int, prev_hash: str, key: bytes | None = None) -> AuditEntry:
+        return AuditEntry(seq=seq, time=self.time, actor=self.actor, action=self.action, subject=self.subject,
+                          payload=self.payload, payload_hash=self.payload_hash, prev_hash=prev_hash,
+                          hash=entry_hash(seq, self.time, self.actor, self.action, self.subject, self.payload_hash,
+                                          prev_hash, key))
+
+
+def prepare_entry(time: datetime, actor: str, action: str, subject: str, payload: JSON) -> PreparedEntry:
+    """Validate names and payload (InvalidAuditEntry) and hash the payload, before anything is written."""
     _check_name(actor, "actor")
     _check_name(action, "action")
     _check_name(subject, "subject")
-    digest = payload_hash(payload)
-    # Store the payload as it will read back (JSON round trip), so verification sees the same value.
-    stored = json.loads(canonical_json(payload))
-    when = datetime.fromisoformat(canonical_time(time))
-    return AuditEntry(seq=seq, time=when, actor=actor, action=action, subject=subject, payload=stored,
-                      payload_hash=digest, prev_hash=prev_hash,
-                      hash=entry_hash(seq, when, actor, action, subject, digest, prev_hash, key))
+    data = canonical_json(payload)
+    return PreparedEntry(time=datetime.fromisoformat(canonical_time(time)), actor=actor, action=action,
+                         subject=subject, payload=json.loads(data), payload_json=data.decode("utf-8"),
+                         payload_hash=hashlib.sha256(data).hexdigest())
+
+
+def make_entry(seq: int, time: datetime, actor: str, action: str, subject: str, payload: JSON, prev_hash: str,
+               key: bytes | None = None) -> AuditEntry:
+    """A new entry, hashed. Validates names and payload (InvalidAuditEntry) before anything is written."""
+    return prepare_entry(time, actor, action, subject, payload).link(seq, prev_hash, key)
 
 
 def next_entry(previous: AuditEntry | None, time: datetime, actor: str, action: str, subject: str,

@@ -19,7 +19,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from aos_core.clock import SystemClock
 from aos_core.errors import ConflictError
 from aos_core.ports import JSON, AuditEntry, AuditVerification, Clock
-from services.governance.chain import GENESIS_HASH, ChainVerifier, InvalidAuditEntry, make_entry
+from services.governance.chain import GENESIS_HASH, ChainVerifier, InvalidAuditEntry, prepare_entry
 from services.storage.tables import TableHandle
 
 if TYPE_CHECKING:
@@ -65,16 +65,15 @@ class TableAuditLog:
 
     async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
         """Append one entry (next seq, linked to the previous hash) and return it once stored."""
-        now = self._clock.now()
-        make_entry(1, now, actor, action, subject, payload, GENESIS_HASH, self._key)  # validates before any write
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        prepared = prepare_entry(self._clock.now(), actor, action, subject, payload)  # validates before any write
+        text = prepared.payload_json
         if len(text) > _MAX_PAYLOAD_CHARS:
             raise InvalidAuditEntry(f"audit payload is {len(text)} characters of JSON; Table Storage allows "
                                     f"{_MAX_PAYLOAD_CHARS}")
         client = await self._table.client()
         for _ in range(self._max_attempts):
             seq, last_hash, etag = await self._head(client)
-            entry = make_entry(seq + 1, now, actor, action, subject, payload, last_hash or GENESIS_HASH, self._key)
+            entry = prepared.link(seq + 1, last_hash or GENESIS_HASH, self._key)
             row = {"PartitionKey": self.partition, "RowKey": _row(entry.seq), "seq": entry.seq,
                    "time": entry.time.isoformat(), "actor": actor, "action": action, "subject": subject,
                    "payload": text, "payload_hash": entry.payload_hash, "prev_hash": entry.prev_hash,
