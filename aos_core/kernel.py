@@ -375,13 +375,17 @@ class AgentOperatingSystem(EventIntake):
 
     def _on_stall(self, stall: Stall) -> None:
         # On the watchdog thread: log and count now; audit and alert from the loop once it turns again.
-        who = f"agent {stall.agent_id} handling event {stall.event_id}" if stall.agent_id else "no agent handler"
+        if stall.agent_id is None:  # a busy loop (much work at once, a starved machine), not a handler's fault
+            if not stall.ongoing:
+                log.warning("the kernel loop did not turn for %.1fs (busy, no agent handler held it)", stall.seconds)
+            return
+        who = f"agent {stall.agent_id} handling event {stall.event_id}"
         if stall.ongoing:
-            log.error("the kernel loop has been blocked for %.1fs by %s: every agent waits", stall.seconds, who)
+            log.error("the kernel loop has been blocked for %.1fs by %s", stall.seconds, who)
             return
         log.error("the kernel loop was blocked for %.1fs by %s", stall.seconds, who)
-        self.telemetry.increment(LOOP_BLOCKED, agent=stall.agent_id or "none")
-        if stall.agent_id is not None and not self._stop.is_set():
+        self.telemetry.increment(LOOP_BLOCKED, agent=stall.agent_id)
+        if not self._stop.is_set():
             self._loop_call(lambda: self._spawn(self._alert_stall(stall)))
 
     def _loop_call(self, callback: Callable[[], None]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 
 from aos_core.errors import ConflictError, NotFoundError
 from aos_core.ports import JSON, Document
@@ -31,7 +31,8 @@ class InMemoryStateStore:
 
     def __init__(self) -> None:
         self._docs: dict[str, tuple[str, str]] = {}  # key -> (JSON text, etag)
-        self._keys: builtins.list[str] = []  # sorted, for prefix listing
+        self._keys: builtins.list[str] = []  # for prefix listing: sorted, but for new keys appended since
+        self._appended = False  # sorted again when next read: an insort per new key is O(n) and adds up
         self._blobs: dict[str, dict[str, tuple[bytes, str]]] = {}  # container -> name -> (data, etag)
         self._etags = EtagFactory()
 
@@ -56,7 +57,8 @@ class InMemoryStateStore:
         etag = self._etags.new()
         self._docs[key] = (text, etag)
         if current is None:
-            insort(self._keys, key)
+            self._keys.append(key)
+            self._appended = True
         return etag
 
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:
@@ -69,8 +71,15 @@ class InMemoryStateStore:
         if current is None:
             return False
         del self._docs[key]
-        del self._keys[bisect_left(self._keys, key)]
+        keys = self._sorted_keys()
+        del keys[bisect_left(keys, key)]
         return True
+
+    def _sorted_keys(self) -> builtins.list[str]:
+        if self._appended:  # a sorted run and a short tail: Timsort merges them in about linear time
+            self._keys.sort()
+            self._appended = False
+        return self._keys
 
     async def list(self, prefix: str = "", *, start_after: str | None = None, limit: int = 1000) -> list[Document]:
         """Documents whose key starts with `prefix`, in key order, after `start_after`, at most `limit`."""
@@ -78,7 +87,7 @@ class InMemoryStateStore:
         if start_after is not None:
             check_prefix(start_after, "start_after")
         check_limit(limit)
-        keys = self._keys
+        keys = self._sorted_keys()
         if start_after is not None and start_after >= prefix:
             lo = bisect_right(keys, start_after)
         else:
@@ -95,8 +104,9 @@ class InMemoryStateStore:
         """How many documents have a key starting with `prefix`."""
         check_prefix(prefix)
         end = prefix_end(prefix)
-        lo = bisect_left(self._keys, prefix)
-        hi = len(self._keys) if end is None else bisect_left(self._keys, end, lo)
+        keys = self._sorted_keys()
+        lo = bisect_left(keys, prefix)
+        hi = len(keys) if end is None else bisect_left(keys, end, lo)
         return hi - lo
 
     # --- blobs --------------------------------------------------------------------------------------
