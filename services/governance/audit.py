@@ -8,6 +8,7 @@ file) always extend the chain one link at a time. Triggers refuse UPDATE and DEL
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from datetime import datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from aos_core.clock import SystemClock
 from aos_core.ports import JSON, AuditEntry, AuditVerification, Clock
-from services.governance.chain import GENESIS_HASH, ChainVerifier, prepare_entry
+from services.governance.chain import GENESIS_HASH, ChainVerifier, PreparedEntry, prepare_entry
 from services.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -61,31 +62,68 @@ class SqliteAuditLog:
         self.db = SqliteDatabase(path, schema=SCHEMA, synchronous=synchronous)
         self.clock = clock or SystemClock()
         self._key = hmac_key.encode("utf-8") if isinstance(hmac_key, str) else hmac_key
+        self._queue: list[tuple[PreparedEntry, asyncio.Future[AuditEntry]]] = []  # appends waiting to be written
+        self._queue_loop: asyncio.AbstractEventLoop | None = None
+        self._writing: set[asyncio.Task[None]] = set()
 
     @property
     def path(self) -> str:
         return self.db.path
 
     async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
-        """Append one entry and return it once committed. InvalidAuditEntry (nothing written) on bad input."""
-        key = self._key
-        # Validated and hashed outside the transaction, so bad input never reaches SQLite and only the link to
-        # the previous entry is computed under the database's lock.
-        prepared = prepare_entry(self.clock.now(), actor, action, subject, payload)
+        """Append one entry and return it once committed. InvalidAuditEntry (nothing written) on bad input.
 
-        def write(conn: sqlite3.Connection) -> AuditEntry:
+        Appends made while one is waiting to be written join it: one transaction links them all (one head read,
+        one insert of many rows), which is what keeps an audited event path fast under load.
+        """
+        # Validated and hashed outside the transaction, so bad input never reaches SQLite and only the links to
+        # the previous entries are computed under the database's lock.
+        prepared = prepare_entry(self.clock.now(), actor, action, subject, payload)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AuditEntry] = loop.create_future()
+        if self._queue_loop is not loop:  # another loop's group is open (or none is): start a group here
+            self._queue, self._queue_loop = [], loop
+        self._queue.append((prepared, future))
+        if len(self._queue) == 1:
+            loop.call_soon(self._flush_soon)
+        return await future
+
+    def _flush_soon(self) -> None:
+        batch, self._queue, self._queue_loop = self._queue, [], None
+        task = asyncio.ensure_future(self._write(batch))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+
+    async def _write(self, batch: list[tuple[PreparedEntry, asyncio.Future[AuditEntry]]]) -> None:
+        key = self._key
+
+        def write(conn: sqlite3.Connection) -> list[AuditEntry]:
             head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
-            entry = prepared.link(seq, prev, key)
-            conn.execute(f"INSERT INTO audit_entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (entry.seq, entry.time.isoformat(), entry.actor, entry.action, entry.subject,
-                          prepared.payload_json, entry.payload_hash, entry.prev_hash, entry.hash))
+            seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
+            entries = []
+            for prepared, _ in batch:
+                seq += 1
+                entry = prepared.link(seq, prev, key)
+                entries.append(entry)
+                prev = entry.hash
+            conn.executemany(f"INSERT INTO audit_entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [(e.seq, e.time.isoformat(), e.actor, e.action, e.subject, p.payload_json,
+                               e.payload_hash, e.prev_hash, e.hash) for e, (p, _) in zip(entries, batch, strict=True)])
             conn.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
                          "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                         (entry.seq, entry.hash))
-            return entry
+                         (entries[-1].seq, entries[-1].hash))
+            return entries
 
-        return await self.db.write(write)
+        try:
+            entries = await self.db.write(write)
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), entry in zip(batch, entries, strict=True):
+            if not future.done():
+                future.set_result(entry)
 
     async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,
                       subject: str | None = None) -> list[AuditEntry]:
