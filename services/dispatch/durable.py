@@ -23,7 +23,7 @@ from aos_core.runtime import run_with_aos
 from aos_core.telemetry import SPAN_ENTITY
 
 ENTITY_NAME = "agent"
-_OPERATION_MARGIN = 60.0  # seconds an entity operation may take beyond its handling attempts and back-offs
+_QUERY_TIMEOUT = 60.0  # seconds the status and terminate operations may wait for the kernel
 _client: ContextVar[tuple[Any, asyncio.AbstractEventLoop | None] | None] = ContextVar("aos_durable_client",
                                                                                   default=None)
 
@@ -126,10 +126,10 @@ def run_agent_entity(context: Any) -> None:
     if operation == "deliver":
         _deliver(context, key, state)
     elif operation == "status":
-        info = run_with_aos(lambda aos: aos.get_agent(key), _OPERATION_MARGIN)
+        info = run_with_aos(lambda aos: aos.get_agent(key), _QUERY_TIMEOUT)
         context.set_result({**state, "agent": info})
     elif operation == "terminate":
-        run_with_aos(lambda aos: _terminate(aos, key), _OPERATION_MARGIN)
+        run_with_aos(lambda aos: _terminate(aos, key), _QUERY_TIMEOUT)
         context.set_state({**state, "lifecycle": "terminated"})
         context.set_result({"agent_id": key, "lifecycle": "terminated"})
     else:
