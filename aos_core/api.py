@@ -30,6 +30,7 @@ from aos_core.errors import (
     PolicyDenied,
     RegistrationError,
     StorageUnavailableError,
+    problem_body,
 )
 from aos_core.event_records import EventRecord
 from aos_core.events import Event, validate_id
@@ -86,9 +87,7 @@ class Problem(Exception):
         self.headers = headers or {}
 
     def response(self) -> ApiResponse:
-        slug = self.title.lower().replace(" ", "-")
-        body = m.Problem(type=f"urn:aos:problem:{slug}", title=self.title, status=self.status, detail=self.detail,
-                         errors=self.errors).model_dump(exclude_none=True)
+        body = problem_body(self.status, self.title, self.detail, errors=self.errors)
         return ApiResponse(self.status, body, dict(self.headers), "application/problem+json")
 
 

@@ -11,9 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from aos_core.events import Event
+from aos_core.events import ID_PATTERN, Event
 
-_AGENT_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_AGENT_ID = ID_PATTERN
 _EVENT_TYPE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
 

@@ -49,6 +49,14 @@ class LockLostError(AOSError):
     """A bus message's peek-lock expired or the message was already settled."""
 
 
+def problem_body(status: int, title: str, detail: str | None = None, **extra: object) -> dict[str, object]:
+    """The RFC 9457 problem body every error answer of AOS uses (the app, the local host, the MCP endpoint):
+    `type` is `urn:aos:problem:<title as a slug>`; None values are left out."""
+    body: dict[str, object] = {"type": f"urn:aos:problem:{title.lower().replace(' ', '-')}", "title": title,
+                               "status": status, "detail": detail, **extra}
+    return {k: v for k, v in body.items() if v is not None}
+
+
 class PolicyDenied(AOSError, PermissionError):
     """An action was refused by policy rule `rule_id` (a 403 problem body naming the rule); it was audited."""
 
@@ -60,8 +68,7 @@ class PolicyDenied(AOSError, PermissionError):
 
     def problem(self) -> dict[str, object]:
         """The RFC 9457 problem body for the 403 answer."""
-        return {"type": "urn:aos:problem:policy-denied", "title": "Denied by policy", "status": 403,
-                "detail": self.reason, "rule_id": self.rule_id, "audit_seq": self.audit_seq}
+        return problem_body(403, "Denied by policy", self.reason, rule_id=self.rule_id, audit_seq=self.audit_seq)
 
 
 class IdempotencyMismatch(AOSError, ValueError):

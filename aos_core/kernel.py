@@ -14,11 +14,11 @@ from aos_core.config import AOSConfig
 from aos_core.dispatch import LocalDispatcher
 from aos_core.errors import (
     AgentUnavailableError,
-    ConflictError,
     InvalidEventError,
     NotFoundError,
     RegistrationError,
 )
+from aos_core.etag import retry_on_conflict
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event, validate_id
 from aos_core.graph import topological_order
@@ -572,17 +572,16 @@ class AgentOperatingSystem(EventIntake):
 
     async def _persist_lifecycle(self, agent_id: str, lifecycle: Lifecycle, record: AgentRecord | None = None
                                  ) -> None:
-        for _ in range(5):
-            record = record or await self.registry.get(agent_id)
-            if record is None:
-                return
-            record.lifecycle = lifecycle.to_dict()
-            try:
-                await self.registry.save(record)
-                return
-            except ConflictError:
-                record = None
-        raise ConflictError(f"registry/agents/{agent_id}", "lifecycle update kept losing races")
+        first = [record]  # the caller's copy is tried once; after a lost race, the record is read again
+
+        async def attempt() -> None:
+            current = first.pop() if first else None
+            current = current or await self.registry.get(agent_id)
+            if current is not None:
+                current.lifecycle = lifecycle.to_dict()
+                await self.registry.save(current)
+
+        await retry_on_conflict(attempt, key=f"registry/agents/{agent_id}", what="lifecycle update")
 
     # --- queries and control -------------------------------------------------------------------------
 

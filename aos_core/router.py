@@ -11,9 +11,9 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
-from aos_core.events import AgentId, Event, validate_id
+from aos_core.events import ID_PATTERN, AgentId, Event, validate_id
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aos_core.errors import ConflictError, NotFoundError
+from aos_core.etag import update_document
 from aos_core.graph import topological_order
 from aos_core.ports import JSON, Clock, IdFactory, StateStore
 
@@ -40,7 +41,6 @@ PREFIX = "workflow/"
 UNFINISHED = ("pending", "running")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 _PAGE = 500
-_UPDATE_RETRIES = 20
 
 
 class WorkflowStep(BaseModel):
@@ -234,19 +234,15 @@ class WorkflowEngine:
     async def _update(self, workflow_id: str, change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
         # Concurrent steps of one workflow share its document: a lock avoids conflicts between them in this
         # process, the ETag catches another process; a lost race reloads and applies the change again.
+        def changed(value: Any) -> dict[str, Any]:
+            if value is None:
+                raise NotFoundError(f"workflow {workflow_id!r} does not exist")
+            change(value)
+            return value
+
         async with self._locks.setdefault(workflow_id, asyncio.Lock()):
-            for _ in range(_UPDATE_RETRIES):
-                doc = await self._store.get(PREFIX + workflow_id)
-                if doc is None:
-                    raise NotFoundError(f"workflow {workflow_id!r} does not exist")
-                value = json.loads(json.dumps(doc.value))  # a private copy: an in-memory store may share it
-                change(value)
-                try:
-                    await self._store.put(PREFIX + workflow_id, value, if_match=doc.etag)
-                    return value
-                except ConflictError:
-                    continue
-        raise ConflictError(PREFIX + workflow_id, f"lost {_UPDATE_RETRIES} write races in a row")
+            return await update_document(self._store, PREFIX + workflow_id, changed,  # type: ignore[return-value]
+                                         what=f"workflow {workflow_id!r}")
 
     def _now(self) -> str:
         return self._clock.now().isoformat()

@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.business.base import BusinessAgent, handles
 from agents.purpose_driven import Goal
 from aos_core.errors import InvalidEventError
-from aos_core.events import Event
+from aos_core.events import ID_PATTERN, Event
 from aos_core.ports import JSON
 
-_KEY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_KEY = ID_PATTERN
 _SUMMARIES = 12
 CFO_POINTS = {"approve": 2, "escalate": 1, "over_budget": -1, "deny": -3}  # escalations are the CEO's to approve
 CTO_POINTS = {"low": 2, "medium": 1, "high": -2}

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.business.base import BusinessAgent, handles, key_of
 from agents.purpose_driven import Goal
-from aos_core.events import Event
+from aos_core.events import ID_PATTERN, Event
 from aos_core.ports import JSON
 
-_KEY = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_KEY = ID_PATTERN
 _INCIDENTS = 100
 
 # Technology risk factors: what in a proposal makes delivery harder, and by how much.

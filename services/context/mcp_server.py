@@ -28,13 +28,14 @@ from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
 from aos_core.errors import AOSError, ConflictError, NotFoundError
-from aos_core.events import validate_id
+from aos_core.etag import retry_on_conflict, update_document
+from aos_core.events import ID_PATTERN, validate_id
 from aos_core.ports import JSON, Clock, StateStore
 from services.context.server import ContextMCPServer
 from services.mcp.principal import AccessDeniedError, McpPrincipal, principal_of
 
 FORBIDDEN = -32003  # JSON-RPC server-defined error: the caller may not read this resource
-_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_ID = ID_PATTERN
 AgentIdArg = Annotated[str, Field(pattern=_ID, description="id of the agent whose context this is")]
 Mode = Literal["read", "write"]
 Exists = Callable[[str], Awaitable[bool]]
@@ -110,22 +111,16 @@ class ContextAccess:
             raise AccessDeniedError(f"only {owner!r} itself or an admin may change who reads its context")
         if grantee == owner:
             raise ValueError("an agent always has access to its own context")
-        for _ in range(5):
-            doc = await self._store.get(self._key(owner))
-            grants: dict[str, Mode] = dict(doc.value.get("grants", {})) if doc else {}
+        def regrant(value: Any) -> dict[str, Any]:
+            grants: dict[str, Mode] = dict(value.get("grants", {})) if value else {}
             if mode is None:
                 grants.pop(grantee, None)
             else:
                 grants[grantee] = mode
-            try:
-                if doc is None:
-                    await self._store.put(self._key(owner), {"grants": grants}, if_none_match=True)
-                else:
-                    await self._store.put(self._key(owner), {"grants": grants}, if_match=doc.etag)
-                return grants
-            except ConflictError:
-                continue
-        raise ConflictError(self._key(owner), "grant update kept losing races")
+            return {"grants": grants}
+
+        written = await update_document(self._store, self._key(owner), regrant, what="grant update")
+        return dict(written["grants"])  # type: ignore[index]
 
 
 def _view(context: ContextMCPServer) -> dict[str, Any]:
@@ -183,14 +178,12 @@ def register_context_mcp(server: MCPServer, store: StateStore, *, clock: Clock |
     ) -> dict[str, Any]:
         with tool_errors():
             await access.check(principal_of(ctx), agent_id, write=True)
-            for _ in range(5):  # no expected version here: a lost race just reloads and appends again
+            async def append() -> dict[str, Any]:  # no expected version here: a lost race reloads, appends again
                 context = await open_context(agent_id)
-                try:
-                    seq = await context.append_memory(entry)
-                    return {"agent_id": agent_id, "seq": seq, "version": context.version}
-                except ConflictError:
-                    continue
-            raise ConflictError(f"context/{agent_id}", "append kept losing races; try again")
+                seq = await context.append_memory(entry)
+                return {"agent_id": agent_id, "seq": seq, "version": context.version}
+
+            return await retry_on_conflict(append, key=f"context/{agent_id}", what="memory append")
 
     @server.tool(description="Search an agent's memory for entries containing a text (case-insensitive), "
                              "newest first.")

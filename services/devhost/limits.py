@@ -19,11 +19,11 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from aos_core.errors import problem_body
 from services.devhost.problem import problem
 from services.devhost.settings import HostSettings
 
-_TIMEOUT_BODY = json.dumps({"type": "about:blank", "title": "Request Timeout", "status": 408,
-                            "detail": "the request headers did not arrive in time"}).encode()
+_TIMEOUT_BODY = json.dumps(problem_body(408, "Request Timeout", "the request headers did not arrive in time")).encode()
 _HEADER_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n"
                             b"connection: close\r\ncontent-length: " + str(len(_TIMEOUT_BODY)).encode() +
                             b"\r\n\r\n" + _TIMEOUT_BODY)

@@ -6,7 +6,9 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from aos_core.errors import problem_body
+
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
-                        status_code=status, media_type="application/problem+json")
+    return JSONResponse(problem_body(status, title, detail, **extra), status_code=status,
+                        media_type="application/problem+json")

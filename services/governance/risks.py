@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.errors import ConflictError, NotFoundError
+from aos_core.etag import retry_on_conflict
 from aos_core.ports import AuditLog, Clock, IdFactory, StateStore
 from services.storage.scan import scan
 
@@ -147,14 +148,14 @@ class RiskRegistry:
         return await self._change(risk_id, actor, {"status": "closed", "resolution": resolution}, None, "risk.closed")
 
     async def _change(self, risk_id: str, actor: str, values: dict[str, Any], note: str | None, action: str) -> Risk:
-        for _ in range(5):  # lost an ETag race: re-read and re-apply
+        async def attempt() -> tuple[Risk, dict[str, Any] | None]:  # (risk, its changes; None: it is closed)
             risk, etag = await self._load(risk_id)
             if risk.status == "closed":
-                raise ConflictError(PREFIX + risk_id, "risk is closed")
+                return risk, None
             current = risk.model_dump()
             diff = {k: [current[k], v] for k, v in values.items() if current[k] != v}
             if not diff and note is None:
-                return risk
+                return risk, diff
             merged = {**current, **values}
             merged["score"] = merged["likelihood"] * merged["impact"]
             merged["level"] = _level(merged["score"])
@@ -165,13 +166,15 @@ class RiskRegistry:
                 updated = Risk.model_validate(merged)
             except ValidationError as exc:
                 raise ValueError(str(exc)) from None
-            try:
-                await self.store.put(PREFIX + risk_id, updated.model_dump(mode="json"), if_match=etag)
-            except ConflictError:
-                continue
-            await self._record(actor, action, updated, {"changes": diff, "note": note})
-            return updated
-        raise ConflictError(PREFIX + risk_id, "too many concurrent updates")
+            await self.store.put(PREFIX + risk_id, updated.model_dump(mode="json"), if_match=etag)
+            return updated, diff
+
+        risk, diff = await retry_on_conflict(attempt, key=PREFIX + risk_id, what="risk update")
+        if diff is None:
+            raise ConflictError(PREFIX + risk_id, "risk is closed")
+        if diff or note is not None:
+            await self._record(actor, action, risk, {"changes": diff, "note": note})
+        return risk
 
     async def list(self, *, status: str | None = None, owner: str | None = None, min_score: int | None = None,
                    after: str | None = None, limit: int = 100) -> list[Risk]:

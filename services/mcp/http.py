@@ -32,6 +32,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Message, Receive, Scope, Send
 
 from aos_core.auth import AuthError, Caller
+from aos_core.errors import problem_body
 from services.mcp.guard import OriginPolicy, envelope_error
 from services.mcp.os_server import create_os_mcp_server
 from services.mcp.principal import SCOPE_KEY, AccessDeniedError, McpPrincipal, principal_from_headers
@@ -278,8 +279,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 async def _problem(send: Send, status: int, title: str, detail: str) -> None:
-    await _json(send, status, {"type": f"urn:aos:problem:{title.lower().replace(' ', '-')}", "title": title,
-                               "status": status, "detail": detail}, "application/problem+json")
+    await _json(send, status, problem_body(status, title, detail), "application/problem+json")
 
 
 async def _json(send: Send, status: int, value: dict[str, Any], media: str = "application/json") -> None:

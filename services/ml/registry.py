@@ -21,13 +21,13 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from aos_core.clock import SystemClock
 from aos_core.errors import AOSError, ConflictError, NotFoundError
+from aos_core.etag import retry_on_conflict, update_document
 from aos_core.ports import Clock, StateStore
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
 _ROOT = "ml/adapters"
 _MAX_HISTORY = 50
-_RETRIES = 5
 
 
 class InvalidAdapterError(AOSError, ValueError):
@@ -47,13 +47,16 @@ def check_adapter_name(name: object) -> str:
     return name
 
 
-def semver_key(version: str) -> tuple[int, int, int, int, str]:
-    """Sort key of a semantic version: a pre-release sorts before its release (1.0.0-rc.1 < 1.0.0)."""
+def semver_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
+    """Sort key of a semantic version by SemVer 2.0.0 precedence: a pre-release sorts before its release
+    (1.0.0-rc.1 < 1.0.0), and its dot-separated parts compare numerically when numeric (beta.2 < beta.11),
+    numbers before words, and a shorter list first when all else is equal (alpha < alpha.1)."""
     match = _SEMVER.match(version)
     if match is None:
         raise InvalidAdapterError(f"invalid version {version!r}: use a semantic version such as 1.2.0")
     major, minor, patch, pre = match.groups()
-    return int(major), int(minor), int(patch), 0 if pre else 1, pre or ""
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
+    return int(major), int(minor), int(patch), 0 if pre else 1, parts
 
 
 class AdapterVersion(BaseModel):
@@ -163,22 +166,24 @@ class AdapterRegistry:
         if target.stage == Stage.ARCHIVED:
             raise ConflictError(self._key(name, version),
                                 f"adapter {name}@{version} is archived; register a new version")
-        for _ in range(_RETRIES):
-            doc = await self.store.get(self._pointer(name))
-            pointer: dict[str, Any] = dict(doc.value) if doc else {"version": None, "history": []}
+        def point_here(pointer: Any) -> dict[str, Any] | None:
+            pointer = pointer or {"version": None, "history": []}
             current = pointer.get("version")
             if current == version:
-                return target
+                return None
             history = [*pointer.get("history", []), current] if current else list(pointer.get("history", []))
-            new = {"version": version, "history": history[-_MAX_HISTORY:], "changed_at": self.clock.now().isoformat()}
-            if await self._swap_pointer(name, doc.etag if doc else None, new):
-                return target.model_copy(update={"stage": Stage.PRODUCTION})
-        raise ConflictError(self._pointer(name), "too many concurrent promotions; try again")
+            return {"version": version, "history": history[-_MAX_HISTORY:], "changed_at": self.clock.now().isoformat()}
+
+        if await update_document(self.store, self._pointer(name), point_here, what=f"promotion of {name}") is None:
+            return target  # already in production
+        return target.model_copy(update={"stage": Stage.PRODUCTION})
 
     async def rollback(self, name: str) -> AdapterVersion:
         """Put the previous production version back (skipping archived ones); the current one goes to staging."""
-        for _ in range(_RETRIES):
-            doc = await self.store.get(self._pointer(check_adapter_name(name)))
+        pointer = self._pointer(check_adapter_name(name))
+
+        async def attempt() -> AdapterVersion | None:  # None: no earlier version to go back to
+            doc = await self.store.get(pointer)
             if doc is None or not doc.value.get("version"):
                 raise NotFoundError(f"adapter {name} has no production version to roll back")
             history = list(doc.value.get("history", []))
@@ -186,12 +191,15 @@ class AdapterRegistry:
             while history and previous is None:
                 candidate = await self.get(name, history.pop())
                 previous = None if candidate.stage == Stage.ARCHIVED else candidate
-            if previous is None:
-                raise ConflictError(self._pointer(name), f"adapter {name} has no earlier version to roll back to")
-            new = {"version": previous.version, "history": history, "changed_at": self.clock.now().isoformat()}
-            if await self._swap_pointer(name, doc.etag, new):
-                return previous.model_copy(update={"stage": Stage.PRODUCTION})
-        raise ConflictError(self._pointer(name), "too many concurrent changes; try again")
+            if previous is not None:
+                new = {"version": previous.version, "history": history, "changed_at": self.clock.now().isoformat()}
+                await self.store.put(pointer, new, if_match=doc.etag)
+            return previous
+
+        previous = await retry_on_conflict(attempt, key=pointer, what=f"rollback of {name}")
+        if previous is None:
+            raise ConflictError(pointer, f"adapter {name} has no earlier version to roll back to")
+        return previous.model_copy(update={"stage": Stage.PRODUCTION})
 
     async def archive(self, name: str, version: str) -> AdapterVersion:
         """Retire a version. The production version cannot be archived: promote or roll back first."""
@@ -202,7 +210,7 @@ class AdapterRegistry:
 
     async def set_metrics(self, name: str, version: str, metrics: dict[str, float]) -> AdapterVersion:
         """Merge evaluation metrics into a version (e.g. after an offline evaluation run)."""
-        for _ in range(_RETRIES):
+        async def attempt() -> AdapterVersion:
             doc = await self._doc(name, version)
             try:
                 adapter = AdapterVersion.model_validate({**doc.value, "metrics": {**doc.value["metrics"], **metrics},
@@ -211,12 +219,11 @@ class AdapterRegistry:
                     raise InvalidAdapterError("metrics must be numbers")
             except ValidationError as exc:
                 raise InvalidAdapterError(_explain(exc)) from None
-            try:
-                await self.store.put(doc.key, adapter.model_dump(mode="json"), if_match=doc.etag)
-                return self._overlay(adapter, await self._production_version(name))
-            except ConflictError:
-                continue
-        raise ConflictError(self._key(name, version), "too many concurrent updates; try again")
+            await self.store.put(doc.key, adapter.model_dump(mode="json"), if_match=doc.etag)
+            return adapter
+
+        adapter = await retry_on_conflict(attempt, key=self._key(name, version), what="metrics update")
+        return self._overlay(adapter, await self._production_version(name))
 
     # --- internals ----------------------------------------------------------------------------------
 
@@ -230,26 +237,14 @@ class AdapterRegistry:
             return adapter.model_copy(update={"stage": Stage.PRODUCTION})
         return adapter
 
-    async def _swap_pointer(self, name: str, etag: str | None, value: dict[str, Any]) -> bool:
-        try:
-            if etag is None:
-                await self.store.put(self._pointer(name), value, if_none_match=True)
-            else:
-                await self.store.put(self._pointer(name), value, if_match=etag)
-            return True
-        except ConflictError:
-            return False
-
     async def _set_stage(self, name: str, version: str, stage: Stage) -> AdapterVersion:
-        for _ in range(_RETRIES):
+        async def attempt() -> AdapterVersion:
             doc = await self._doc(name, version)
             adapter = AdapterVersion.model_validate({**doc.value, "stage": stage, "updated_at": self.clock.now()})
-            try:
-                await self.store.put(doc.key, adapter.model_dump(mode="json"), if_match=doc.etag)
-                return adapter
-            except ConflictError:
-                continue
-        raise ConflictError(self._key(name, version), "too many concurrent updates; try again")
+            await self.store.put(doc.key, adapter.model_dump(mode="json"), if_match=doc.etag)
+            return adapter
+
+        return await retry_on_conflict(attempt, key=self._key(name, version), what="stage change")
 
     async def _doc(self, name: str, version: str) -> Any:
         doc = await self.store.get(self._key(check_adapter_name(name), version))

@@ -28,6 +28,7 @@ from typing import Any
 
 from aos_core.clock import SystemClock
 from aos_core.errors import ConflictError, IdempotencyInProgress, IdempotencyMismatch
+from aos_core.etag import retry_on_conflict
 from aos_core.ports import JSON, Clock, StateStore, StoredResponse
 
 PREFIX = "idempotency/"
@@ -99,23 +100,21 @@ class IdempotencyStore:
         and the other gets IdempotencyInProgress (or the saved response if the first already finished).
         """
         storage_key = _storage_key(scope, key)
-        for _ in range(3):  # a race with an expiring record settles in one more round
+        async def attempt() -> StoredResponse | None:
             doc = await self.store.get(storage_key)
             if doc is not None and not self._expired(doc.value):
                 return self._answer(key, request_hash, doc.value)
             marker = self._record(key, request_hash, pending=True, ttl=self.pending_ttl)
-            try:
-                if doc is None:
-                    await self.store.put(storage_key, marker, if_none_match=True)
-                else:  # expired: replace exactly the record we saw
-                    await self.store.put(storage_key, marker, if_match=doc.etag)
-                return None
-            except ConflictError:
-                continue
-        doc = await self.store.get(storage_key)
-        if doc is None:
-            raise IdempotencyInProgress(key, 1.0)
-        return self._answer(key, request_hash, doc.value)
+            if doc is None:
+                await self.store.put(storage_key, marker, if_none_match=True)
+            else:  # expired: replace exactly the record we saw
+                await self.store.put(storage_key, marker, if_match=doc.etag)
+            return None
+
+        try:
+            return await retry_on_conflict(attempt, key=storage_key, what="idempotency claim")
+        except ConflictError:  # others keep claiming and dropping it: tell the client to come back
+            raise IdempotencyInProgress(key, 1.0) from None
 
     async def save(self, scope: str, key: str, request_hash: str, status: int, body: JSON,
                    headers: dict[str, str] | None = None) -> StoredResponse:
@@ -128,21 +127,19 @@ class IdempotencyStore:
         storage_key = _storage_key(scope, key)
         record = self._record(key, request_hash, pending=False, ttl=self.ttl, status=int(status), body=body,
                               headers=dict(headers or {}))
-        for _ in range(5):
+        async def attempt() -> StoredResponse | None:
             doc = await self.store.get(storage_key)
-            try:
-                if doc is None:
-                    await self.store.put(storage_key, record, if_none_match=True)
-                elif doc.value["pending"] or self._expired(doc.value):
-                    if doc.value["hash"] != request_hash and not self._expired(doc.value):
-                        raise IdempotencyMismatch(key)
-                    await self.store.put(storage_key, record, if_match=doc.etag)
-                else:
-                    return self._answer(key, request_hash, doc.value)
-            except ConflictError:
-                continue
+            if doc is None:
+                await self.store.put(storage_key, record, if_none_match=True)
+            elif doc.value["pending"] or self._expired(doc.value):
+                if doc.value["hash"] != request_hash and not self._expired(doc.value):
+                    raise IdempotencyMismatch(key)
+                await self.store.put(storage_key, record, if_match=doc.etag)
+            else:
+                return self._answer(key, request_hash, doc.value)
             return StoredResponse(record["status"], body, record["headers"], record["created_at"])
-        raise ConflictError(storage_key, "idempotency record kept changing")
+
+        return await retry_on_conflict(attempt, key=storage_key, what="idempotency record")
 
     async def release(self, scope: str, key: str) -> bool:
         """Drop a pending claim (the request failed), so a retry with the same key runs again."""

@@ -123,3 +123,10 @@ async def test_concurrent_promotions_leave_one_consistent_pointer(registry: Adap
 
 def test_semver_key_orders_prereleases_first() -> None:
     assert semver_key("1.0.0-alpha") < semver_key("1.0.0") < semver_key("1.0.1") < semver_key("1.10.0")
+
+
+def test_semver_key_follows_semver_precedence_within_prereleases() -> None:
+    # The example list of SemVer 2.0.0, section 11, in ascending order.
+    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+               "1.0.0-rc.1", "1.0.0"]
+    assert sorted(reversed(ordered), key=semver_key) == ordered
