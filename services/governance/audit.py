@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aos_core.clock import SystemClock
 from aos_core.ports import JSON, AuditEntry, AuditVerification, Clock
-from services.governance.chain import GENESIS_HASH, ChainVerifier, PreparedEntry, prepare_entry
+from services.governance.chain import GENESIS_HASH, ChainVerifier, PreparedEntry, check_page, prepare_entry
 from services.sqlite import SqliteDatabase
 
 SCHEMA = """
@@ -42,7 +42,6 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 _COLUMNS = "seq, time, actor, action, subject, payload, payload_hash, prev_hash, hash"
-MAX_PAGE = 1000
 _VERIFY_PAGE = 5000
 _PAGE_SQL = f"SELECT {_COLUMNS} FROM audit_entries WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
 
@@ -128,10 +127,7 @@ class SqliteAuditLog:
     async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,
                       subject: str | None = None) -> list[AuditEntry]:
         """Entries with seq > `after`, in seq order, at most `limit` (1..1000), filtered by exact values."""
-        if not isinstance(after, int) or after < 0:
-            raise ValueError(f"after must be an int >= 0, got {after!r}")
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+        check_page(after, limit)
         clauses: list[str] = ["seq > ?"]
         params: list[object] = [after]
         for column, value in (("actor", actor), ("action", action), ("subject", subject)):

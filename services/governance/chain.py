@@ -29,6 +29,7 @@ from aos_core.ports import JSON, AuditEntry, AuditVerification
 
 GENESIS_HASH = "0" * 64
 MAX_NAME = 500  # characters in actor, action and subject
+MAX_PAGE = 1000  # entries in one page of AuditLog.entries
 
 
 class InvalidAuditEntry(AOSError, ValueError):
@@ -72,6 +73,14 @@ def entry_hash(seq: int, time: datetime | str, actor: str, action: str, subject:
     if key:
         return hmac.new(key, data, hashlib.sha256).hexdigest()
     return hashlib.sha256(data).hexdigest()
+
+
+def check_page(after: object, limit: object) -> None:
+    """The paging arguments every AuditLog.entries accepts: `after` >= 0 and `limit` from 1 to MAX_PAGE."""
+    if not isinstance(after, int) or after < 0:
+        raise ValueError(f"after must be an int >= 0, got {after!r}")
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
 
 
 def _check_name(value: Any, what: str) -> str:

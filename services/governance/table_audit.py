@@ -19,7 +19,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from aos_core.clock import SystemClock
 from aos_core.errors import ConflictError
 from aos_core.ports import JSON, AuditEntry, AuditVerification, Clock
-from services.governance.chain import GENESIS_HASH, ChainVerifier, InvalidAuditEntry, prepare_entry
+from services.governance.chain import GENESIS_HASH, ChainVerifier, InvalidAuditEntry, check_page, prepare_entry
 from services.storage.tables import TableHandle
 
 if TYPE_CHECKING:
@@ -97,8 +97,7 @@ class TableAuditLog:
     async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,
                       subject: str | None = None) -> list[AuditEntry]:
         """Entries with seq > `after` in seq order, at most `limit`, filtered by exact actor/action/subject."""
-        if limit <= 0:
-            return []
+        check_page(after, limit)
         out: list[AuditEntry] = []
         async for entry in self._scan(after, actor=actor, action=action, subject=subject):
             out.append(entry)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
+from azure.servicebus import ServiceBusMessage
 from azure.servicebus.exceptions import MessagingEntityNotFoundError, ServiceBusConnectionError
 
 from aos_core.config import AOSConfig
@@ -28,6 +28,7 @@ from services.messaging.servicebus import (
     to_message,
 )
 from services.storage.connections import resolve_servicebus_connection
+from tests.support.servicebus import StandInClient, StandInLink
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 CONN = "Endpoint=sb://aos-test.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0"
@@ -35,39 +36,6 @@ CONN = "Endpoint=sb://aos-test.servicebus.windows.net/;SharedAccessKeyName=send;
 
 def order(n: int, **fields: Any) -> Event:
     return Event(id=f"evt-{n}", type="order.created", source="shop", subject=f"order-{n}", data={"n": n}, **fields)
-
-
-class StandInLink:
-    """What the SDK's ServiceBusSender does over AMQP: hands out real batches, records what was sent."""
-
-    def __init__(self, max_batch_bytes: int = 4096, failures: list[Exception] | None = None) -> None:
-        self.max_batch_bytes = max_batch_bytes
-        self.failures = failures or []
-        self.sent: list[list[ServiceBusMessage]] = []
-        self.closed = False
-
-    async def create_message_batch(self) -> ServiceBusMessageBatch:
-        return ServiceBusMessageBatch(max_size_in_bytes=self.max_batch_bytes)
-
-    async def send_messages(self, batch: ServiceBusMessageBatch) -> None:
-        if self.failures:
-            raise self.failures.pop(0)
-        self.sent.append(list(batch._messages))  # the SDK keeps the batch's messages here
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class StandInClient:
-    fully_qualified_namespace = "aos-test.servicebus.windows.net"
-
-    def __init__(self, link: StandInLink) -> None:
-        self.link = link
-        self.topics: list[str] = []
-
-    def get_topic_sender(self, topic_name: str) -> StandInLink:
-        self.topics.append(topic_name)
-        return self.link
 
 
 def test_message_mapping_uses_the_real_sdk_type_and_round_trips() -> None:
