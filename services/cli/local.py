@@ -44,12 +44,17 @@ def serve(host: str, port: int, data: Path | None, app: str, app_dir: Path, sett
               help="an event file or a folder of *.json (CloudEvents objects or arrays); repeatable")
 @click.option("--config", type=_DIR, default=None, help="config folder [default: AOS_CONFIG_DIR or config/]")
 @click.option("--data", type=_DIR, default=None, help="data folder for the SQLite files [default: .aos]")
-def run(event_paths: Sequence[Path], config: Path | None, data: Path | None) -> None:
-    """Start the kernel in this process, feed it the events and print what each agent did (no HTTP)."""
+@click.option("--json", "as_json", is_flag=True,
+              help="one JSON line per event (its record), then one per agent (id, type, state, context)")
+def run(event_paths: Sequence[Path], config: Path | None, data: Path | None, as_json: bool) -> None:
+    """Start the kernel in this process, feed it the events and print what each agent did (no HTTP).
+
+    It owns its data folder while it runs: with a host serving the same folder it refuses to start (send the
+    events to the host with `aos send` instead, or pass another --data)."""
     if config:
         os.environ["AOS_CONFIG_DIR"] = str(config)
     with local_errors():
-        asyncio.run(_run(event_paths, data))
+        asyncio.run(_run(event_paths, data, as_json))
 
 
 def _load_events(paths: Sequence[Path]) -> list[Any]:
@@ -64,29 +69,49 @@ def _load_events(paths: Sequence[Path]) -> list[Any]:
     return events
 
 
-async def _run(event_paths: Sequence[Path], data: Path | None) -> None:
+async def _run(event_paths: Sequence[Path], data: Path | None, as_json: bool) -> None:
     from aos_core import AgentOperatingSystem, AOSConfig
+    from services.devhost.folder_lock import own_data_folder
 
     events = _load_events(event_paths)  # bad files fail before the kernel starts
     overrides: dict[str, Any] = {"data_dir": data} if data else {}
-    aos = AgentOperatingSystem(AOSConfig(**overrides))
-    await aos.initialize()
-    try:
-        click.echo(f"AOS kernel up: data in {aos.config.data_dir}, {len(events)} sample events")
-        for event in events:
-            record = await aos.submit(event, actor="aos:run")
-            outcome = ", ".join(f"{r['agent_id']}: {r['status']}" + (f" {json.dumps(r['result'])}" if r.get("result")
-                                                                    else "")
-                                + (f" ({r['error']})" if r.get("error") else "") for r in record.results)
-            outcome = outcome or "no subscriber"
-            if record.repeat:  # the kernel accepts an id once and answers a resend with the first outcome
-                outcome = f"seen before, not applied again (first outcome: {outcome})"
-            click.echo(f"  {event.type:<16} {event.id:<14} -> {outcome}")
-        await aos.run_until_idle()
-        click.echo("Agents:")
-        for info in await aos.list_agents():
-            snapshot = await aos.agent_state(info["id"])
-            state = snapshot["state"] if snapshot else None
-            click.echo(f"  {info['type']}/{info['id']:<12} {info['state']:<9} {json.dumps(state)}")
-    finally:
-        await aos.shutdown()
+    config = AOSConfig(**overrides)
+    with own_data_folder(Path(config.data_dir), "aos run"):
+        aos = AgentOperatingSystem(config)
+        await aos.initialize()
+        try:
+            await (_feed_json if as_json else _feed)(aos, events)
+        finally:
+            await aos.shutdown()
+
+
+async def _feed_json(aos: Any, events: Sequence[Any]) -> None:
+    from services.cli.output import echo_json
+
+    for event in events:
+        record = await aos.submit(event, actor="aos:run")
+        echo_json({**record.to_dict(), "repeat": record.repeat})
+    await aos.run_until_idle()
+    for info in await aos.list_agents():
+        snapshot = await aos.agent_state(info["id"])
+        echo_json({"agent_id": info["id"], "type": info["type"], "state": info["state"],
+                   "context": snapshot["state"] if snapshot else None})
+
+
+async def _feed(aos: Any, events: Sequence[Any]) -> None:
+    click.echo(f"AOS kernel up: data in {aos.config.data_dir}, {len(events)} sample events")
+    for event in events:
+        record = await aos.submit(event, actor="aos:run")
+        outcome = ", ".join(f"{r['agent_id']}: {r['status']}" + (f" {json.dumps(r['result'])}" if r.get("result")
+                                                                else "")
+                            + (f" ({r['error']})" if r.get("error") else "") for r in record.results)
+        outcome = outcome or "no subscriber"
+        if record.repeat:  # the kernel accepts an id once and answers a resend with the first outcome
+            outcome = f"seen before, not applied again (first outcome: {outcome})"
+        click.echo(f"  {event.type:<16} {event.id:<14} -> {outcome}")
+    await aos.run_until_idle()
+    click.echo("Agents:")
+    for info in await aos.list_agents():
+        snapshot = await aos.agent_state(info["id"])
+        state = snapshot["state"] if snapshot else None
+        click.echo(f"  {info['type']}/{info['id']:<12} {info['state']:<9} {json.dumps(state)}")

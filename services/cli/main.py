@@ -18,12 +18,14 @@ from services.cli.ml import ml
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(None, "-V", "--version", package_name="aos", prog_name="aos", message="%(prog)s %(version)s")
 def aos() -> None:
     """Agent Operating System.
 
     serve and run work in this folder; send, agents, context, events and audit talk to a running host over
     HTTP (--url, default http://127.0.0.1:7071; the key from --key, AOS_KEY or the local settings); ml works
-    on the local adapter registry and Azure ML. Every command takes --json for scripts.
+    on the local adapter registry and Azure ML. Every command that prints results takes --json for scripts
+    (one JSON value per line); serve prints the host's log until Ctrl-C.
 
     Exit status: 0 done, 1 the host or a service refused or failed, 2 bad usage or input, 3 no host.
     """

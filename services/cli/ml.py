@@ -9,8 +9,8 @@
 
 These work on the local registry and the Azure ML workspace of the config, not through a host. `--dry-run`
 writes the YAML `az ml` takes into `--out` (default `<data_dir>/ml`) and calls nothing; without it the job or
-deployment is submitted through MLClient with DefaultAzureCredential and its status printed. Results are JSON
-(indented; `--json` for one line); bad input or config is exit 2, an Azure failure exit 1.
+deployment is submitted through MLClient with DefaultAzureCredential and its status printed. Results are a
+table or `name: value` lines (`--json`: one line of JSON); bad input or config is exit 2, an Azure failure exit 1.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from services.cli.output import CliError, Progress, echo_json, local_errors
+from services.cli.output import CliError, Progress, echo_json, fields, local_errors, table
 
 T = TypeVar("T")
 _json_flag = click.option("--json", "as_json", is_flag=True, help="print the result as one line of JSON")
@@ -41,14 +41,33 @@ def adapters() -> None:
     """The adapter registry."""
 
 
-def _registry_call(action: Callable[[Any], Awaitable[Any]], as_json: bool) -> None:
+_ADAPTER_FIELDS = ["name", "version", "stage", "base_model", "metrics", "training_data", "artifact_uri",
+                   "updated_at"]
+
+
+def _registry_call(action: Callable[[Any], Awaitable[Any]], as_json: bool,
+                   human: Callable[[Any], None] | None = None) -> None:
     """Run `action(registry)` on the registry of the configured StateStore and print its result."""
     result, _config = _with_registry(None, lambda registry, _config: action(registry))
-    _print(result, as_json)
+    _print(result, as_json, human or (lambda adapter: fields(adapter, _ADAPTER_FIELDS)))
 
 
-def _print(result: Any, as_json: bool) -> None:
-    echo_json(result, indent=None if as_json else 2)
+def _print(result: Any, as_json: bool, human: Callable[[Any], None] = fields) -> None:
+    """One line of JSON for scripts, else what `human` makes of it (`name: value` lines by default)."""
+    if as_json:
+        echo_json(result)
+    else:
+        human(result)
+
+
+def _adapter_table(by_name: dict[str, list[dict[str, Any]]]) -> None:
+    rows = [[v["name"], v["version"], v["stage"], v["base_model"],
+             " ".join(f"{k}={m:g}" for k, m in v["metrics"].items()) or "-", v["updated_at"][:19]]
+            for versions in by_name.values() for v in versions]
+    if not rows:
+        click.echo("no adapters registered")
+        return
+    table(["ADAPTER", "VERSION", "STAGE", "BASE MODEL", "METRICS", "UPDATED"], rows)
 
 
 @adapters.command("list")
@@ -61,7 +80,7 @@ def list_adapters(name: str | None, as_json: bool) -> None:
         names = [name] if name else await registry.names()
         return {n: [v.model_dump(mode="json") for v in await registry.versions(n)] for n in names}
 
-    _registry_call(action, as_json)
+    _registry_call(action, as_json, _adapter_table)
 
 
 @adapters.command("register")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from aos_core.errors import ConfigError
@@ -15,6 +16,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 7071, data: Path | None = None
     """Load the app, index it once, print its URLs and serve it until interrupted; 2 for a bad setting."""
     import uvicorn
 
+    from services.devhost.folder_lock import own_data_folder
     from services.devhost.index import index_functions, load_app
     from services.devhost.limits import guarded_protocol
     from services.devhost.server import DevHost, banner
@@ -22,16 +24,19 @@ def serve(*, host: str = "127.0.0.1", port: int = 7071, data: Path | None = None
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app_dir = app_dir.resolve()
-    try:
-        settings = load_host_settings(app_dir, data.resolve() if data else None, host=host, port=port,
-                                      settings_file=settings_file)
-        functions = index_functions(load_app(app, app_dir))
-        dev_host = DevHost(functions, settings)
-    except ConfigError as exc:
-        print(f"aos: {exc}", file=sys.stderr)
-        return 2
-    print(banner(dev_host, settings.sources), flush=True)
-    config = uvicorn.Config(dev_host.app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=10, http=guarded_protocol(settings))
-    asyncio.run(uvicorn.Server(config).serve())
+    with ExitStack() as held:
+        try:
+            owner = f"the local host on http://{host}:{port}"
+            settings = load_host_settings(app_dir, data.resolve() if data else None, host=host, port=port,
+                                          settings_file=settings_file,
+                                          claim=lambda folder: held.enter_context(own_data_folder(folder, owner)))
+            functions = index_functions(load_app(app, app_dir))
+            dev_host = DevHost(functions, settings)
+        except ConfigError as exc:
+            print(f"aos: {exc}", file=sys.stderr)
+            return 2
+        print(banner(dev_host, settings.sources), flush=True)
+        config = uvicorn.Config(dev_host.app, host=host, port=port, log_level="warning", access_log=False,
+                                lifespan="on", timeout_graceful_shutdown=10, http=guarded_protocol(settings))
+        asyncio.run(uvicorn.Server(config).serve())
     return 0

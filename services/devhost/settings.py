@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,10 +167,12 @@ def _env_number(name: str, default: float) -> float:
 
 
 def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int = 7071,
-                       settings_file: Path | None = None) -> HostSettings:
+                       settings_file: Path | None = None, claim: Callable[[Path], object] | None = None
+                       ) -> HostSettings:
     """Apply local settings to the environment and read host.json; call before importing the app.
 
     `data_dir` (from `--data`) wins over `AOS_DATA_DIR`, so the app's kernel and the host share one folder.
+    `claim` is called with that folder before anything is written into it (the host takes ownership there).
     """
     sources = apply_local_settings(app_dir, settings_file)
     if data_dir is None:
@@ -177,6 +180,8 @@ def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str
         if not data_dir.is_absolute():
             data_dir = app_dir / data_dir
     os.environ["AOS_DATA_DIR"] = str(data_dir)
+    if claim is not None:
+        claim(data_dir)
     host_json = read_host_json(app_dir)
     extensions = host_json.get("extensions", {}) if isinstance(host_json.get("extensions"), dict) else {}
     http = extensions.get("http", {}) or {}
