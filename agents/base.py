@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Agent") or name).lower()
+    # OrderDeskAgent -> order_desk; an acronym stays one word: CEOAgent -> ceo, HTTPGatewayAgent -> http_gateway
+    name = name.removesuffix("Agent") or name
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
 class BaseAgent:
@@ -92,19 +95,16 @@ class BaseAgent:
     async def shutdown(self) -> None:
         """Called when the agent is terminated or the OS shuts down."""
 
-    # --- talking to other agents (queued, sent after the current event is committed) ---------------
+    # --- talking to other agents ---------------------------------------------------------------------
 
     @property
     def ctx(self) -> AgentContext:
+        """The event being handled and the one way to talk to other agents: `self.ctx.send(to, type, data)`,
+        `self.ctx.publish(type, data)` and `self.ctx.reply(type, data)` queue messages that go out only after
+        the event's state change is committed (never on a failed or retried handling)."""
         if self._context is None:
             raise RuntimeError(f"agent {self.agent_id} is not handling an event")
         return self._context
-
-    async def publish(self, event_type: str, data: JSON = None, *, subject: str | None = None) -> Event:
-        return self.ctx.publish(event_type, data, subject=subject)
-
-    async def send_message(self, to_agent: str, message_type: str, data: JSON = None) -> Event:
-        return self.ctx.send(to_agent, message_type, data)
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.agent_id, "type": self.agent_type, "capabilities": list(self.all_capabilities),

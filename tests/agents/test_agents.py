@@ -19,6 +19,9 @@ class OrderDesk(BaseAgent):
 def test_type_names_and_descriptions() -> None:
     assert OrderDesk.agent_type == "order_desk"
     assert TallyAgent.agent_type == "tally"
+    names = {"CEO": "ceo", "CEOAgent": "ceo", "HTTPGatewayAgent": "http_gateway", "MyCFOHelper": "my_cfo_helper",
+             "Agent2Agent": "agent2", "OrderDeskAgent": "order_desk"}
+    assert {name: type(name, (BaseAgent,), {}).agent_type for name in names} == names
     agent = OrderDesk("desk-1", capabilities=["intake"], depends_on=["ledger"])
     assert agent.describe() == {"id": "desk-1", "type": "order_desk", "capabilities": ["orders", "intake"],
                                 "depends_on": ["ledger"], "perpetual": False}
@@ -65,8 +68,8 @@ async def test_a_failing_handler_leaves_no_half_applied_state() -> None:
 async def test_messages_sent_while_handling_wait_in_the_outbox() -> None:
     class Forwarder(PerpetualAgent):
         async def handle_event(self, event: Event) -> Any:
-            await self.send_message("cfo", "budget.request", {"amount": 5})
-            await self.publish("initiative.started", {"name": "x"})
+            self.ctx.send("cfo", "budget.request", {"amount": 5})
+            self.ctx.publish("initiative.started", {"name": "x"})
             return None
 
     agent = Forwarder("ceo")

@@ -38,7 +38,7 @@ class Relay(PerpetualAgent):
     agent_type = "relay"
 
     async def handle_event(self, event: Event) -> Any:
-        await self.send_message(self.config["to"], "relayed", {"original": event.type})
+        self.ctx.send(self.config["to"], "relayed", {"original": event.type})
         return "sent"
 
 

@@ -15,7 +15,7 @@ class Announcer(PerpetualAgent):
 
     async def handle_event(self, event: Event) -> Any:
         self.state["seen"] = self.state.get("seen", 0) + 1
-        await self.publish(f"{event.type}.seen", {"original": event.id})
+        self.ctx.publish(f"{event.type}.seen", {"original": event.id})
         return self.state["seen"]
 
 
