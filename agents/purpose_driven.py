@@ -22,9 +22,22 @@ class Goal(BaseModel):
     id: str
     description: str = ""
     metric: str
-    target: float
+    target: int | float
     direction: Literal["at_least", "at_most"] = "at_least"
-    baseline: float = Field(default=0.0, description="where progress is measured from")
+    baseline: int | float = Field(default=0, description="where progress is measured from")
+    measured_over: str | None = Field(
+        default=None, description="the metric counting what this goal is about (e.g. departments that spent); "
+                                  "while it is 0 or unset there is nothing to measure: the goal is not met")
+
+
+def percent(fraction: float) -> int:
+    """A 0..1 fraction as a whole percent, halves rounded up, so every reader shows the same figure."""
+    return int(fraction * 100 + 0.5)
+
+
+def _number(value: float) -> int | float:
+    # Counts stay integers (3, not 3.0) in the state, the API and the dashboard.
+    return int(value) if isinstance(value, bool | int) or float(value).is_integer() else float(value)
 
 
 class PurposeDrivenAgent(PerpetualAgent):
@@ -58,37 +71,38 @@ class PurposeDrivenAgent(PerpetualAgent):
                       for g in (goals or self.config.get("goals") or self.default_goals)]
 
     def initial_state(self) -> dict[str, Any]:
-        return {"metrics": {}}
+        # Progress is in the state from the start, so the dashboard shows a new agent's goals before its first event.
+        return {"metrics": {}, "progress": self.evaluate_progress({})}
 
     @property
-    def metrics(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, int | float]:
         return self.state.setdefault("metrics", {})
 
     def record_metric(self, name: str, value: float) -> None:
-        self.metrics[name] = float(value)
+        self.metrics[name] = _number(value)
 
-    def increment_metric(self, name: str, by: float = 1.0) -> float:
-        self.metrics[name] = self.metrics.get(name, 0.0) + by
+    def increment_metric(self, name: str, by: float = 1) -> int | float:
+        self.metrics[name] = _number(self.metrics.get(name, 0) + by)
         return self.metrics[name]
 
-    def evaluate_progress(self) -> dict[str, Any]:
-        """Each goal's current value, progress (0..1) and whether it is met, and the mean progress."""
+    def evaluate_progress(self, metrics: dict[str, int | float] | None = None) -> dict[str, Any]:
+        """Each goal's current value, progress (0..1, and as a whole `percent`), whether it is measured yet and
+        met, and the mean progress over all goals (a goal with nothing to measure counts as 0)."""
+        metrics = self.metrics if metrics is None else metrics
         report = []
         for goal in self.goals:
-            current = float(self.metrics.get(goal.metric, goal.baseline))
+            current = _number(metrics.get(goal.metric, goal.baseline))
+            measured = goal.measured_over is None or metrics.get(goal.measured_over, 0) > 0
             span = goal.target - goal.baseline
-            if goal.direction == "at_least":
-                met = current >= goal.target
-            else:
-                met = current <= goal.target
-            if met or span == 0:
+            met = measured and (current >= goal.target if goal.direction == "at_least" else current <= goal.target)
+            if met or span == 0 or not measured:
                 progress = 1.0 if met else 0.0
             else:
                 progress = max(0.0, min(1.0, (current - goal.baseline) / span))
             report.append({"id": goal.id, "metric": goal.metric, "target": goal.target, "current": current,
-                           "progress": progress, "met": met})
+                           "progress": progress, "percent": percent(progress), "measured": measured, "met": met})
         overall = sum(g["progress"] for g in report) / len(report) if report else 1.0
-        return {"purpose": self.purpose, "goals": report, "overall": overall}
+        return {"purpose": self.purpose, "goals": report, "overall": overall, "percent": percent(overall)}
 
     async def handle(self, event: Event, ctx: AgentContext) -> JSON:
         result = await super().handle(event, ctx)

@@ -78,8 +78,10 @@ def _print_state(api: Api) -> None:
         progress = (context.get("state") or {}).get("progress")
         if not progress:
             continue
-        goals = "; ".join(f"{g['id']} {g['current']:g}/{g['target']:g}" for g in progress["goals"])
-        click.echo(f"   {agent['id']:<4} {agent['state']:<9} goals {progress['overall']:.0%}: {goals}")
+        goals = "; ".join(f"{g['id']} {g['current']:g}/{g['target']:g}" + ("" if g.get("measured", True)
+                                                                           else " (nothing to measure yet)")
+                          for g in progress["goals"])
+        click.echo(f"   {agent['id']:<4} {agent['state']:<9} goals {progress['percent']}%: {goals}")
     ledger = (api.get("/api/agents/cfo/context").get("state") or {}).get("ledger", {})
     for department, account in sorted(ledger.items()):
         click.echo(f"   ledger {department:<12} spent {account['spent']:>14,.2f} of {account['budget']:>14,.2f} "

@@ -82,7 +82,7 @@ class CFOAgent(BusinessAgent):
     default_goals: ClassVar[tuple[Goal | dict[str, Any], ...]] = (
         Goal(id="decide-requests", description="decide spend requests", metric="requests_decided", target=20),
         Goal(id="no-overruns", description="no department over budget", metric="departments_over_budget",
-             target=0, direction="at_most", baseline=3),
+             target=0, direction="at_most", baseline=3, measured_over="departments_spending"),
     )
 
     default_purpose = "Keep spending within budget and every amount accounted for"
@@ -116,8 +116,10 @@ class CFOAgent(BusinessAgent):
     async def _check_overrun(self, department: str, period: str | None = None) -> str | None:
         """Raise the department's overrun risk for the month (default now) if it is over budget; its id, or None."""
         account = self._account(department)
-        self.record_metric("departments_over_budget", sum(
-            1 for a in self.state["ledger"].values() if float(a["spent"]) > float(a["budget"])))
+        accounts = self.state["ledger"].values()
+        self.record_metric("departments_spending", sum(1 for a in accounts if float(a["spent"]) > 0))
+        self.record_metric("departments_over_budget",
+                           sum(1 for a in accounts if float(a["spent"]) > float(a["budget"])))
         if account is None or float(account["spent"]) <= float(account["budget"]):
             return None
         period = period or self.ctx.now().strftime("%Y-%m")

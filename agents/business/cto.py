@@ -128,8 +128,12 @@ class CTOAgent(BusinessAgent):
                 "title": incident.title or f"alert {data.get('rule_id')}: "
                                            f"{data.get('description') or data.get('kind')}",
                 "service": "aos"})
-        incident_id = incident.id or event.id
         incidents = self.state.setdefault("incidents", {})
+        # A report without an id is the incident already open for that service and title, if there is one
+        # (monitoring repeats itself): it is not a second incident, and raises no second risk.
+        incident_id = incident.id or next(
+            (i["id"] for i in incidents.values() if i["status"] == "open" and i.get("service") == incident.service
+             and str(i.get("title", "")).lower() == (incident.title or "").lower() and incident.title), event.id)
         if incident_id in incidents and incidents[incident_id]["status"] == "open":
             return incidents[incident_id]
         priority = triage(incident)

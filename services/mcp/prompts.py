@@ -68,7 +68,8 @@ def render(agent_id: str, agent_type: str, purpose: str, goals: list[dict[str, A
     lines = [f"You are briefed on {agent_id}, the {agent_type} agent of this company.",
              f"Purpose: {purpose or '(none stated)'}", "", "Goals:"]
     for goal in goals:
-        status = "met" if goal.get("met") else f"{float(goal.get('progress') or 0):.0%} of the way"
+        status = "met" if goal.get("met") else "nothing to measure yet" if goal.get("measured") is False else \
+            f"{goal.get('percent', round(float(goal.get('progress') or 0) * 100))}% of the way"
         lines.append(f"- {goal.get('id')}: {goal.get('metric')} is {goal.get('current')} (target "
                      f"{goal.get('target')}), {status}")
     if not goals:

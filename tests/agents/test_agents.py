@@ -107,6 +107,7 @@ async def test_purpose_driven_goals_measure_progress() -> None:
     _, overall = await agent.process(event, AgentContext("sales", event, ManualClock()))
     assert overall == 0.75
     assert agent.context is not None and agent.context.version == 1  # save_state inside a handler: one write
+    assert agent.metrics["revenue"] == 150 and isinstance(agent.metrics["revenue"], int)  # a count stays a count
     reloaded = SalesAgent()
     reloaded.bind(store)
     await reloaded.initialize()
@@ -123,3 +124,24 @@ async def test_save_state_outside_an_event_writes_at_once() -> None:
     await agent.save_state()
     doc = await store.get("context/t2")
     assert doc is not None and doc.value["state"]["total"] == 41
+
+
+async def test_a_goal_with_nothing_to_measure_is_not_met_and_goals_show_before_the_first_event() -> None:
+    class Finance(PurposeDrivenAgent):
+        default_goals = (Goal(id="decide", metric="decided", target=4),
+                         Goal(id="no-overruns", metric="over_budget", target=0, direction="at_most", baseline=3,
+                              measured_over="spending"))
+
+    agent = Finance("fin")
+    agent.bind(InMemoryStateStore())
+    await agent.initialize()
+    first = agent.state["progress"]  # in the state before any event, for the dashboard and the API
+    assert [(g["id"], g["measured"], g["met"], g["percent"]) for g in first["goals"]] == [
+        ("decide", True, False, 0), ("no-overruns", False, False, 0)]
+    agent.record_metric("over_budget", 0)  # 0 of 0 departments over budget: nothing measured yet
+    agent.increment_metric("decided")
+    report = agent.evaluate_progress()
+    assert report["goals"][1]["met"] is False and report["percent"] == 13  # (0.25 + 0) / 2, halves rounded up
+    agent.record_metric("spending", 2)
+    report = agent.evaluate_progress()
+    assert report["goals"][1]["met"] is True and report["percent"] == 63

@@ -179,6 +179,19 @@ async def test_cto_triages_incidents_records_adrs_and_flags_risky_proposals(aos:
         "triage-incidents": 2, "record-adrs": 1, "assess-proposals": 1}
 
 
+async def test_an_outage_reported_twice_without_an_id_is_one_incident_and_one_risk(aos: AgentOperatingSystem) -> None:
+    report = {"title": "Checkout down", "description": "full outage of checkout in EU", "service": "checkout"}
+    first = (await send(aos, "ops.incident", report))["cto"].result
+    again = (await send(aos, "ops.incident", {**report, "title": "checkout DOWN"}))["cto"].result  # a re-run
+    assert first["priority"] == "P1" and again["id"] == first["id"] and again["risk"] == first["risk"]  # type: ignore[index]
+    assert [r.id for r in await RiskRegistry(aos.store).list()] == [first["risk"]]  # type: ignore[index]
+    other = (await send(aos, "ops.incident", {**report, "service": "search"}))["cto"].result
+    assert other["id"] != first["id"]  # type: ignore[index]
+    await send(aos, "ops.incident.resolved", {"id": first["id"]})  # type: ignore[index]
+    later = (await send(aos, "ops.incident", report))["cto"].result  # a new outage after the first one is over
+    assert later["id"] not in (first["id"], other["id"])  # type: ignore[index]
+
+
 def test_an_agent_built_by_hand_has_its_role_defaults() -> None:
     from agents.business import CEOAgent
 

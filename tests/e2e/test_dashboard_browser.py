@@ -126,3 +126,30 @@ def test_the_page_says_when_its_key_is_refused_and_when_the_host_is_gone(make_ho
     host.stop()
     WebDriverWait(browser, 10).until(shown.text_to_be_present_in_element(status, "Cannot reach AOS"))
     save_screenshot(browser, "dashboard-host-gone")
+
+
+def test_goals_show_from_the_start_honestly_and_terminated_agents_are_apart(make_host: Any, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    host = make_host({}, {"agents": {"instances": [{"type": "cfo", "id": "cfo"}, {"type": "tally", "id": "old"}]}})
+    host.start()
+    key = host.env["AOS_DEVHOST__FUNCTION_KEY"]
+    with httpx.Client(base_url=host.base, headers={"x-functions-key": key}, timeout=30) as http:
+        assert http.delete("/api/agents/old").status_code in (200, 202, 204)
+    try:
+        browser.get(f"{host.base}/#key={key}")
+        # No event has reached the CFO: its goals are there anyway, and "no overruns" is not met for free.
+        overruns = (By.CSS_SELECTOR, '.agent-goals[data-agent-id="cfo"] [data-goal-id="no-overruns"]')
+        WebDriverWait(browser, 20).until(shown.presence_of_element_located(overruns))
+        assert "nothing to measure yet" in browser.find_element(*overruns).get_attribute("textContent")
+        overall = browser.find_element(By.CSS_SELECTOR, '.agent-goals[data-agent-id="cfo"] .goal.overall')
+        assert overall.get_attribute("textContent").endswith("0%")
+        assert browser.find_elements(By.CSS_SELECTOR, '#agents-body tr[data-agent-id="old"]') == []
+        gone = browser.find_element(By.CSS_SELECTOR, '#terminated-body tr[data-agent-id="old"]')
+        assert "tally" in gone.get_attribute("textContent")
+        assert browser.find_element(By.ID, "terminated-count").get_attribute("textContent") == "1"
+        assert browser.find_element(By.ID, "status").text == ""
+    finally:
+        save_screenshot(browser, "dashboard-goals")

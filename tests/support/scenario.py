@@ -65,6 +65,10 @@ def check_scenario(base: str, key: str, http: httpx.Client) -> None:
     cfo_state = _poll(lambda: http.get("/api/agents/cfo/context").json()["state"],
                       lambda s: s["ledger"]["product"]["spent"] == 250000)
     assert cfo_state["ledger"]["product"]["spent"] == 250000
+    # Product spent within budget and nobody else spent: "no overruns" is measured (1 department) and met.
+    cfo_goals = {g["id"]: g for g in cfo_state["progress"]["goals"]}
+    assert (cfo_goals["no-overruns"]["measured"], cfo_goals["no-overruns"]["met"]) == (True, True)
+    assert isinstance(cfo_goals["decide-requests"]["current"], int)  # a count, not 1.0
 
     # The denied spend left the marketing ledger as configured, and the reason is on record.
     assert cfo_state["ledger"]["marketing"] == {"budget": 400000, "spent": 0, "currency": "USD", "entries": []}

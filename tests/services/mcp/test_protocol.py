@@ -285,9 +285,9 @@ async def test_agent_briefing_renders_purpose_goals_and_recent_decisions(server:
             await client.get_prompt("agent_briefing", {"agent_id": "nobody"})
     text_before = before.messages[0].content.text  # type: ignore[union-attr]
     text_after = after.messages[0].content.text  # type: ignore[union-attr]
-    assert "Purpose: Plan the launches" in text_before and "plans_made is 0.0 (target 4.0), 0% of the way" in \
+    assert "Purpose: Plan the launches" in text_before and "plans_made is 0 (target 4), 0% of the way" in \
         text_before and "- none yet" in text_before
-    assert "plans_made is 1.0 (target 4.0), 25% of the way" in text_after
+    assert "plans_made is 1 (target 4), 25% of the way" in text_after
     assert "plan launch-x: go (decision d-" in text_after
     assert stateless.value.error.code == unknown.value.error.code == -32602
     async with http_session(server.url, headers_for(McpPrincipal.agent("orders"))) as client:
