@@ -6,6 +6,7 @@ Plain HTML built from the same dict `/admin/status` returns as JSON; no scripts,
 from __future__ import annotations
 
 import html
+import json
 from typing import TYPE_CHECKING, Any
 
 from services.devhost import host_db
@@ -49,15 +50,25 @@ async def collect(host: DevHost) -> dict[str, Any]:
             "entity_operations_processed": host.entities.processed}
 
 
+def _cell(value: Any) -> str:
+    # What a person reads: yes/no, JSON for structures (never Python's True or {'a': 1}), text as it is.
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body or '<tr><td>none</td></tr>'}</tbody></table>"
 
 
 def render(status: dict[str, Any]) -> str:
     functions = _table(["function", "trigger", "succeeded", "failed", "last invocations"], [
-        [f["name"], f.get("url") or f["description"], f["counts"]["Succeeded"], f["counts"]["Failed"],
+        [f["name"], f["description"] + (f" {f['url']}" if f.get("url") else ""), f["counts"]["Succeeded"],
+         f["counts"]["Failed"],
          "; ".join(f"{r['started'][11:19]} {r['outcome']} {r['duration_ms']}ms" + (f" ({r['error']})" if r["error"]
                                                                                     else "") for r in f["recent"])]
         for f in status["functions"]])

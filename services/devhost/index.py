@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aos_core.errors import ConfigError
+from services.devhost.settings import resolve
 
 SUPPORTED = ("httpTrigger", "timerTrigger", "serviceBusTrigger", "entityTrigger")
 
@@ -41,7 +42,8 @@ class FunctionSpec:
         return self.trigger_type in SUPPORTED
 
     def describe(self) -> str:
-        t = self.trigger
+        """The trigger in one line, with `%SETTING%` names replaced by their values as the host uses them."""
+        t = {k: _resolved(v) for k, v in self.trigger.items()}
         if self.trigger_type == "httpTrigger":
             methods = ",".join(t.get("methods") or ["*"])
             return f"HTTP {methods} /{t.get('route') or self.name} (auth {str(t.get('authLevel', 'FUNCTION')).lower()})"
@@ -99,3 +101,11 @@ def index_functions(app: Any) -> list[FunctionSpec]:
             durable_clients=[b["name"] for b in bindings if b.get("type") == "durableClient"],
             wants_context="context" in params and triggers[0].get("name") != "context"))
     return specs
+
+
+def _resolved(value: Any) -> Any:
+    # A setting that is not set stays as written: describing a function never fails.
+    try:
+        return resolve(value, "binding")
+    except ConfigError:
+        return value

@@ -74,10 +74,16 @@ async def test_http_topic_and_timer_events_all_reach_the_agent(make_host: Any) -
         assert state["total"] == 1000 + state["by_type"]["timer.beat"]
         assert set(state["by_type"]) == {"via.http", "via.topic", "timer.beat"}
         status = (await http.get("/admin/status", headers=ADMIN)).json()
+        page = (await http.get("/admin", headers=ADMIN)).text
     functions = {f["name"]: f for f in status["functions"]}
     assert functions["tick"]["counts"]["Succeeded"] >= 1
     assert functions["events_topic"]["counts"]["Succeeded"] == 500
     assert any(e["name"] == "agent" and e["key"] == "tally" and e["exists"] for e in status["entities"])
+    # The page a person reads: settings resolved as the host uses them, each route's methods, no Python reprs.
+    assert functions["events_topic"]["description"].startswith("Service Bus agent.events/")
+    assert functions["tick"]["description"].startswith("timer */1 * * * * *")
+    assert "HTTP POST /events" in functions["post_events"]["description"]
+    assert "%AOS_" not in page and "True" not in page and "False" not in page and "{'" not in page
 
 
 async def test_kill_9_while_posting_loses_and_doubles_nothing(make_host: Any) -> None:
