@@ -12,8 +12,10 @@ LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 
 .PHONY: run test lint bench lock package clean
 
+AOS_CONFIG_DIR ?= examples/config
+
 run: $(PY_STAMP)
-	AOS_CONFIG_DIR=examples/config $(BIN)/aos serve
+	AOS_CONFIG_DIR=$(AOS_CONFIG_DIR) $(BIN)/aos serve
 
 test: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .

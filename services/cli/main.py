@@ -6,6 +6,7 @@ SDKs load inside the command that needs them, so `aos --help` and a quick `aos a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import click
@@ -31,7 +32,23 @@ def aos() -> None:
     """
 
 
-for command in (serve, run, send, agents, context, events, audit, ml):
+@click.command()
+@click.option("--master", is_flag=True, help="the master key (for /admin and the Durable webhooks)")
+def key(master: bool) -> None:
+    """Print the key the other commands send (for curl: KEY=$(aos key)); exit 3 when there is none.
+
+    Found like they find it: AOS_KEY, AOS_DEVHOST__FUNCTION_KEY from the environment or local.settings.json,
+    else the key the local host generated and keeps in its data folder (AOS_DATA_DIR, default .aos)."""
+    from services.cli.client import resolve_key
+    from services.cli.output import CliError
+
+    found = resolve_key(None if master else os.environ.get("AOS_KEY"), "master" if master else "function")
+    if not found:
+        raise CliError("no key found: start the host (make run) in this folder, or set AOS_KEY", 3)
+    click.echo(found)
+
+
+for command in (serve, run, send, agents, context, events, audit, ml, key):
     aos.add_command(command)
 
 
