@@ -377,7 +377,8 @@ class AgentOperatingSystem(EventIntake):
         # On the watchdog thread: log and count now; audit and alert from the loop once it turns again.
         if stall.agent_id is None:  # a busy loop (much work at once, a starved machine), not a handler's fault
             if not stall.ongoing:
-                log.warning("the kernel loop did not turn for %.1fs (busy, no agent handler held it)", stall.seconds)
+                why = "the machine gave it too little CPU" if stall.starved else "busy, no agent handler held it"
+                log.warning("the kernel loop did not turn for %.1fs (%s)", stall.seconds, why)
             return
         who = f"agent {stall.agent_id} handling event {stall.event_id}"
         if stall.ongoing:

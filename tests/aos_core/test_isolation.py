@@ -82,3 +82,36 @@ async def test_a_handler_that_blocks_the_loop_is_reported_with_its_agent_and_eve
     assert entries[0].payload["seconds"] >= 0.9  # type: ignore[index]
     telemetry = aos.telemetry
     assert isinstance(telemetry, CountingTelemetry) and telemetry.counts[LOOP_BLOCKED] == [{"agent": "m2"}]
+
+
+@pytest.mark.parametrize(("state", "cpu_share", "starved"), [
+    ("R", 0.1, True),  # runnable, yet barely ran: the machine was busy, no agent is blamed
+    ("R", 0.9, False),  # a handler computing on the loop
+    ("S", 0.0, False),  # a handler sleeping (time.sleep) or
+    ("D", 0.0, False),  # waiting on I/O on the loop
+    (None, 0.1, False),  # no /proc: blame what is on the stack
+])
+def test_the_watchdog_tells_a_starved_loop_from_a_blocking_handler(
+        monkeypatch: pytest.MonkeyPatch, state: str | None, cpu_share: float, starved: bool) -> None:
+    from aos_core import watchdog
+
+    dog = watchdog.LoopWatchdog(asyncio.new_event_loop(), 1.0, lambda stall: None)
+    monkeypatch.setattr(watchdog, "_scheduler_state", lambda native_id: state)
+    monkeypatch.setattr(dog, "_cpu_seconds", lambda: 10.0 + 2.0 * cpu_share)
+    assert dog._starved((100.0, 10.0), 102.0) is starved
+    dog.loop.close()
+
+
+def test_the_loop_threads_scheduler_state_and_cpu_time_are_readable_here() -> None:
+    # What the checks above rely on, read for this thread on this machine (Linux, as on Azure Functions).
+    import threading
+
+    from aos_core import watchdog
+
+    assert watchdog._scheduler_state(threading.get_native_id()) == "R"  # it is running this very line
+    dog = watchdog.LoopWatchdog(asyncio.new_event_loop(), 1.0, lambda stall: None)
+    dog._loop_thread = threading.get_ident()
+    first = dog._cpu_seconds()
+    sum(i * i for i in range(200_000))
+    assert first is not None and dog._cpu_seconds() > first  # type: ignore[operator]
+    dog.loop.close()
