@@ -12,8 +12,11 @@ LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 
 .PHONY: run test lint bench lock package clean
 
+# `make run INSTANCES=3`: three worker processes over one data folder behind one port, as Functions instances.
+INSTANCES ?= 1
+
 run: $(PY_STAMP)
-	AOS_CONFIG_DIR=examples/config $(BIN)/aos serve
+	AOS_CONFIG_DIR=examples/config $(BIN)/aos serve --instances $(INSTANCES)
 
 test: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
