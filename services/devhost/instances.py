@@ -174,6 +174,7 @@ class FrontDoor:
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"host"), None)
         if host:  # absolute URLs a worker builds name the front door
             headers += [("Host", host), ("X-Forwarded-Host", host)]
+        started = False
         for _ in range(len(self.workers)):
             worker = self._next()
             if worker is None:
@@ -187,12 +188,20 @@ class FrontDoor:
                            if k.lower() not in _HOP_BY_HOP]
                     out.append((b"x-aos-instance", str(worker.index).encode()))
                     await send({"type": "http.response.start", "status": response.status, "headers": out})
+                    started = True
                     async for chunk in response.content.iter_any():
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     await send({"type": "http.response.body", "body": b""})
                     return
             except aiohttp.ClientConnectorError:  # it refused the connection: nothing was sent, try the next
                 continue
+            except aiohttp.ClientError as exc:  # it died with the request: the client must not take it as done
+                if started:
+                    raise  # the client sees the connection cut short
+                log.warning("instance %d failed during %s %s: %s", worker.index, scope["method"], target, exc)
+                response = problem(502, "Bad Gateway", f"instance {worker.index} failed during the request")
+                await response(scope, receive, send)
+                return
         response = problem(503, "Service Unavailable", "no instance of the app is running")
         await response(scope, receive, send)
 
