@@ -170,8 +170,7 @@ async def test_kill_9_of_an_instance_mid_stream_then_resending_keeps_totals_exac
         await asyncio.sleep(1.0)  # mid-stream
         os.kill(victim["pid"], signal.SIGKILL)
         killed = time.monotonic()
-        await streams
-        moved = None
+        moved = None  # watched while the streams go on
         while time.monotonic() - killed < 3 * LEASE_TTL:
             live = [i for i in (await _status(http))["instances"] if i["live"]]
             if victim["id"] not in {i["id"] for i in live} and \
@@ -179,7 +178,9 @@ async def test_kill_9_of_an_instance_mid_stream_then_resending_keeps_totals_exac
                 moved = time.monotonic() - killed
                 break
             await asyncio.sleep(0.1)  # polling the host's progress over HTTP
-        assert moved is not None and moved <= LEASE_TTL + 1.0, moved
+        # Expiry plus one renewal round at most (a dead owner's leases are taken at once); slack for a loaded machine.
+        assert moved is not None and moved <= 2 * LEASE_TTL, moved
+        await streams
         for chunk in range(0, len(sent), agents):
             batch = [e for e in sent[chunk:chunk + agents] if e["id"] not in acked]
             if batch:
