@@ -168,7 +168,7 @@ class AgentOperatingSystem(EventIntake):
             if self.audit is not None:
                 self._owned.append(self.audit)
         if self.policy is None:
-            self.policy = build_policy(self.config, self.clock, self.audit)
+            self.policy = build_policy(self.config, self.clock, self.audit, self._store)
         alerts = build_alerts(self.config, self.audit, self.clock, self.ids)
         if alerts is not None:
             self.on_tick(alerts)

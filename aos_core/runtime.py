@@ -100,13 +100,15 @@ async def build_audit_log(config: AOSConfig, clock: Clock | None = None) -> Audi
     return await open_audit_log(config, secrets=secrets, clock=clock)
 
 
-def build_policy(config: AOSConfig, clock: Clock, audit: AuditLog | None) -> Policy | None:
-    """The rules of `governance.policies`, or None when there are none (nothing to evaluate)."""
+def build_policy(config: AOSConfig, clock: Clock, audit: AuditLog | None, store: StateStore | None = None
+                 ) -> Policy | None:
+    """The rules of `governance.policies`, or None when there are none (nothing to evaluate); rate limits count
+    in `store`, shared by every worker."""
     if not config.governance.policies:
         return None
     from services.governance.policy import PolicyEngine
 
-    return PolicyEngine.from_config(config.governance.policies, clock=clock, audit=audit)
+    return PolicyEngine.from_config(config.governance.policies, clock=clock, audit=audit, store=store)
 
 
 def build_alerts(config: AOSConfig, audit: AuditLog | None, clock: Clock, ids: IdFactory
