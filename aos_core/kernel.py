@@ -169,7 +169,7 @@ class AgentOperatingSystem(EventIntake):
                 self._owned.append(self.audit)
         if self.policy is None:
             self.policy = build_policy(self.config, self.clock, self.audit, self._store)
-        alerts = build_alerts(self.config, self.audit, self.clock, self.ids)
+        alerts = build_alerts(self.config, self.audit, self.clock, self.ids, self._store)
         if alerts is not None:
             self.on_tick(alerts)
         self.idempotency: IdempotencyKeys = build_idempotency(self.config, self._store, self.clock)

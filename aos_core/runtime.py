@@ -111,14 +111,16 @@ def build_policy(config: AOSConfig, clock: Clock, audit: AuditLog | None, store:
     return PolicyEngine.from_config(config.governance.policies, clock=clock, audit=audit, store=store)
 
 
-def build_alerts(config: AOSConfig, audit: AuditLog | None, clock: Clock, ids: IdFactory
-                 ) -> Callable[[Any], Awaitable[list[Event]]] | None:
-    """The alert pass the timer runs (`governance.alerts` rules), or None without rules."""
+def build_alerts(config: AOSConfig, audit: AuditLog | None, clock: Clock, ids: IdFactory,
+                 store: StateStore | None = None) -> Callable[[Any], Awaitable[list[Event]]] | None:
+    """The alert pass the timer runs (`governance.alerts` rules), or None without rules; which alerts are
+    active is kept in `store`, shared by every worker."""
     if not config.governance.alerts:
         return None
     from services.observability.alerts import AlertEvaluator, KernelAlerts
 
-    return KernelAlerts(AlertEvaluator.from_config(config.governance.alerts, audit=audit, clock=clock, ids=ids))
+    return KernelAlerts(AlertEvaluator.from_config(config.governance.alerts, audit=audit, clock=clock, ids=ids,
+                                                   store=store))
 
 
 def build_idempotency(config: AOSConfig, store: StateStore, clock: Clock) -> IdempotencyKeys:
