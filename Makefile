@@ -12,10 +12,13 @@ LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 
 .PHONY: run test lint bench lock package clean
 
+# `make run INSTANCES=3`: three worker processes over one data folder behind one port, as Functions instances;
+# `make run AOS_CONFIG_DIR=my-config`: another config folder.
+INSTANCES ?= 1
 AOS_CONFIG_DIR ?= examples/config
 
 run: $(PY_STAMP)
-	AOS_CONFIG_DIR=$(AOS_CONFIG_DIR) $(BIN)/aos serve
+	AOS_CONFIG_DIR=$(AOS_CONFIG_DIR) $(BIN)/aos serve --instances $(INSTANCES)
 
 test: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .

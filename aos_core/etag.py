@@ -17,7 +17,9 @@ from aos_core.errors import ConflictError
 from aos_core.ports import JSON, StateStore
 
 T = TypeVar("T")
-CONFLICT_ATTEMPTS = 8  # lost races in a row before giving up; each round is one read and one conditional write
+# Lost races in a row before giving up: a lost race means another writer made progress, so this only bounds
+# how long one caller waits on a hot document (the registry generation, an alert's state) under many workers.
+CONFLICT_ATTEMPTS = 50
 
 
 async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], *, key: str, what: str = "update",
@@ -31,23 +33,23 @@ async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], *, key: str, wh
     raise ConflictError(key, f"{what} lost {attempts} write races in a row; try again")
 
 
-async def update_document(store: StateStore, key: str, change: Callable[[JSON | None], JSON | None], *,
-                          what: str = "update", attempts: int = CONFLICT_ATTEMPTS) -> JSON | None:
-    """Apply `change` to the document at `key` and write the result; return what was written.
+async def update_document(store: StateStore, key: str, change: Callable[[JSON | None], tuple[JSON | None, T]], *,
+                          what: str = "update", attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Apply `change` to the document at `key` atomically and return its answer.
 
-    `change` gets a private copy of the current value (None when there is none) and returns the new value, or
-    None to write nothing (then None is returned). It may raise to refuse; it is called again after a lost race.
+    `change(current)` gets a private copy of the current value (None when there is none) and returns
+    `(new value, answer)`; a new value of None writes nothing. It may raise to refuse. It runs again after each
+    lost race, so it must have no side effects.
     """
 
-    async def attempt() -> JSON | None:
+    async def attempt() -> T:
         doc = await store.get(key)
-        new = change(None if doc is None else copy.deepcopy(doc.value))
-        if new is None:
-            return None
-        if doc is None:
-            await store.put(key, new, if_none_match=True)
-        else:
-            await store.put(key, new, if_match=doc.etag)
-        return new
+        new, answer = change(None if doc is None else copy.deepcopy(doc.value))
+        if new is not None:
+            if doc is None:
+                await store.put(key, new, if_none_match=True)
+            else:
+                await store.put(key, new, if_match=doc.etag)
+        return answer
 
     return await retry_on_conflict(attempt, key=key, what=what, attempts=attempts)

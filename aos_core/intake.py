@@ -49,6 +49,8 @@ class EventIntake:
 
         async def _address(self, agent_id: str) -> AgentId: ...
 
+        async def _routes_current(self) -> None: ...
+
         def _perpetual(self, target: AgentId) -> bool: ...
 
     async def process_event(self, event: Event, *, topic: str | None = None) -> list[AgentResult]:
@@ -79,6 +81,7 @@ class EventIntake:
         """`submit` for a batch: every event is accepted at once, then each agent gets its events in batch
         order while different agents are served in parallel."""
         await self._require_initialized()
+        await self._routes_current()  # registrations made through other workers route from this event on
         intakes = await _all([self._accept(e, topic, to_agent, actor) for e in events])
         queues: dict[str, list[tuple[_Intake, AgentId]]] = {}
         for intake in intakes:

@@ -117,6 +117,9 @@ class AgentOperatingSystem(EventIntake):
         self._stop = asyncio.Event()
         self._initialized = False
         self._registry: AgentRegistry | None = None
+        self._routes_seen: tuple[str | None, int] = (None, 0)  # registry generation (ETag, number) routed by
+        self._record_routes: dict[str, list[str]] = {}  # agent id -> ids of the subscriptions its record gives
+        self._routes_lock = asyncio.Lock()
         self._pending_types: list[tuple[str, Any]] = []
         self._watchdog: LoopWatchdog | None = None
         dispatch = self.config.dispatch
@@ -165,8 +168,8 @@ class AgentOperatingSystem(EventIntake):
             if self.audit is not None:
                 self._owned.append(self.audit)
         if self.policy is None:
-            self.policy = build_policy(self.config, self.clock, self.audit)
-        alerts = build_alerts(self.config, self.audit, self.clock, self.ids)
+            self.policy = build_policy(self.config, self.clock, self.audit, self._store)
+        alerts = build_alerts(self.config, self.audit, self.clock, self.ids, self._store)
         if alerts is not None:
             self.on_tick(alerts)
         self.idempotency: IdempotencyKeys = build_idempotency(self.config, self._store, self.clock)
@@ -188,7 +191,9 @@ class AgentOperatingSystem(EventIntake):
             spec = specs[key]
             await self.register_agent(spec.type, agent_id=spec.id, config=spec.config, depends_on=spec.depends_on,
                                       start=True)
+        seen = await self.registry.generation()  # read first: a change made while restoring is seen next time
         await self._restore_subscriptions()
+        self._routes_seen = (seen.etag, int(seen.value["generation"])) if seen else (None, 0)
         for spec in self.config.schedules:
             if spec.enabled:
                 self.scheduler.add(spec)
@@ -271,8 +276,9 @@ class AgentOperatingSystem(EventIntake):
             await self.registry.save(stored)
         if deps:
             self._deps[agent_id] = deps
-        for pattern in config.get("subscribe", ()):
-            self.router.add(Subscription(pattern, type_name, agent_id))
+        self._route_record(agent_id, type_name, config.get("subscribe", ()))
+        if existing is None or stored.etag != (existing.etag if existing else None):
+            await self.registry.changed(agent_id)  # every worker routes to it from its next event
         if existing is None:
             await self._audit(actor, "agent.registered", f"agent/{agent_id}",
                               {"type": type_name, "config": config, "depends_on": list(deps)})
@@ -291,8 +297,47 @@ class AgentOperatingSystem(EventIntake):
                 continue
             if record.depends_on:
                 self._deps[record.id] = tuple(record.depends_on)
-            for pattern in record.config.get("subscribe", ()):
-                self.router.add(Subscription(pattern, record.type, record.id))
+            self._route_record(record.id, record.type, record.config.get("subscribe", ()))
+
+    def _route_record(self, agent_id: str, agent_type: str, patterns: Iterable[str]) -> None:
+        # The subscriptions an agent's record gives, replacing the ones it gave before.
+        for sub_id in self._record_routes.pop(agent_id, ()):
+            self.router.remove(sub_id)
+        subs = [self.router.add(Subscription(pattern, agent_type, agent_id)) for pattern in patterns]
+        if subs:
+            self._record_routes[agent_id] = [s.id for s in subs]
+
+    async def _routes_current(self) -> None:
+        """Bring routing up to the registry generation: reload the agents any worker changed since last time."""
+        doc = await self.registry.generation()
+        if doc is None or doc.etag == self._routes_seen[0]:
+            return
+        async with self._routes_lock:
+            seen = self._routes_seen[1]
+            changes = [(int(n), str(a)) for n, a in doc.value["changes"] if int(n) > seen]
+            if changes and changes[0][0] > seen + 1:  # further behind than the changes kept: reload them all
+                ids = [record.id async for record in self.registry.iterate()]
+            else:
+                ids = list(dict.fromkeys(agent_id for _, agent_id in changes))
+            for agent_id in ids:
+                await self._reload_routes(agent_id)
+            if int(doc.value["generation"]) > self._routes_seen[1]:
+                self._routes_seen = (doc.etag, int(doc.value["generation"]))
+
+    async def _reload_routes(self, agent_id: str) -> None:
+        record = await self.registry.get(agent_id)
+        if record is None or record.state == AgentState.TERMINATED:
+            self._route_record(agent_id, "", ())
+            self.router.remove_agent(agent_id)
+            self._deps.pop(agent_id, None)
+            if record is not None and (self.dispatcher.is_live(agent_id) or self.lifecycle.get(agent_id)):
+                await self.dispatcher.drop(agent_id, save=False)
+                self.lifecycle.forget(agent_id)
+                self._pinned.pop(agent_id, None)
+            return
+        if record.depends_on:
+            self._deps[agent_id] = tuple(record.depends_on)
+        self._route_record(agent_id, record.type, record.config.get("subscribe", ()))
 
     async def _check_dependencies(self, agent_id: str, deps: tuple[str, ...]) -> None:
         for dep in deps:
@@ -643,8 +688,10 @@ class AgentOperatingSystem(EventIntake):
         self.lifecycle.forget(agent_id)
         await self._persist_lifecycle(agent_id, lifecycle)
         self.router.remove_agent(agent_id)
+        self._record_routes.pop(agent_id, None)
         self._pinned.pop(agent_id, None)
         self._deps.pop(agent_id, None)
+        await self.registry.changed(agent_id)
         await self._audit(actor, "agent.terminated", f"agent/{agent_id}", {"reason": reason})
 
     def on_shutdown(self, stop: Callable[[], Awaitable[Any]]) -> None:

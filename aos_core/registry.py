@@ -2,6 +2,10 @@
 
 A registered agent that is not running costs one stored row (`registry/agents/<id>`), not memory, so a
 host can know of far more agents than it keeps live. Discovery reads those rows.
+
+Every change that routing depends on (a registration, a change of subscriptions, a termination) also bumps
+the registry generation (`registry/generation`: a number and the ids changed lately), so every worker can
+see with one read whether its routing is current, and reload only the agents that changed.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aos_core.errors import ConflictError, NotFoundError, RegistrationError
+from aos_core.etag import update_document
 from aos_core.events import validate_id
-from aos_core.ports import StateStore
+from aos_core.ports import JSON, Document, StateStore
 
 _PREFIX = "registry/agents/"
+GENERATION_KEY = "registry/generation"
+_CHANGES_KEPT = 256  # a worker further behind than this reloads every record
 
 
 @dataclass
@@ -105,6 +112,19 @@ class AgentRegistry:
         """Write a changed record under its ETag (ConflictError if someone else changed it)."""
         record.etag = await self._store.put(_PREFIX + record.id, record.to_dict(), if_match=record.etag)
         return record
+
+    async def changed(self, agent_id: str) -> int:
+        """Record that routing to `agent_id` changed; the new generation number."""
+        def bump(value: JSON | None) -> tuple[JSON, int]:
+            current = value or {"generation": 0, "changes": []}
+            number = int(current["generation"]) + 1
+            return {"generation": number, "changes": [*current["changes"], [number, agent_id]][-_CHANGES_KEPT:]}, number
+
+        return await update_document(self._store, GENERATION_KEY, bump)
+
+    async def generation(self) -> Document | None:
+        """The registry generation document (`{"generation": n, "changes": [[n, agent id], ...]}`), if any."""
+        return await self._store.get(GENERATION_KEY)
 
     async def remove(self, agent_id: str) -> bool:
         return await self._store.delete(_PREFIX + agent_id)

@@ -100,23 +100,27 @@ async def build_audit_log(config: AOSConfig, clock: Clock | None = None) -> Audi
     return await open_audit_log(config, secrets=secrets, clock=clock)
 
 
-def build_policy(config: AOSConfig, clock: Clock, audit: AuditLog | None) -> Policy | None:
-    """The rules of `governance.policies`, or None when there are none (nothing to evaluate)."""
+def build_policy(config: AOSConfig, clock: Clock, audit: AuditLog | None, store: StateStore | None = None
+                 ) -> Policy | None:
+    """The rules of `governance.policies`, or None when there are none (nothing to evaluate); rate limits count
+    in `store`, shared by every worker."""
     if not config.governance.policies:
         return None
     from services.governance.policy import PolicyEngine
 
-    return PolicyEngine.from_config(config.governance.policies, clock=clock, audit=audit)
+    return PolicyEngine.from_config(config.governance.policies, clock=clock, audit=audit, store=store)
 
 
-def build_alerts(config: AOSConfig, audit: AuditLog | None, clock: Clock, ids: IdFactory
-                 ) -> Callable[[Any], Awaitable[list[Event]]] | None:
-    """The alert pass the timer runs (`governance.alerts` rules), or None without rules."""
+def build_alerts(config: AOSConfig, audit: AuditLog | None, clock: Clock, ids: IdFactory,
+                 store: StateStore | None = None) -> Callable[[Any], Awaitable[list[Event]]] | None:
+    """The alert pass the timer runs (`governance.alerts` rules), or None without rules; which alerts are
+    active is kept in `store`, shared by every worker."""
     if not config.governance.alerts:
         return None
     from services.observability.alerts import AlertEvaluator, KernelAlerts
 
-    return KernelAlerts(AlertEvaluator.from_config(config.governance.alerts, audit=audit, clock=clock, ids=ids))
+    return KernelAlerts(AlertEvaluator.from_config(config.governance.alerts, audit=audit, clock=clock, ids=ids,
+                                                   store=store))
 
 
 def build_idempotency(config: AOSConfig, store: StateStore, clock: Clock) -> IdempotencyKeys:

@@ -16,6 +16,11 @@ Every change is written with the document's ETag (a lost race reloads and reappl
 crash `resume_all()` continues from the stored state: completed steps are NOT run again, but a step that was
 running when the process died runs again. Actions should therefore be idempotent (or check for their own
 earlier effect), exactly as Durable Functions activities should.
+
+Several workers (Functions instances) share the store, and each resumes unfinished workflows when it starts;
+so a workflow runs under a lease kept in its document (`runner`, `runner_until`): one engine runs its steps,
+renewing the lease every third of `lease_ttl`, and another waits, taking over only once the lease has run out
+(its runner died). Until workflows run as Durable orchestrations, this is what keeps a step on one worker.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import asyncio
 import json
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -77,8 +84,10 @@ class WorkflowDefinition(BaseModel):
 class WorkflowEngine:
     """Stores, runs and resumes workflows; actions are registered by name so a stored workflow can resume."""
 
-    def __init__(self, store: StateStore, clock: Clock, ids: IdFactory) -> None:
+    def __init__(self, store: StateStore, clock: Clock, ids: IdFactory, *, lease_ttl: float = 30.0) -> None:
         self._store, self._clock, self._ids = store, clock, ids
+        self._runner = uuid.uuid4().hex  # this engine as a lease holder (not an id of the domain: not from `ids`)
+        self._lease_ttl = lease_ttl
         self._actions: dict[str, Action] = {}
         self._active: dict[str, asyncio.Future[dict[str, Any]]] = {}  # one run per workflow in this process
         self._locks: dict[str, asyncio.Lock] = {}
@@ -161,9 +170,54 @@ class WorkflowEngine:
     # --- running ----------------------------------------------------------------------------------------
 
     async def _run(self, workflow_id: str) -> dict[str, Any]:
+        while True:  # wait while another worker runs it; take it over once its lease runs out
+            value = await self.get(workflow_id)
+            if value["status"] not in UNFINISHED:
+                return value
+            if await self._claim(workflow_id):
+                break
+            await self._clock.sleep(self._lease_ttl / 3)
+        renewer = asyncio.ensure_future(self._renew(workflow_id))
+        try:
+            return await self._run_claimed(workflow_id)
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+
+    async def _claim(self, workflow_id: str) -> bool:
+        now = self._clock.now()
+        until = (now + timedelta(seconds=self._lease_ttl)).isoformat()
+
+        def claim(value: dict[str, Any]) -> None:
+            held = value.get("runner") not in (None, self._runner) and value.get("runner_until", "") > now.isoformat()
+            if held:
+                raise _Held()
+            value.update(runner=self._runner, runner_until=until)
+
+        try:
+            await self._update(workflow_id, claim)
+            return True
+        except _Held:
+            return False
+
+    async def _renew(self, workflow_id: str) -> None:
+        while True:
+            await self._clock.sleep(self._lease_ttl / 3)
+            until = (self._clock.now() + timedelta(seconds=self._lease_ttl)).isoformat()
+
+            def extend(value: dict[str, Any], until: str = until) -> None:
+                if value.get("runner") == self._runner:
+                    value["runner_until"] = until
+
+            try:
+                await self._update(workflow_id, extend)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a storage fault: the lease may run out, and another worker take over
+                log.warning("workflow %s: renewing its lease failed", workflow_id, exc_info=True)
+
+    async def _run_claimed(self, workflow_id: str) -> dict[str, Any]:
         value = await self.get(workflow_id)
-        if value["status"] not in UNFINISHED:
-            return value
         definition = WorkflowDefinition.model_validate(value["definition"])
         steps = {s.name: s for s in definition.steps}
         order = definition.order()
@@ -229,20 +283,23 @@ class WorkflowEngine:
 
     async def _finish(self, workflow_id: str, status: str, error: str | None) -> dict[str, Any]:
         return await self._update(workflow_id, lambda v: v.update(status=status, error=error,
-                                                                  finished_at=self._now()))
+                                                                  finished_at=self._now(), runner=None))
 
     async def _update(self, workflow_id: str, change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
         # Concurrent steps of one workflow share its document: a lock avoids conflicts between them in this
         # process, the ETag catches another process; a lost race reloads and applies the change again.
-        def changed(value: Any) -> dict[str, Any]:
+        def changed(value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             if value is None:
                 raise NotFoundError(f"workflow {workflow_id!r} does not exist")
             change(value)
-            return value
+            return value, value
 
         async with self._locks.setdefault(workflow_id, asyncio.Lock()):
-            return await update_document(self._store, PREFIX + workflow_id, changed,  # type: ignore[return-value]
-                                         what=f"workflow {workflow_id!r}")
+            return await update_document(self._store, PREFIX + workflow_id, changed, what=f"workflow {workflow_id!r}")
 
     def _now(self) -> str:
         return self._clock.now().isoformat()
+
+
+class _Held(Exception):
+    """Another worker holds the workflow's lease."""

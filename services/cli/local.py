@@ -29,13 +29,16 @@ _DIR = click.Path(path_type=Path)
               help="settings file [default: local.settings.json, else local.settings.json.example]")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
+@click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True,
+              envvar="AOS_DEVHOST__INSTANCES", help="worker processes over one data folder, as Functions instances")
 def serve(host: str, port: int, data: Path | None, app: str, app_dir: Path, settings_file: Path | None,
-          log_level: str) -> None:
+          log_level: str, instances: int) -> None:
     """The local Functions host: serve function_app on 127.0.0.1:7071 over SQLite, until Ctrl-C."""
     from services.devhost.serve import serve as run_host
 
     click.get_current_context().exit(run_host(host=host, port=port, data=data, app=app, app_dir=app_dir,
-                                              settings_file=settings_file, log_level=log_level))
+                                              settings_file=settings_file, log_level=log_level,
+                                              instances=instances))
 
 
 @click.command()

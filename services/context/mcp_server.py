@@ -111,16 +111,15 @@ class ContextAccess:
             raise AccessDeniedError(f"only {owner!r} itself or an admin may change who reads its context")
         if grantee == owner:
             raise ValueError("an agent always has access to its own context")
-        def regrant(value: Any) -> dict[str, Any]:
+        def regrant(value: Any) -> tuple[dict[str, Any], dict[str, Mode]]:
             grants: dict[str, Mode] = dict(value.get("grants", {})) if value else {}
             if mode is None:
                 grants.pop(grantee, None)
             else:
                 grants[grantee] = mode
-            return {"grants": grants}
+            return {"grants": grants}, grants
 
-        written = await update_document(self._store, self._key(owner), regrant, what="grant update")
-        return dict(written["grants"])  # type: ignore[index]
+        return await update_document(self._store, self._key(owner), regrant, what="grant update")
 
 
 def _view(context: ContextMCPServer) -> dict[str, Any]:

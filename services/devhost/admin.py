@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
-from services.devhost import host_db
+from services.devhost import host_db, leases
 from services.devhost.durable_webhooks import describe_entities
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ async def collect(host: DevHost) -> dict[str, Any]:
                                          "description": d.description, "delivery_count": d.delivery_count}
                                         for d in dead[-20:]]})
     entities = describe_entities(await host.db.read(host_db.list_entities))
-    return {"host": host.settings.base_url, "functions": functions, "topics": topics, "entities": entities,
+    ttl = host.leases.ttl
+    instances = await host.db.read(lambda c: leases.list_instances(c, time.time(), ttl))
+    return {"host": host.settings.base_url, "instance": host.leases.instance_id, "instances": instances,
+            "partitions": host.leases.partitions, "functions": functions, "topics": topics, "entities": entities,
             "entity_operations_processed": host.entities.processed}
 
 
@@ -80,10 +84,14 @@ def render(status: dict[str, Any]) -> str:
     entities = _table(["entity", "key", "exists", "operations", "pending", "last error", "state"], [
         [e["name"], e["key"], e["exists"], e["operations"], e["pending"], e["last_error"] or "",
          (e["state"] or "")[:200]] for e in status["entities"]])
+    instances = _table(["instance", "pid", "url", "live", "partitions", "singletons", "last heartbeat"], [
+        [i["id"] + (" (this one)" if i["id"] == status["instance"] else ""), i["pid"], i["url"], i["live"],
+         ", ".join(map(str, i["partitions"])), ", ".join(i["singletons"]),
+         time.strftime("%H:%M:%S", time.gmtime(i["heartbeat"]))] for i in status["instances"]])
     style = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eee}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>AOS local host</title>"
             f"<style>{style}</style></head><body><h1>AOS local Functions host</h1>"
             f"<p>{html.escape(status['host'])} &middot; <a href='/admin/status'>JSON</a></p>"
-            f"<h2>Functions</h2>{functions}<h2>Topics and subscriptions</h2>{topics}"
+            f"<h2>Instances</h2>{instances}<h2>Functions</h2>{functions}<h2>Topics and subscriptions</h2>{topics}"
             f"<h2>Durable entities</h2>{entities}</body></html>")

@@ -5,6 +5,10 @@ The entity function is the app's own (`Entity.create` wraps it): it takes the Du
 `{"entityExists", "entityState", "results", "signals"}`. A signal is queued in SQLite before the webhook
 answers 202; a batch's new state, the removal of its operations and its outgoing signals commit in one
 transaction. A crash before that commit runs the batch again from the old state; after it, never again.
+
+With several instances over one data folder (`aos serve --instances N`), an instance runs only the entity keys
+whose partition it leases (services/devhost/leases.py), polls the shared queue for signals other instances
+accepted for them, and commits a batch only while it still holds the partition.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from aos_core.errors import NotFoundError
 from services.devhost import host_db
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
+from services.devhost.leases import LeaseLost, Leases, partition_of
 from services.sqlite import SqliteDatabase
 
 log = logging.getLogger("aos.devhost.entities")
@@ -28,7 +33,8 @@ _RETRY_MAX = 30.0
 
 class EntityHost:
     def __init__(self, functions: list[FunctionSpec], db: SqliteDatabase, invoker: Invoker, *,
-                 batch_size: int = 64, max_parallel: int = 32) -> None:
+                 batch_size: int = 64, max_parallel: int = 32, leases: Leases | None = None,
+                 poll_interval: float = 0.05) -> None:
         # Durable entity names are case-insensitive (the extension lower-cases them).
         self.functions = {str(f.trigger.get("entityName") or f.name).lower(): f
                           for f in functions if f.trigger_type == "entityTrigger"}
@@ -38,6 +44,9 @@ class EntityHost:
         self._slots = asyncio.Semaphore(max_parallel)
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._dirty: set[tuple[str, str]] = set()
+        self._leases = leases
+        self._poll_interval = poll_interval
+        self._poller: asyncio.Task[None] | None = None
         self.processed = 0
 
     def function_for(self, name: str) -> FunctionSpec:
@@ -61,11 +70,36 @@ class EntityHost:
 
     async def start(self) -> None:
         """Resume entities with queued operations (signals accepted before a crash or a stop)."""
+        await self.resume()
+        if self._leases is not None:  # other instances queue signals for the keys this one runs
+            self._poller = asyncio.create_task(self._poll(), name="entity-poll")
+
+    async def resume(self) -> None:
+        """Start a worker for every entity with queued operations that this instance runs."""
         for name, key in await self._db.read(host_db.pending_keys):
             if name in self.functions:
                 self._schedule(name, key)
 
+    def busy(self, partition: int) -> bool:
+        """Whether a batch of an entity in `partition` may be running here (its lease cannot be released yet)."""
+        count = self._leases.partitions if self._leases else 1
+        return any(partition_of(name, key, count) == partition for name, key in self._running)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                await self.resume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a storage fault: the next poll tries again
+                log.exception("polling the entity queue failed")
+
     async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
@@ -76,6 +110,8 @@ class EntityHost:
 
     def _schedule(self, name: str, key: str) -> None:
         ident = (name, key)
+        if self._leases is not None and not self._leases.owns(name, key):
+            return  # another instance runs it (it polls the queue)
         if ident in self._running:
             self._dirty.add(ident)  # the running worker looks again before it exits
             return
@@ -87,6 +123,8 @@ class EntityHost:
         try:
             while True:
                 self._dirty.discard(ident)
+                if self._leases is not None and not self._leases.owns(name, key):
+                    return  # the partition is moving to another instance: start nothing more here
                 exists, state, ops = await self._db.read(
                     lambda c: host_db.load_batch(c, name, key, self._batch_size))
                 if not ops:
@@ -99,6 +137,9 @@ class EntityHost:
                     delay = 0.5
                 except asyncio.CancelledError:
                     raise
+                except LeaseLost as exc:
+                    log.warning("entity %s/%s: batch of %d not committed: %s", name, key, len(ops), exc)
+                    return
                 except Exception:
                     log.exception("entity %s/%s: batch of %d failed; retrying in %.1fs", name, key, len(ops), delay)
                     await asyncio.sleep(delay)
@@ -123,8 +164,14 @@ class EntityHost:
         new_exists, new_state = bool(out.get("entityExists")), out.get("entityState")
         now = time.time()
         last = ops[-1].seq
-        await self._db.write(lambda c: host_db.commit_batch(
-            c, name, key, last, len(ops), new_exists, new_state, errors[-1] if errors else None, signals, now))
+
+        def commit(conn: Any) -> None:
+            if self._leases is not None:
+                self._leases.fence(conn, name, key)  # LeaseLost: the new owner runs the batch again
+            host_db.commit_batch(conn, name, key, last, len(ops), new_exists, new_state,
+                                 errors[-1] if errors else None, signals, now)
+
+        await self._db.write(commit)
         self.processed += len(ops)
         for target_name, target_key, *_ in signals:
             if target_name in self.functions:

@@ -7,6 +7,7 @@ webhooks, `/admin` the host page, `POST /admin/servicebus/topics/{topic}/message
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -24,12 +25,13 @@ from aos_core import strict_json
 from aos_core.clock import SystemClock
 from aos_core.errors import NotFoundError
 from aos_core.ports import Clock
-from services.devhost import admin, host_db
+from services.devhost import admin, host_db, leases
 from services.devhost.durable_webhooks import WEBHOOK_PATH, DurableWebhooks, client_binding
 from services.devhost.entities import EntityHost
 from services.devhost.http_trigger import HttpTriggers, key_matches, presented_key
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
+from services.devhost.leases import Leases
 from services.devhost.limits import BodyRejected, read_body
 from services.devhost.problem import problem
 from services.devhost.servicebus import ServiceBusTriggers, publish
@@ -51,14 +53,22 @@ class DevHost:
         self.clock = clock or SystemClock()
         self.executor = ThreadPoolExecutor(max_workers=settings.thread_pool_size, thread_name_prefix="aos-fn")
         self.invoker = Invoker(self.executor, function_directory=str(settings.app_dir))
-        self.db = SqliteDatabase(settings.data_dir / "host.db", schema=host_db.SCHEMA)
+        self.db = SqliteDatabase(settings.data_dir / "host.db", schema=host_db.SCHEMA + leases.SCHEMA)
         self.bus = SqliteEventBus(settings.data_dir / "bus.db", clock=self.clock)
         self.http = HttpTriggers(functions, settings, self.invoker, self.extra_inputs)
+        # Partitions and timers by lease, so instances over one data folder share them as on Azure.
+        self.leases = Leases(self.db, instance_id=settings.instance_id or f"host-{os.getpid()}",
+                             url=settings.base_url, partitions=settings.partitions, ttl=settings.lease_ttl,
+                             busy=lambda partition: self.entities.busy(partition),
+                             on_gain=lambda partitions: self._spawn_resume())
         self.entities = EntityHost(functions, self.db, self.invoker, batch_size=settings.entity_batch_size,
-                                   max_parallel=settings.thread_pool_size)
+                                   max_parallel=settings.thread_pool_size, leases=self.leases,
+                                   poll_interval=settings.entity_poll)
         self.webhooks = DurableWebhooks(self.entities, settings)
         self.servicebus = ServiceBusTriggers(functions, settings, self.bus, self.invoker, self.extra_inputs)
-        self.timers = Timers(timer_triggers(functions), self.db, self.invoker, self.clock, self.extra_inputs)
+        self.timers = Timers(timer_triggers(functions), self.db, self.invoker, self.clock, self.extra_inputs,
+                             leases=self.leases)
+        self._resumes: set[asyncio.Task[None]] = set()
         self.app = Starlette(routes=[
             Route("/", self._root),
             Route("/admin", self._admin_page),
@@ -75,8 +85,15 @@ class DevHost:
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
+    def _spawn_resume(self) -> None:
+        # Partitions just taken over may hold signals queued before: start their entities now.
+        task = asyncio.create_task(self.entities.resume())
+        self._resumes.add(task)
+        task.add_done_callback(self._resumes.discard)
+
     async def start(self) -> None:
         fresh_durable_http_session()
+        await self.leases.start()
         await self.entities.start()
         await self.servicebus.start()
         await self.timers.start()
@@ -85,6 +102,7 @@ class DevHost:
         await self.timers.stop()
         await self.servicebus.stop()
         await self.entities.stop()
+        await self.leases.stop()
         await close_durable_http_session()
         await self.bus.close()
         await self.db.close()

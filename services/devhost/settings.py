@@ -48,6 +48,10 @@ class HostSettings:
     header_timeout: float = 10.0  # seconds for a request's headers to arrive (from connect or the last response)
     body_timeout: float = 60.0  # seconds for a request's whole body to arrive
     max_connections: int = 1000  # open connections; one more is answered 503
+    instance_id: str = ""  # this instance's name among several over one data folder; "host-<pid>" when empty
+    partitions: int = 4  # entity partitions leased among instances (durableTask.storageProvider.partitionCount)
+    lease_ttl: float = 10.0  # seconds a partition or timer lease lasts unless renewed (renewed every third)
+    entity_poll: float = 0.05  # seconds between looks at the shared entity queue for other instances' signals
     sources: list[str] = field(default_factory=list)
 
     @property
@@ -188,6 +192,7 @@ def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str
     service_bus = extensions.get("serviceBus", {}) or {}
     durable = extensions.get("durableTask", {}) or {}
     handler = service_bus.get("messageHandlerOptions", {}) or {}
+    provider = durable.get("storageProvider", {}) or {}
     route_prefix = str(http.get("routePrefix", "api")).strip("/")
     keys = _keys(data_dir)
     return HostSettings(
@@ -204,4 +209,8 @@ def load_host_settings(app_dir: Path, data_dir: Path | None = None, *, host: str
         max_message_bytes=_env_int("AOS_DEVHOST__MAX_MESSAGE_BYTES", 256 * 1024),
         header_timeout=_env_number("AOS_DEVHOST__HEADER_TIMEOUT", 10.0),
         body_timeout=_env_number("AOS_DEVHOST__BODY_TIMEOUT", 60.0),
-        max_connections=_env_int("AOS_DEVHOST__MAX_CONNECTIONS", 1000), sources=sources)
+        max_connections=_env_int("AOS_DEVHOST__MAX_CONNECTIONS", 1000), sources=sources,
+        instance_id=os.environ.get("AOS_DEVHOST__INSTANCE_ID", ""),
+        partitions=max(1, int(provider.get("partitionCount", 4))),
+        lease_ttl=_env_number("AOS_DEVHOST__LEASE_TTL", 10.0),
+        entity_poll=_env_number("AOS_DEVHOST__ENTITY_POLL", 0.05))

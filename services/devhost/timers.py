@@ -5,6 +5,10 @@ was down fires once at once with `past_due=True` (as the Functions schedule moni
 fires once at start as well. A slot that fires more than `past_due_after` seconds late is also past due. A
 function that raises is logged; the timer moves on to its next slot (Functions does not retry timers).
 The cron arithmetic is the scheduler's (`aos_core.scheduler.cron_iter`), time comes from a Clock port.
+
+With several instances (`aos serve --instances N`) each timer runs on one instance at a time, the holder of
+its singleton lease `timer:<function>` (services/devhost/leases.py), as the Functions host runs a timer under
+a singleton lock; a slot already recorded as fired (by the previous holder) is not fired again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from aos_core.scheduler import cron_iter
 from services.devhost import host_db
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
+from services.devhost.leases import Leases
 from services.devhost.settings import resolve
 from services.sqlite import SqliteDatabase
 
@@ -59,13 +64,14 @@ def timer_triggers(functions: list[FunctionSpec]) -> list[TimerTrigger]:
 
 class Timers:
     def __init__(self, timers: list[TimerTrigger], db: SqliteDatabase, invoker: Invoker, clock: Clock,
-                 extra_inputs: Any, *, past_due_after: float = 10.0) -> None:
+                 extra_inputs: Any, *, past_due_after: float = 10.0, leases: Leases | None = None) -> None:
         self.timers = timers
         self._db = db
         self._invoker = invoker
         self._clock = clock
         self._extra_inputs = extra_inputs
         self._past_due_after = past_due_after
+        self._leases = leases
         self._tasks: list[asyncio.Task[None]] = []
         self.next_run: dict[str, datetime] = {}
 
@@ -80,6 +86,17 @@ class Timers:
         self._tasks.clear()
 
     async def run(self, timer: TimerTrigger) -> None:
+        """Run the timer's schedule while this instance holds its singleton lease (always, with no leases)."""
+        lease = f"timer:{timer.spec.name}"
+        while True:
+            if self._leases is not None:
+                await self._leases.wait_for(lease)
+            await self._schedule(timer, lease)
+
+    def _holding(self, lease: str) -> bool:
+        return self._leases is None or self._leases.usable(lease)
+
+    async def _schedule(self, timer: TimerTrigger, lease: str) -> None:
         name = timer.spec.name
         now = self._clock.now()
         raw = await self._db.read(lambda c: host_db.timer_last(c, name)) if timer.use_monitor else None
@@ -98,11 +115,17 @@ class Timers:
             slot = timer.next_after(anchor)
             self.next_run[name] = slot
             await self._clock.sleep((slot - self._clock.now()).total_seconds())
+            if not self._holding(lease):
+                return  # another instance has the timer now
             late = (self._clock.now() - slot).total_seconds()
             await self._fire(timer, slot, past_due=late > self._past_due_after, last=anchor)
             anchor = slot
 
     async def _fire(self, timer: TimerTrigger, slot: datetime, *, past_due: bool, last: datetime | None) -> None:
+        if self._leases is not None and timer.use_monitor:  # the previous holder may have fired it already
+            raw = await self._db.read(lambda c: host_db.timer_last(c, timer.spec.name))
+            if raw and datetime.fromisoformat(raw) >= slot:
+                return
         nxt = timer.next_after(max(slot, self._clock.now()))
         status = {"Last": last.isoformat() if last else None, "Next": nxt.isoformat(),
                   "LastUpdated": self._clock.now().isoformat()}

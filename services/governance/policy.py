@@ -19,12 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from aos_core.clock import SystemClock
 from aos_core.errors import ConfigError, PolicyDenied
-from aos_core.ports import AuditLog, Clock, PolicyDecision, PolicyRequest
+from aos_core.etag import update_document
+from aos_core.ports import AuditLog, Clock, PolicyDecision, PolicyRequest, StateStore
 
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 
@@ -92,6 +94,9 @@ def _match(pattern: str, *values: str | None) -> bool:
     return any(v is not None and fnmatchcase(v, pattern) for v in values)
 
 
+RATE_PREFIX = "governance/rate-limits/"  # StateStore documents: one token bucket per rule and caller
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -105,16 +110,40 @@ class PolicyEngine:
     rules: list[Rule]
     clock: Clock = field(default_factory=SystemClock)
     audit: AuditLog | None = None
+    store: StateStore | None = None  # where `enforce` keeps rate-limit buckets, shared by every worker
     _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, policies: Iterable[Mapping[str, Any]], *, clock: Clock | None = None,
-                    audit: AuditLog | None = None) -> PolicyEngine:
-        """An engine for `config.governance.policies`."""
-        return cls(load_rules(list(policies)), clock or SystemClock(), audit)
+                    audit: AuditLog | None = None, store: StateStore | None = None) -> PolicyEngine:
+        """An engine for `config.governance.policies`; with `store`, rate limits count across workers."""
+        return cls(load_rules(list(policies)), clock or SystemClock(), audit, store)
 
     def evaluate(self, request: PolicyRequest) -> PolicyDecision:
-        """The decision for `request`; rate limits spend a token only when nothing else denies."""
+        """The decision for `request`; rate limits spend a token (of this process) only when nothing else denies."""
+        decision = self._decide(request)
+        if decision.outcome == "deny":
+            return decision
+        for rule in self._rate_rules(request):
+            if not self._take(rule, request.caller or "anonymous"):
+                return _rate_denied(rule, request)
+        return decision
+
+    async def _evaluate_shared(self, request: PolicyRequest) -> PolicyDecision:
+        decision = self._decide(request)
+        if decision.outcome == "deny" or self.store is None:
+            return decision
+        for rule in self._rate_rules(request):
+            if not await self._take_shared(self.store, rule, request.caller or "anonymous"):
+                return _rate_denied(rule, request)
+        return decision
+
+    def _rate_rules(self, request: PolicyRequest) -> list[RateLimitRule]:
+        return [rule for rule in self.rules if isinstance(rule, RateLimitRule) and _match(rule.action, request.action)
+                and _match(rule.caller, request.caller or "anonymous")]
+
+    def _decide(self, request: PolicyRequest) -> PolicyDecision:
+        """Every rule but the rate limits."""
         for rule in self.rules:
             if isinstance(rule, RolesRule) and _match(rule.action, request.action):
                 if not request.roles & set(rule.any_of):
@@ -126,18 +155,7 @@ class PolicyEngine:
                         fnmatchcase(request.event_type, p) for p in rule.allow):
                     return PolicyDecision("deny", rule.id, f"agent {request.agent_id or request.agent_type!r} may "
                                                            f"not receive events of type {request.event_type!r}")
-        decision = PolicyDecision("allow")
-        if request.amount is not None:
-            decision = self._spending(request)
-            if decision.outcome == "deny":
-                return decision
-        for rule in self.rules:
-            if isinstance(rule, RateLimitRule) and _match(rule.action, request.action) and \
-                    _match(rule.caller, request.caller or "anonymous"):
-                if not self._take(rule, request.caller or "anonymous"):
-                    return PolicyDecision("deny", rule.id, f"rate limit of {rule.limit} per {rule.per:g} s "
-                                                           f"exceeded for {request.caller or 'anonymous'}")
-        return decision
+        return self._spending(request) if request.amount is not None else PolicyDecision("allow")
 
     def _spending(self, request: PolicyRequest) -> PolicyDecision:
         amount = float(request.amount or 0)
@@ -172,12 +190,26 @@ class PolicyEngine:
         bucket.tokens -= 1
         return True
 
+    async def _take_shared(self, store: StateStore, rule: RateLimitRule, caller: str) -> bool:
+        # The bucket is one document per rule and caller, changed under its ETag by whichever worker is asked;
+        # time is the clock's wall time, the one every worker shares (monotonic time is per process).
+        now = self.clock.now().timestamp()
+
+        def spend(value: Any) -> tuple[Any, bool]:
+            tokens, at = (float(value["tokens"]), float(value["at"])) if value else (float(rule.limit), now)
+            tokens = min(float(rule.limit), tokens + max(0.0, now - at) * rule.limit / rule.per)
+            taken = tokens >= 1
+            return {"tokens": tokens - 1 if taken else tokens, "at": max(now, at)}, taken
+
+        return await update_document(store, f"{RATE_PREFIX}{quote(rule.id, safe='')}/{quote(caller, safe='')}", spend)
+
     async def enforce(self, request: PolicyRequest) -> PolicyDecision:
         """Evaluate; on deny append a `policy.denied` audit entry and raise PolicyDenied naming the rule.
 
         An escalation is returned (and audited as `policy.escalated`) for the caller to route for approval.
+        With a store, rate limits are counted there, so a limit holds across every worker.
         """
-        decision = self.evaluate(request)
+        decision = await self._evaluate_shared(request) if self.store is not None else self.evaluate(request)
         if decision.outcome in ("deny", "escalate"):
             seq = await self._audit(request, decision)
             if decision.outcome == "deny":
@@ -192,6 +224,11 @@ class PolicyEngine:
         action = "policy.escalated" if decision.outcome == "escalate" else "policy.denied"
         entry = await self.audit.append(request.caller or "anonymous", action, subject, payload)
         return entry.seq
+
+
+def _rate_denied(rule: RateLimitRule, request: PolicyRequest) -> PolicyDecision:
+    return PolicyDecision("deny", rule.id, f"rate limit of {rule.limit} per {rule.per:g} s exceeded for "
+                                           f"{request.caller or 'anonymous'}")
 
 
 def _request_dict(request: PolicyRequest) -> dict[str, Any]:

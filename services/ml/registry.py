@@ -166,15 +166,16 @@ class AdapterRegistry:
         if target.stage == Stage.ARCHIVED:
             raise ConflictError(self._key(name, version),
                                 f"adapter {name}@{version} is archived; register a new version")
-        def point_here(pointer: Any) -> dict[str, Any] | None:
+        def point_here(pointer: Any) -> tuple[dict[str, Any] | None, bool]:  # (new pointer, whether it moved)
             pointer = pointer or {"version": None, "history": []}
             current = pointer.get("version")
             if current == version:
-                return None
+                return None, False
             history = [*pointer.get("history", []), current] if current else list(pointer.get("history", []))
-            return {"version": version, "history": history[-_MAX_HISTORY:], "changed_at": self.clock.now().isoformat()}
+            return {"version": version, "history": history[-_MAX_HISTORY:],
+                    "changed_at": self.clock.now().isoformat()}, True
 
-        if await update_document(self.store, self._pointer(name), point_here, what=f"promotion of {name}") is None:
+        if not await update_document(self.store, self._pointer(name), point_here, what=f"promotion of {name}"):
             return target  # already in production
         return target.model_copy(update={"stage": Stage.PRODUCTION})
 

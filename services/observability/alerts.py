@@ -8,7 +8,9 @@ Rule kinds:
 - `breaker_open`: a circuit breaker matching `breaker` (glob) is open.
 
 An alert fires when its condition starts to hold (`aos.alert.raised`) and resolves when it stops
-(`aos.alert.resolved`), not on every tick, so subscribers get one event per incident.
+(`aos.alert.resolved`), not on every tick, so subscribers get one event per incident. With a store, which
+alerts are active is one document (`alerts/active`) changed under its ETag, so a worker that takes over the
+timer, or two that evaluate at once, raise and resolve each incident once.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.errors import ConfigError
+from aos_core.etag import update_document
 from aos_core.events import Event
-from aos_core.ports import AuditLog, Clock, IdFactory
+from aos_core.ports import JSON, AuditLog, Clock, IdFactory, StateStore
 
 ALERT_RAISED = "aos.alert.raised"
 ALERT_RESOLVED = "aos.alert.resolved"
+ACTIVE_KEY = "alerts/active"
 
 
 class _Rule(BaseModel):
@@ -92,8 +96,9 @@ class AlertEvaluator:
     """Evaluates rules against snapshots; remembers which alerts are active to raise and resolve once each."""
 
     def __init__(self, rules: Sequence[AlertRule], *, audit: AuditLog | None = None, clock: Clock | None = None,
-                 ids: IdFactory | None = None) -> None:
+                 ids: IdFactory | None = None, store: StateStore | None = None) -> None:
         self.rules = list(rules)
+        self.store = store
         self.audit = audit
         self.clock = clock or SystemClock()
         self.ids = ids or UuidIds()
@@ -123,17 +128,33 @@ class AlertEvaluator:
 
     async def evaluate(self, snapshot: HealthSnapshot) -> list[Event]:
         """The alert events to publish now (raised and resolved); each is audited as `alert.raised/resolved`."""
-        out: list[Event] = []
+        breaching = {rule.id: self._breaches(rule, snapshot) for rule in self.rules}
+        if self.store is None:
+            changes = self._changes(self.active, breaching)
+        else:  # only the writer that wins the document's ETag announces a change
+            def change(value: JSON | None) -> tuple[JSON, list[tuple[str, str, str, dict[str, Any]]]]:
+                active = {(a["rule"], a["key"]): a["details"] for a in (value or {}).get("active", [])}
+                found = self._changes(active, breaching)
+                return {"active": [{"rule": r, "key": k, "details": d} for (r, k), d in active.items()]}, found
+
+            changes = await update_document(self.store, ACTIVE_KEY, change)
+        rules = {rule.id: rule for rule in self.rules}
+        return [await self._emit(kind, rules[rule_id], key, details) for kind, rule_id, key, details in changes]
+
+    def _changes(self, active: dict[tuple[str, str], dict[str, Any]], breaching: dict[str, dict[str, dict[str, Any]]]
+                 ) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """Apply what breaches now to `active` (in place); the alerts raised and resolved, in rule order."""
+        out = []
         for rule in self.rules:
-            now_breaching = self._breaches(rule, snapshot)
+            now_breaching = breaching[rule.id]
             for key, details in now_breaching.items():
-                if (rule.id, key) not in self.active:
-                    self.active[(rule.id, key)] = details
-                    out.append(await self._emit(ALERT_RAISED, rule, key, details))
-            for (rule_id, key), details in list(self.active.items()):
+                if (rule.id, key) not in active:
+                    active[(rule.id, key)] = details
+                    out.append((ALERT_RAISED, rule.id, key, details))
+            for (rule_id, key), details in list(active.items()):
                 if rule_id == rule.id and key not in now_breaching:
-                    del self.active[(rule_id, key)]
-                    out.append(await self._emit(ALERT_RESOLVED, rule, key, details))
+                    del active[(rule_id, key)]
+                    out.append((ALERT_RESOLVED, rule.id, key, details))
         return out
 
     async def _emit(self, event_type: str, rule: AlertRule, key: str, details: dict[str, Any]) -> Event:

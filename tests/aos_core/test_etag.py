@@ -23,13 +23,14 @@ class _Yielding(InMemoryStateStore):
 def _add_one(value):  # type: ignore[no-untyped-def]
     value = value or {"n": 0}
     value["n"] += 1
-    return value
+    return value, value["n"]
 
 
 async def test_concurrent_updates_all_land() -> None:
     store = _Yielding()
-    await asyncio.gather(*(update_document(store, "counter", _add_one, attempts=100) for _ in range(50)))
+    answers = await asyncio.gather(*(update_document(store, "counter", _add_one, attempts=100) for _ in range(50)))
     assert (await store.get("counter")).value == {"n": 50}  # type: ignore[union-attr]
+    assert sorted(answers) == list(range(1, 51))  # each caller saw the value its own write made
 
 
 async def test_concurrent_updates_all_land_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -48,9 +49,9 @@ async def test_change_sees_a_private_copy_and_none_writes_nothing() -> None:
 
     def look(value):  # type: ignore[no-untyped-def]
         value["items"].append(2)  # mutating the copy must not change what is stored
-        return None
+        return None, "looked"
 
-    assert await update_document(store, "doc", look) is None
+    assert await update_document(store, "doc", look) == "looked"
     doc = await store.get("doc")
     assert doc.value == {"items": [1]} and doc.etag == etag  # type: ignore[union-attr]
 

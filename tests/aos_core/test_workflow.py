@@ -24,8 +24,16 @@ def launch() -> WorkflowDefinition:
     ])
 
 
-def engine(store: Any = None) -> WorkflowEngine:
-    return WorkflowEngine(store or InMemoryStateStore(), ManualClock(), SequentialIds("wf"))
+def engine(store: Any = None, clock: ManualClock | None = None) -> WorkflowEngine:
+    return WorkflowEngine(store or InMemoryStateStore(), clock or ManualClock(), SequentialIds("wf"))
+
+
+async def resume_after_the_lease(wf: WorkflowEngine, clock: ManualClock) -> list[str]:
+    """resume_all in a new process: it waits out the dead runner's workflow lease (30 s) first."""
+    resuming = asyncio.ensure_future(wf.resume_all())
+    for _ in range(4):
+        await clock.advance(10)
+    return await resuming
 
 
 def test_bad_definitions_are_refused_at_construction() -> None:
@@ -212,10 +220,11 @@ async def test_a_workflow_resumes_after_a_crash_without_rerunning_done_steps(tmp
 
     crash["now"] = False
     store = SqliteStateStore(tmp_path / "wf.db")  # a new process on the same file
-    second = engine(store)
+    clock = ManualClock()
+    second = engine(store, clock)
     second.register_action("ask", ask)
     second.register_action("decide", decide)
-    assert await second.resume_all() == ["launch-1"]
+    assert await resume_after_the_lease(second, clock) == ["launch-1"]
     state = await second.get("launch-1")
     assert state["status"] == "completed"
     assert state["steps"]["decide"]["result"] == ["cfo-ok", "cto-ok"]
@@ -251,11 +260,42 @@ async def test_a_cancelled_run_resumes_from_the_stored_state(tmp_path: Path) -> 
     await store.close()
 
     store = SqliteStateStore(tmp_path / "wf.db")
-    second = engine(store)
+    clock = ManualClock()
+    second = engine(store, clock)
     second.register_action("step", step)
-    await second.resume_all()
+    await resume_after_the_lease(second, clock)
     state = await second.get("c")
     assert state["status"] == "completed" and [state["steps"][n]["result"] for n in ("one", "two", "three")] == [
         "one", "two", "three"]
     assert calls == ["one", "two", "two", "three"]
+    await store.close()
+
+
+async def test_a_workflow_runs_on_one_worker_while_its_lease_holds(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = SqliteStateStore(tmp_path / "wf.db")
+    gate, started = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    async def gated(value: Any, deps: dict[str, Any]) -> Any:
+        calls.append(value)
+        started.set()
+        await gate.wait()
+        return value
+
+    a, b = engine(store, clock), engine(store, clock)  # two workers sharing the store
+    for wf in (a, b):
+        wf.register_action("gated", gated)
+    definition = WorkflowDefinition(name="g", steps=[WorkflowStep(name="s", action="gated", input="x")])
+    running = asyncio.ensure_future(a.start(definition, workflow_id="w"))
+    await asyncio.wait_for(started.wait(), 5)
+    resumed = asyncio.ensure_future(b.resume_all())  # as a second instance starting up
+    for _ in range(6):  # a minute: the runner keeps renewing, so b never takes it over
+        await clock.advance(10)
+    assert calls == ["x"] and not resumed.done()
+    gate.set()
+    await running
+    await clock.advance(10)  # b looks again: finished, nothing to run
+    assert await resumed == ["w"] and calls == ["x"]
+    assert (await b.get("w"))["status"] == "completed"
     await store.close()

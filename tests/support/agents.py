@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from agents.perpetual import PerpetualAgent
@@ -30,3 +33,27 @@ class Sleeper(PerpetualAgent):
         time.sleep(float((event.data or {}).get("seconds", 0)))  # noqa: ASYNC251 - blocking on purpose
         self.state["slept"] = self.state.get("slept", 0) + 1
         return self.state["slept"]
+
+
+class Probe(PerpetualAgent):
+    """Counts what it receives, notes each pid it ran in, and counts overlaps: a run that finds another run of
+    itself in progress anywhere on the machine (a marker file in the data folder created exclusively)."""
+
+    agent_type = "probe"
+
+    async def handle_event(self, event: Event) -> Any:
+        marker = Path(os.environ["AOS_DATA_DIR"]) / f"probe-{self.agent_id}.running"
+        try:
+            fd: int | None = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            fd = None
+            self.state["overlaps"] = self.state.get("overlaps", 0) + 1
+        try:
+            await asyncio.sleep(0.001)  # long enough for a second copy, if any, to be seen
+            self.state["total"] = self.state.get("total", 0) + 1
+            self.state["pids"] = sorted({*self.state.get("pids", []), os.getpid()})
+        finally:
+            if fd is not None:
+                os.close(fd)
+                marker.unlink()
+        return self.state["total"]

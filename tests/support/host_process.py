@@ -36,8 +36,10 @@ class HostProcess:
     """One `aos serve` of the real function_app, with its own data folder, settings and config."""
 
     def __init__(self, tmp: Path, settings: dict[str, str], config: dict[str, Any] | None, *,
-                 python: Path | str = sys.executable, app_dir: Path = ROOT) -> None:
-        """`config` None: the app's own `config/` (as deployed); `python` and `app_dir`: another install of it."""
+                 python: Path | str = sys.executable, app_dir: Path = ROOT, instances: int = 1) -> None:
+        """`config` None: the app's own `config/` (as deployed); `python` and `app_dir`: another install of it;
+        `instances`: worker processes behind the port (`aos serve --instances`)."""
+        self.instances = instances
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data = tmp / "data"
@@ -58,7 +60,8 @@ class HostProcess:
 
     def start(self) -> None:
         cmd = [self.python, "-m", "services.cli", "serve", "--port", str(self.port), "--data",
-               str(self.data), "--settings", str(self.settings_file), "--log-level", "warning"]
+               str(self.data), "--settings", str(self.settings_file), "--log-level", "warning",
+               "--instances", str(self.instances)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.app_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -96,8 +99,9 @@ class HostProcess:
 def make_host(tmp_path: Path) -> Iterator[Any]:
     hosts: list[HostProcess] = []
 
-    def make(settings: dict[str, str] | None = None, config: dict[str, Any] | None = None) -> HostProcess:
-        host = HostProcess(tmp_path, settings or {}, config or {})
+    def make(settings: dict[str, str] | None = None, config: dict[str, Any] | None = None, *,
+             instances: int = 1) -> HostProcess:
+        host = HostProcess(tmp_path, settings or {}, config or {}, instances=instances)
         hosts.append(host)
         return host
 

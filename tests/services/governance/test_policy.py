@@ -115,3 +115,27 @@ async def test_a_denied_request_does_not_spend_a_rate_token() -> None:
     ], clock=ManualClock())
     assert engine.evaluate(PolicyRequest("event.post", caller="c")).rule_id == "roles"
     assert engine.evaluate(PolicyRequest("event.post", caller="c", roles=frozenset({"operator"}))).allowed
+
+
+async def test_a_rate_limit_counts_across_workers_sharing_the_store(tmp_path: Path) -> None:
+    from services.storage import SqliteStateStore
+
+    clock = ManualClock()
+    stores = [SqliteStateStore(tmp_path / "state.db") for _ in range(3)]  # three workers, one file
+    engines = [PolicyEngine.from_config([{"id": "ten", "kind": "rate_limit", "action": "event.post", "limit": 10,
+                                          "per": 60}], clock=clock, store=store) for store in stores]
+
+    async def post(engine: PolicyEngine) -> str:
+        try:
+            return (await engine.enforce(PolicyRequest("event.post", caller="alice"))).outcome
+        except PolicyDenied:
+            return "deny"
+
+    import asyncio
+
+    outcomes = await asyncio.gather(*(post(engines[n % 3]) for n in range(30)))
+    assert outcomes.count("allow") == 10  # 10 per minute in total, not 10 per worker
+    await clock.advance(6)  # one token back every 6 s
+    assert [await post(engines[2]), await post(engines[0])] == ["allow", "deny"]
+    for store in stores:
+        await store.close()

@@ -97,3 +97,21 @@ def test_bad_alert_rules() -> None:
     with pytest.raises(ConfigError, match="unique"):
         load_alert_rules([{"id": "x", "kind": "agent_failed"}, {"id": "x", "kind": "agent_failed"}])
     AlertEvaluator.from_config(AOSConfig(governance={"alerts": ALERTS}).governance.alerts)
+
+
+async def test_workers_sharing_the_store_raise_and_resolve_each_alert_once(tmp_path: Path) -> None:
+    import asyncio
+
+    from services.storage import SqliteStateStore
+
+    stores = [SqliteStateStore(tmp_path / "state.db") for _ in range(3)]  # three workers, one file
+    evaluators = [AlertEvaluator.from_config(ALERTS, clock=ManualClock(), ids=SequentialIds(f"w{n}"), store=store)
+                  for n, store in enumerate(stores)]
+    bad = HealthSnapshot(agents={"cfo": "Failed"})
+    raised = await asyncio.gather(*(e.evaluate(bad) for e in evaluators))  # at the same time
+    assert [(e.type, e.subject) for batch in raised for e in batch] == [("aos.alert.raised", "agent-down/cfo")]
+    assert await evaluators[2].evaluate(bad) == []  # a worker taking over the timer knows it is active
+    resolved = [e for ev in evaluators for e in await ev.evaluate(HealthSnapshot())]
+    assert [(e.type, e.subject) for e in resolved] == [("aos.alert.resolved", "agent-down/cfo")]
+    for store in stores:
+        await store.close()

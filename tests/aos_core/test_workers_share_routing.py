@@ -1,0 +1,59 @@
+"""Two kernels over one SQLite state file, as two Functions instances share Storage: routing is shared truth."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agents.tally import TallyAgent
+from aos_core import AgentOperatingSystem, AOSConfig
+from aos_core.events import Event
+from aos_core.testing import ManualClock
+from services.storage import SqliteStateStore
+
+
+@pytest.fixture
+async def workers(tmp_path: Path) -> AsyncIterator[tuple[AgentOperatingSystem, AgentOperatingSystem]]:
+    kernels, stores = [], []
+    for _ in range(2):  # two stores on one file: two processes' connections
+        store = SqliteStateStore(tmp_path / "state.db")
+        kernel = AgentOperatingSystem(AOSConfig(data_dir=tmp_path / "data"), store=store, clock=ManualClock())
+        await kernel.initialize()
+        kernels.append(kernel)
+        stores.append(store)
+    yield kernels[0], kernels[1]
+    for kernel, store in zip(kernels, stores, strict=True):
+        await kernel.shutdown()
+        await store.close()
+
+
+async def test_an_agent_registered_through_one_worker_is_routed_by_the_other_at_once(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem]) -> None:
+    a, b = workers
+    for i in range(20):
+        await a.register_agent("tally", agent_id=f"fresh-{i}", subscribe=[f"fresh{i}.*"])
+        results = await b.process_event(Event(source="test", type=f"fresh{i}.ping"))
+        assert [(r.agent_id, r.status) for r in results] == [(f"fresh-{i}", "completed")]
+
+
+async def test_a_subscription_change_and_a_termination_through_one_worker_apply_on_the_other(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem]) -> None:
+    a, b = workers
+    await a.register_agent("tally", agent_id="t", subscribe=["one.*"])
+    assert [r.agent_id for r in await b.process_event(Event(source="test", type="one.x"))] == ["t"]
+    await a.register_agent("tally", agent_id="t", subscribe=["two.*"])  # adds a pattern to its record
+    assert [r.agent_id for r in await b.process_event(Event(source="test", type="two.x"))] == ["t"]
+    await a.terminate_agent("t")
+    assert await b.process_event(Event(source="test", type="two.x")) == []
+    assert await b.process_event(Event(source="test", type="one.x")) == []
+
+
+async def test_a_worker_far_behind_reloads_every_record(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem]) -> None:
+    a, b = workers
+    for i in range(300):  # more changes than the generation document keeps
+        await a.registry.changed(f"nobody-{i}")
+    await a.register_agent(TallyAgent("late"), subscribe=["late.*"])
+    assert [r.agent_id for r in await b.process_event(Event(source="test", type="late.x"))] == ["late"]
