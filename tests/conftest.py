@@ -34,3 +34,11 @@ def _fresh_default_store() -> object:
     from aos_core import runtime
 
     runtime.set_default_state_store(None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The suite runs in a random order (pytest-randomly); say how to replay this one, even under -q."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and getattr(config.option, "randomly_reorganize", False):
+        terminalreporter.write_line(f"random order: seed {seed}; replay it with "
+                                    f"make test PYTEST_ARGS=\"--randomly-seed={seed}\"")
