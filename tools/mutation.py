@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -42,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path.cwd()
     if not args.no_run:
         mutmut = Path(sys.executable).with_name("mutmut")
+        # mutmut resumes a run and keeps its verdicts (and its map of tests) whatever changed since: start afresh.
+        shutil.rmtree(root / "mutants", ignore_errors=True)
+        (root / "mutants").mkdir()
         # Its progress line redraws thousands of times: keep it in a log, not on the terminal.
-        (root / "mutants").mkdir(exist_ok=True)
         with (root / "mutants" / "run.log").open("w") as log:
             subprocess.run([str(mutmut), "run"], cwd=root, stdout=log, stderr=subprocess.STDOUT, check=False)
     killed_all = total_all = 0

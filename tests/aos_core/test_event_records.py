@@ -177,7 +177,8 @@ async def test_a_record_stored_before_kind_topic_and_event_existed_still_reads(r
 
 async def test_results_read_back_in_target_order_and_missing_names_who_has_not_answered(records: Records) -> None:
     er, _, _ = records
-    await er.accept(Event(id="e", type="t"), ["a", "b", "c"])
+    accepted, _ = await er.accept(Event(id="e", type="t"), ["a", "b", "c"])
+    assert (accepted.kind, accepted.topic) == ("event", None)
     assert (await er.add_result("e", AgentResult("c", "completed", 3))) is True
     assert (await er.add_result("e", AgentResult("c", "failed", error="again"))) is False  # a redelivery
     await er.add_result("e", AgentResult("zz", "completed"))  # not a target (any more): read last
@@ -257,7 +258,7 @@ async def test_wait_returns_once_the_event_settles_polling_ever_less_often() -> 
     assert not task.done()
     await er.add_result("w", AgentResult("a", "completed"))
     await clock.advance(0.2)
-    record = await task
+    record = await asyncio.wait_for(task, 10)  # a wait that never returns fails here, not at the suite's timeout
     # Polls at 0, 0.005, 0.015, 0.035, 0.085, 0.185, 0.385: the first after the result was stored.
     assert record is not None and record.status == "completed"
     assert woke_at == [pytest.approx(0.385)]
@@ -272,9 +273,9 @@ async def test_wait_gives_up_at_its_deadline_with_the_pending_record() -> None:
     await clock.advance(0.49)
     assert not task.done()
     await clock.advance(0.01)
-    record = await task
+    record = await asyncio.wait_for(task, 10)
     assert record is not None and record.status == "pending" and clock.monotonic() == pytest.approx(0.5)
-    zero = await er.wait("p", 0)
+    zero = await asyncio.wait_for(er.wait("p", 0), 10)
     assert zero is not None and zero.status == "pending"
 
 
