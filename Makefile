@@ -10,7 +10,7 @@ CHECKOV_STAMP := $(VENV)/.checkov-installed
 LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test lint bench lock package clean
+.PHONY: run test lint bench mutation lock package clean
 
 # `make run INSTANCES=3`: three worker processes over one data folder behind one port, as Functions instances;
 # `make run AOS_CONFIG_DIR=my-config`: another config folder.
@@ -29,6 +29,10 @@ lint: $(PY_STAMP)
 
 bench: $(PY_STAMP)
 	$(BIN)/python bench/dispatch.py
+
+# Mutation score of the security and delivery core ([tool.mutmut] in pyproject.toml); minutes, not part of `test`.
+mutation: $(PY_STAMP)
+	$(BIN)/python -m tools.mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,4 +64,4 @@ $(NODE_STAMP): package.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules .aos .pytest_cache
+	rm -rf $(VENV) node_modules .aos .pytest_cache mutants

@@ -3,6 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis fails an example slower than 200 ms by default; on a loaded machine that measures the load and the
+# tests that ran before (warm caches or not), not the code. No test here asserts speed through it.
+settings.register_profile("aos", deadline=None)
+settings.load_profile("aos")
 
 pytest_plugins = [
     "tests.azurite",  # the session-scoped `azurite` fixture
@@ -34,3 +40,11 @@ def _fresh_default_store() -> object:
     from aos_core import runtime
 
     runtime.set_default_state_store(None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The suite runs in a random order (pytest-randomly); say how to replay this one, even under -q."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and getattr(config.option, "randomly_reorganize", False):
+        terminalreporter.write_line(f"random order: seed {seed}; replay it with "
+                                    f"make test PYTEST_ARGS=\"--randomly-seed={seed}\"")

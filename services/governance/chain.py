@@ -175,14 +175,14 @@ class ChainVerifier:
         try:
             digest = payload_hash(entry.payload)
         except InvalidAuditEntry:
-            digest = ""
+            return self._fail(expected, f"entry {expected} payload is not plain JSON")
         if digest != entry.payload_hash:
             return self._fail(expected, f"entry {expected} payload does not match its payload_hash")
         try:
             recomputed = entry_hash(entry.seq, entry.time, entry.actor, entry.action, entry.subject,
                                     entry.payload_hash, entry.prev_hash, self.key)
         except (InvalidAuditEntry, AttributeError, TypeError, ValueError):
-            recomputed = ""
+            return self._fail(expected, f"entry {expected} has fields that cannot be hashed")
         if not hmac.compare_digest(recomputed, entry.hash):
             return self._fail(expected, f"entry {expected} hash does not match its fields (changed)")
         self.last_seq, self.last_hash = entry.seq, entry.hash

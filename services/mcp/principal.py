@@ -14,16 +14,13 @@ Rules (DESIGN: roles reader < operator < admin):
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aos_core.auth import PRINCIPAL_HEADER, ROLES, Caller, identify
+from aos_core.auth import PRINCIPAL_HEADER, ROLES, AuthError, Caller, decode_principal, identify
 from aos_core.config import AuthSettings
 from aos_core.errors import AOSError
 from aos_core.events import validate_id
@@ -134,10 +131,10 @@ def _agent_claim(header: str | None) -> str | None:
     if not header:
         return None
     try:
-        data = json.loads(base64.b64decode(header, validate=False))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, ValueError):
+        data = decode_principal(header)
+    except AuthError:
         return None  # identify() already refused a malformed header
-    for claim in data.get("claims", []) if isinstance(data, dict) else []:
+    for claim in data.get("claims", []):
         if isinstance(claim, dict) and claim.get("typ") in AGENT_CLAIMS and isinstance(claim.get("val"), str):
             return claim["val"]
     return None

@@ -27,6 +27,7 @@ def test_missing_dependencies_are_named() -> None:
     ({"a": ["a"]}, "a -> a"),
     ({"x": [], "a": ["x", "b"], "b": ["c"], "c": ["a"]}, "a -> b -> c -> a"),
     ({"root": ["a"], "a": ["b"], "b": ["a"]}, "a -> b -> a"),  # a node behind the cycle is not part of it
+    ({"a": ["b"], "b": ["c"], "c": ["b"]}, "b -> c -> b"),  # nor is the node the walk started from
 ])
 def test_cycles_are_named_by_their_path(deps: dict[str, list[str]], cycle: str) -> None:
     with pytest.raises(RegistrationError, match=f"^dependency cycle: {cycle}$"):

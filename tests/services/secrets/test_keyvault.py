@@ -5,6 +5,7 @@ from a stand-in credential, the one boundary mocked."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from services.secrets import ChainedSecretStore, EnvironmentSecretStore, build_s
 from services.secrets.keyvault import KeyVaultSecretStore, SecretStoreError
 
 VAULT = "https://aos-test.vault.azure.net"
+_VAULTS = itertools.count(1)
 TOKEN = "test-access-token"
 
 
@@ -100,7 +102,10 @@ class StandInCredential:
 
 def make_store(vault: FakeVault, clock: ManualClock, ttl: float = 60.0) -> tuple[KeyVaultSecretStore, Any]:
     credential = StandInCredential()
-    client = SecretClient(VAULT, credential, transport=vault, retry_total=0)  # type: ignore[arg-type]
+    # The SDK caches each vault's auth challenge for the life of the process: a vault of its own per store, so
+    # what a test sees does not depend on which test talked to a vault before it.
+    url = f"https://aos-test-{next(_VAULTS)}.vault.azure.net"
+    client = SecretClient(url, credential, transport=vault, retry_total=0)  # type: ignore[arg-type]
     return KeyVaultSecretStore(client, ttl=ttl, clock=clock), credential
 
 
