@@ -1,4 +1,4 @@
-"""The host page at `/admin`: functions with their triggers and last invocations, topics, entities.
+"""The host page at `/admin`: functions with their triggers and last invocations, topics, entities, orchestrations.
 
 Plain HTML built from the same dict `/admin/status` returns as JSON; no scripts, no build step.
 """
@@ -6,10 +6,12 @@ Plain HTML built from the same dict `/admin/status` returns as JSON; no scripts,
 from __future__ import annotations
 
 import html
+import json
 from typing import TYPE_CHECKING, Any
 
-from services.devhost import host_db
+from services.devhost import host_db, orchestration_db
 from services.devhost.durable_webhooks import describe_entities
+from services.devhost.orchestration_webhooks import describe
 
 if TYPE_CHECKING:
     from services.devhost.server import DevHost
@@ -45,8 +47,11 @@ async def collect(host: DevHost) -> dict[str, Any]:
                                          "description": d.description, "delivery_count": d.delivery_count}
                                         for d in dead[-20:]]})
     entities = describe_entities(await host.db.read(host_db.list_entities))
+    instances = await host.db.read(lambda c: orchestration_db.list_instances(c, limit=200))
     return {"host": host.settings.base_url, "functions": functions, "topics": topics, "entities": entities,
-            "entity_operations_processed": host.entities.processed}
+            "entity_operations_processed": host.entities.processed,
+            "orchestrations": [describe(i) for i in instances], "orchestration_episodes": host.orchestrations.episodes,
+            "activities_run": host.orchestrations.activities_run}
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -69,10 +74,13 @@ def render(status: dict[str, Any]) -> str:
     entities = _table(["entity", "key", "exists", "operations", "pending", "last error", "state"], [
         [e["name"], e["key"], e["exists"], e["operations"], e["pending"], e["last_error"] or "",
          (e["state"] or "")[:200]] for e in status["entities"]])
+    orchestrations = _table(["instance", "orchestrator", "status", "custom status", "created", "updated", "output"], [
+        [o["instanceId"], o["name"], o["runtimeStatus"], json.dumps(o["customStatus"])[:200], o["createdTime"][:19],
+         o["lastUpdatedTime"][:19], json.dumps(o["output"])[:200]] for o in status.get("orchestrations", [])])
     style = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eee}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>AOS local host</title>"
             f"<style>{style}</style></head><body><h1>AOS local Functions host</h1>"
             f"<p>{html.escape(status['host'])} &middot; <a href='/admin/status'>JSON</a></p>"
             f"<h2>Functions</h2>{functions}<h2>Topics and subscriptions</h2>{topics}"
-            f"<h2>Durable entities</h2>{entities}</body></html>")
+            f"<h2>Durable entities</h2>{entities}<h2>Orchestrations</h2>{orchestrations}</body></html>")
