@@ -7,6 +7,7 @@ Activities count their executions in a SQLite StateStore named by `ORCH_TEST_STO
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import timedelta
@@ -44,6 +45,7 @@ async def count_execution(key: str) -> int:
 
 @app.activity_trigger(input_name="item")
 async def count_run(item: dict[str, Any]) -> int:
+    await asyncio.sleep(item.get("sleep", 0))  # work that takes a while, so a crash can fall in the middle
     await count_execution(f"{item['run']}/{item['i']}")
     return int(item["i"])
 
