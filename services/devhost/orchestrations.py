@@ -214,8 +214,8 @@ class OrchestrationHost:
     """Runs the app's orchestrator and activity functions from `host.db`: one episode at a time per instance."""
 
     def __init__(self, functions: list[FunctionSpec], db: SqliteDatabase, invoker: Invoker, clock: Clock, *,
-                 max_parallel: int = 32, on_entity_work: Callable[[list[tuple[str, str]]], None] | None = None
-                 ) -> None:
+                 max_parallel: int = 32, on_entity_work: Callable[[list[tuple[str, str]]], None] | None = None,
+                 extra_inputs: Callable[[FunctionSpec], dict[str, Any]] | None = None) -> None:
         def named(kind: str, key: str) -> dict[str, FunctionSpec]:
             return {str(f.trigger.get(key) or f.name).lower(): f for f in functions if f.trigger_type == kind}
 
@@ -224,6 +224,7 @@ class OrchestrationHost:
         self.db, self._invoker, self._clock = db, invoker, clock
         self._max_parallel = max_parallel
         self._on_entity_work = on_entity_work
+        self._extra_inputs = extra_inputs or (lambda spec: {})  # an activity's durableClient binding
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._work_running: dict[int, asyncio.Task[None]] = {}  # activity work item seq -> its task
@@ -466,7 +467,8 @@ class OrchestrationHost:
             # As the Python worker does: the input decoded by the activity trigger's converter, the return
             # value encoded by it.
             value = ActivityTriggerConverter.decode(meta.Datum(item.input or "null", "json"), trigger_metadata=None)
-            result = await self._invoker.invoke(spec, {spec.trigger["name"]: value}, quiet=True)
+            result = await self._invoker.invoke(spec, {spec.trigger["name"]: value, **self._extra_inputs(spec)},
+                                                quiet=True)
             encoded = ActivityTriggerConverter.encode(result, expected_type=None).value
         except Exception as exc:
             return event(H.TASK_FAILED, self.now(), TaskScheduledId=item.task_id, Reason=str(exc) or type(exc).__name__,

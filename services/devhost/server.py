@@ -60,7 +60,7 @@ class DevHost:
                                    max_parallel=settings.thread_pool_size)
         self.orchestrations = OrchestrationHost(functions, self.db, self.invoker, self.clock,
                                                 max_parallel=settings.thread_pool_size,
-                                                on_entity_work=self.entities.wake)
+                                                on_entity_work=self.entities.wake, extra_inputs=self.extra_inputs)
         self.entities.replies = self.orchestrations.entity_replies
         self.entities.on_replied = self.orchestrations.wake
         self.webhooks = DurableWebhooks(self.entities, settings, OrchestrationWebhooks(
