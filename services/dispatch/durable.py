@@ -118,6 +118,11 @@ class DurableEntityDispatcher:
             raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
         return AgentResult(agent_id.key, "accepted")
 
+    @property
+    def last_binding(self) -> tuple[Any, asyncio.AbstractEventLoop | None] | None:
+        """The client of the last invocation that delivered through this dispatcher (for work no trigger started)."""
+        return self._last
+
     async def close(self) -> None:
         return None
 

@@ -5,9 +5,8 @@
 `POST /api/workflows/{id}/events/{name}` raises an external event and `DELETE /api/workflows/{id}` terminates it.
 Each goes through the Durable client of the invocation (`services.dispatch.durable_client`).
 
-Starting is idempotent by id: the definition is recorded create-only (`orchestrations/<id>`) before the
-orchestration is started, so a resend (also one racing the first, or after a crash between the two) starts
-nothing twice and gets the same instance; the same id with another definition is a 409.
+Starting is idempotent by id (`services.workflows.starter`): a resend starts nothing twice and gets the same
+instance; the same id with another definition is a 409.
 """
 
 from __future__ import annotations
@@ -20,16 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aos_core import api
 from aos_core import api_models as m
-from aos_core.errors import AgentUnavailableError, ConflictError, NotFoundError
+from aos_core.errors import ConflictError, NotFoundError
 from aos_core.workflow import WorkflowDefinition, WorkflowStep
-from services.dispatch.durable import call_client, current_binding
-from services.workflows.orchestrator import ORCHESTRATOR, WAIT
+from services.dispatch.durable import call_client
+from services.workflows import starter
+from services.workflows.orchestrator import WAIT
 
 if TYPE_CHECKING:
     from aos_core.auth import Caller
     from aos_core.kernel import AgentOperatingSystem
 
-RECORDS = "orchestrations/"
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 _EVENT = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 
@@ -77,18 +76,6 @@ def _url(workflow_id: str) -> str:
     return f"/api/workflows/{quote(workflow_id, safe='')}"
 
 
-def _binding() -> tuple[Any, Any]:
-    binding = current_binding()
-    if binding is None:
-        raise AgentUnavailableError("workflows run as Durable orchestrations; this invocation has no Durable client")
-    return binding
-
-
-async def _instance(workflow_id: str) -> Any:
-    status = await call_client(_binding(), lambda client: client.get_status(workflow_id))
-    return status if status else None
-
-
 def _path(request: api.ApiRequest, name: str, pattern: str) -> str:
     value = request.route_params.get(name, "")
     if not re.match(pattern, value):
@@ -105,26 +92,10 @@ async def start_workflow(aos: AgentOperatingSystem, request: api.ApiRequest, cal
     workflow_id = spec.id or aos.ids.new_id()
     definition = spec.model_dump(mode="json", exclude={"id"})
     await api.enforce(aos, caller, "workflow.start", subject=f"workflow/{workflow_id}")
-    try:
-        await aos.store.put(RECORDS + workflow_id, {"id": workflow_id, **definition, "started_by": caller.name},
-                            if_none_match=True)
-    except ConflictError:
-        doc = await aos.store.get(RECORDS + workflow_id)
-        if doc is None or {k: doc.value.get(k) for k in definition} != definition:
-            raise ConflictError(RECORDS + workflow_id, f"workflow {workflow_id!r} exists with another definition"
-                                ) from None
-    status = await _instance(workflow_id)
-    if status is None:  # first time, or the first start crashed after recording it: start it now
-        try:
-            await call_client(_binding(), lambda client: client.start_new(
-                ORCHESTRATOR, workflow_id, {"id": workflow_id, **definition}))
-        except Exception:
-            if await _instance(workflow_id) is None:
-                raise
-            return _accepted(workflow_id, "pending")  # a resend racing this one started it first
-        if aos.audit is not None:
-            await aos.audit.append(caller.name, "workflow.started", f"workflow/{workflow_id}", {"name": spec.name})
-    return _accepted(workflow_id, str(status.runtime_status.name if status is not None else "Pending").lower())
+    status, started = await starter.start(aos.store, starter.binding_or_fail(), workflow_id, definition, caller.name)
+    if started and aos.audit is not None:
+        await aos.audit.append(caller.name, "workflow.started", f"workflow/{workflow_id}", {"name": spec.name})
+    return _accepted(workflow_id, status)
 
 
 def _accepted(workflow_id: str, status: str) -> api.ApiResponse:
@@ -134,10 +105,10 @@ def _accepted(workflow_id: str, status: str) -> api.ApiResponse:
 
 async def get_workflow(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
     workflow_id = _path(request, "workflow_id", _ID)
-    doc = await aos.store.get(RECORDS + workflow_id)
+    doc = await aos.store.get(starter.RECORDS + workflow_id)
     if doc is None:
         raise NotFoundError(f"workflow {workflow_id!r} does not exist")
-    status = await _instance(workflow_id)
+    status = await starter.instance_status(starter.binding_or_fail(), workflow_id)
     custom = status.custom_status if status is not None else None
     steps = (custom or {}).get("steps") if isinstance(custom, dict) else None
     runtime = status.runtime_status.name.lower() if status is not None and status.runtime_status else "pending"
@@ -153,11 +124,11 @@ async def get_workflow(aos: AgentOperatingSystem, request: api.ApiRequest, calle
 
 
 async def _running(aos: AgentOperatingSystem, workflow_id: str) -> None:
-    if await aos.store.get(RECORDS + workflow_id) is None:
+    if await aos.store.get(starter.RECORDS + workflow_id) is None:
         raise NotFoundError(f"workflow {workflow_id!r} does not exist")
-    status = await _instance(workflow_id)
+    status = await starter.instance_status(starter.binding_or_fail(), workflow_id)
     if status is not None and status.runtime_status.name in ("Completed", "Failed", "Terminated"):
-        raise ConflictError(RECORDS + workflow_id, f"workflow {workflow_id!r} has finished "
+        raise ConflictError(starter.RECORDS + workflow_id, f"workflow {workflow_id!r} has finished "
                                                    f"({status.runtime_status.name.lower()})")
 
 
@@ -168,7 +139,7 @@ async def raise_workflow_event(aos: AgentOperatingSystem, request: api.ApiReques
     data = api.json_body(request) if request.body.strip() else None
     await _running(aos, workflow_id)
     await api.enforce(aos, caller, "workflow.raise", subject=f"workflow/{workflow_id}")
-    await call_client(_binding(), lambda client: client.raise_event(workflow_id, name, data))
+    await call_client(starter.binding_or_fail(), lambda client: client.raise_event(workflow_id, name, data))
     if aos.audit is not None:
         await aos.audit.append(caller.name, "workflow.event_raised", f"workflow/{workflow_id}", {"name": name})
     return _accepted(workflow_id, "running")
@@ -179,7 +150,7 @@ async def terminate_workflow(aos: AgentOperatingSystem, request: api.ApiRequest,
     reason = request.query.get("reason") or f"terminated by {caller.name}"
     await _running(aos, workflow_id)
     await api.enforce(aos, caller, "workflow.terminate", subject=f"workflow/{workflow_id}")
-    await call_client(_binding(), lambda client: client.terminate(workflow_id, reason[:500]))
+    await call_client(starter.binding_or_fail(), lambda client: client.terminate(workflow_id, reason[:500]))
     if aos.audit is not None:
         await aos.audit.append(caller.name, "workflow.terminated", f"workflow/{workflow_id}", {"reason": reason})
     return _accepted(workflow_id, "terminating")
