@@ -145,3 +145,19 @@ async def test_start_is_refused_for_unknown_orchestrators_and_running_ids(orches
         assert [s["instanceId"] for s in listed] == ["same-id"]
         status = (await http.get("/admin/status", headers=ADMIN)).json()
         assert [(o["instanceId"], o["runtimeStatus"]) for o in status["orchestrations"]] == [("same-id", "Running")]
+
+
+async def test_bad_webhook_input_is_a_4xx_problem_and_changes_nothing(orchestrations: Orchestrations) -> None:
+    base = "/runtime/webhooks/durabletask/"
+    async with httpx.AsyncClient(base_url=orchestrations.base, timeout=30, headers=ADMIN) as http:
+        r = await http.post(base + "orchestrators/deadline/x1", content=b"{not json")
+        assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json")
+        r = await http.post(base + "orchestrators/deadline/" + "x" * 300, json=1)
+        assert r.status_code == 400
+        assert (await http.post(base + "instances/nobody/raiseEvent/e", json=1)).status_code == 404
+        assert (await http.post(base + "instances/nobody/terminate?reason=x")).status_code == 404
+        assert (await http.delete(base + "instances/nobody")).status_code == 404
+        assert (await http.delete(base + "instances/")).status_code == 400  # purging by filter needs a start time
+        assert (await http.get(base + "instances/")).json() == []  # nothing was created
+    async with httpx.AsyncClient(base_url=orchestrations.base, timeout=30) as anonymous:
+        assert (await anonymous.get(base + "instances/")).status_code == 401  # the host's system key is needed
