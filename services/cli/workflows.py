@@ -26,6 +26,13 @@ def _json_option(text: str | None, hint: str) -> Any:
         raise click.BadParameter(f"not JSON ({exc})", param_hint=hint) from None
 
 
+def _answer(body: Any, as_json: bool, line: str) -> None:
+    if as_json:
+        echo_json(body)
+    else:
+        click.echo(line)
+
+
 @workflows.command("start")
 @click.argument("definition", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--id", "workflow_id", help="the workflow id; starting the same id again starts nothing new")
@@ -44,10 +51,7 @@ def start(api: Api, as_json: bool, definition: Path, workflow_id: str | None, in
     if input_text is not None:
         body["input"] = _json_option(input_text, "--input")
     accepted = api.post("/api/workflows", body)
-    if as_json:
-        echo_json(accepted)
-    else:
-        click.echo(f"{accepted['id']}: {accepted['status']} ({accepted['status_url']})")
+    _answer(accepted, as_json, f"{accepted['id']}: {accepted['status']} ({accepted['status_url']})")
 
 
 @workflows.command("show")
@@ -74,10 +78,7 @@ def show(api: Api, as_json: bool, workflow_id: str) -> None:
 def raise_event(api: Api, as_json: bool, workflow_id: str, name: str, data_text: str | None) -> None:
     """Raise the external event NAME that a `wait` step of workflow ID waits for."""
     accepted = api.post(path("api", "workflows", workflow_id, "events", name), _json_option(data_text, "--data"))
-    if as_json:
-        echo_json(accepted)
-    else:
-        click.echo(f"{workflow_id}: raised {name}")
+    _answer(accepted, as_json, f"{workflow_id}: raised {name}")
 
 
 @workflows.command("terminate")
@@ -88,7 +89,4 @@ def terminate(api: Api, as_json: bool, workflow_id: str, reason: str | None) -> 
     """Terminate a running workflow (DELETE /api/workflows/ID)."""
     route = path("api", "workflows", workflow_id)
     accepted = api.request("DELETE", route, params={"reason": reason}).json()
-    if as_json:
-        echo_json(accepted)
-    else:
-        click.echo(f"{workflow_id}: {accepted['status']}")
+    _answer(accepted, as_json, f"{workflow_id}: {accepted['status']}")
