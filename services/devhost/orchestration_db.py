@@ -93,6 +93,7 @@ class NewInstance:
     started: dict[str, Any]  # the ExecutionStarted message
     parent_instance: str | None = None
     parent_task: int | None = None
+    refused: dict[str, Any] | None = None  # for the parent, when a running instance already has this id
 
 
 @dataclass
@@ -228,15 +229,20 @@ def commit_episode(conn: sqlite3.Connection, c: EpisodeCommit, now: float) -> No
             conn.execute("DELETE FROM orch_work WHERE instance_id = ?", (c.instance_id,))
     for target, event, due in c.messages:
         send(conn, target, event, due)
-    conn.executemany("INSERT INTO orch_work (instance_id, execution_id, task_id, name, input) VALUES (?, ?, ?, ?, ?)",
-                     [(c.instance_id, c.execution_id, t, n, i) for t, n, i in c.work])
+    if c.new_execution is None:  # activities of an execution that continued as new would answer nobody
+        conn.executemany("INSERT INTO orch_work (instance_id, execution_id, task_id, name, input) "
+                         "VALUES (?, ?, ?, ?, ?)", [(c.instance_id, c.execution_id, t, n, i) for t, n, i in c.work])
     if c.entity_ops:
         conn.executemany("INSERT INTO entity_queue (name, key, operation, input, request_id, enqueued) "
                          "VALUES (?, ?, ?, ?, ?, ?)", [(*op, now) for op in c.entity_ops])
     conn.executemany("INSERT INTO orch_entity_calls (request_id, instance_id, execution_id) VALUES (?, ?, ?)",
                      [(r, c.instance_id, c.execution_id) for r in c.entity_calls])
     for child in c.children:
-        create(conn, child, now)
+        try:
+            create(conn, child, now)
+        except InstanceBusy:
+            if child.refused is not None:
+                send(conn, c.instance_id, child.refused, now)
 
 
 def pending_work(conn: sqlite3.Connection, exclude: set[int], limit: int) -> list[WorkItem]:

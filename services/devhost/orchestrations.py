@@ -132,9 +132,12 @@ class Episode:
                                          InstanceId=child_id, Input=task["input"]))
         execution_id = uuid.uuid4().hex
         parent = (self.instance.instance_id, task_id)
+        refused = event(H.SUB_ORCHESTRATION_INSTANCE_FAILED, self.now, TaskScheduledId=task_id, Details=None,
+                        Reason=f"an orchestration instance {child_id!r} is already running")
         self.commit.children.append(odb.NewInstance(
             child_id, task["name"], execution_id, task["input"],
-            started_event(task["name"], child_id, execution_id, task["input"], self.now, parent), *parent))
+            started_event(task["name"], child_id, execution_id, task["input"], self.now, parent), *parent,
+            refused=refused))
 
     def fail_soon(self, task_id: int, reason: str) -> None:
         self.commit.messages.append((self.instance.instance_id, event(
