@@ -111,3 +111,33 @@ async def test_a_failing_step_fails_the_workflow_with_its_reason(in_process_host
         assert done["status"] == "failed" and "step 'a' failed" in done["error"], done
         assert done["steps"]["a"]["status"] == "failed" and done["steps"]["a"]["attempts"] == 2
         assert done["steps"]["b"]["status"] == "pending"
+
+
+def test_kill_9_mid_workflow_applies_each_step_once(make_host: Any) -> None:
+    host = make_host(config={"agents": {"instances": [
+        {"type": "tally", "id": "wf-crash", "config": {"subscribe": ["crash.*"]}}]}})
+    host.start()
+    steps = [{"name": f"s{i}", "action": "event", "input": {"type": f"crash.s{i}"}} for i in range(20)]
+    steps.append({"name": "last", "action": "event", "input": {"type": "crash.last"},
+                  "depends_on": [s["name"] for s in steps]})
+    with httpx.Client(base_url=host.base, headers={"x-functions-key": host.env["AOS_DEVHOST__FUNCTION_KEY"]},
+                      timeout=30) as http:
+        assert http.post("/api/workflows", json={"id": "wf-crash-1", "name": "crash", "steps": steps}
+                         ).status_code == 202
+        deadline = time.monotonic() + 60
+        while http.get("/api/events/wf-crash-1.s0").status_code == 404:  # the first steps are being applied
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        host.kill9()
+        host.start()
+        deadline = time.monotonic() + 120
+        while (status := http.get("/api/workflows/wf-crash-1").json())["status"] == "running":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status["status"] == "completed", status
+        deadline = time.monotonic() + 60
+        while (context := http.get("/api/agents/wf-crash/context").json())["state"].get("total") != 21:
+            assert time.monotonic() < deadline, context
+            time.sleep(0.2)
+        time.sleep(1)
+        assert http.get("/api/agents/wf-crash/context").json()["state"]["total"] == 21  # each step once
