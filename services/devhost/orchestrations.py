@@ -118,7 +118,8 @@ class Episode:
     def schedule(self, task: dict[str, Any]) -> None:
         """Start one attempt of an activity or a sub-orchestration under a new task id."""
         task_id = self.next_id()
-        self.tasks[str(task_id)] = task
+        if task.get("retry"):  # kept until it succeeds: its failures get a back-off timer and another attempt
+            self.tasks[str(task_id)] = task
         if task["kind"] == "activity":
             self.commit.history.append(event(H.TASK_SCHEDULED, self.now, task_id, Name=task["name"],
                                              Input=task["input"]))
@@ -386,6 +387,8 @@ class OrchestrationHost:
             commit.history.append(message.event)
             if episode.retry_related(message.event):
                 episode.retry_step(message.event)
+            elif message.event["EventType"] in (H.TASK_COMPLETED, H.SUB_ORCHESTRATION_INSTANCE_COMPLETED):
+                episode.tasks.pop(str(message.event.get("TaskScheduledId")), None)
         spec = self.orchestrator(instance.name)
         if spec is None:
             episode.finish("Failed", f"no orchestrator function named {instance.name!r}",
