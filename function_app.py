@@ -19,11 +19,13 @@ from services.learning import routes as learning_routes
 from services.mcp import route as mcp_route
 from services.messaging import routes as messaging_routes
 from services.messaging.topic_trigger import receive_topic_message
+from services.workflows.functions import bp as workflow_functions
 
 # Importing these adds their operations to the API (the mcp package itself loads on the first MCP request).
 API_AREAS = (governance_routes, learning_routes, messaging_routes, mcp_route)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(workflow_functions)  # the aos_workflow orchestrator and its activity
 
 
 async def _serve(req: func.HttpRequest, operation: str, client: df.DurableOrchestrationClient | None = None
@@ -85,7 +87,27 @@ async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(body, headers=headers, mimetype="text/html", charset="utf-8")
 
 
-# Operations that may reach perpetual agents get a Durable client to signal their entities.
+# Operations that may reach perpetual agents get a Durable client to signal their entities; workflow operations
+# get one to start, query, signal and terminate their orchestrations.
+_CLIENT_ROUTES = [
+    ("start_workflow", "workflows", ["POST"]),
+    ("get_workflow", "workflows/{workflow_id}", ["GET"]),
+    ("terminate_workflow", "workflows/{workflow_id}", ["DELETE"]),
+    ("raise_workflow_event", "workflows/{workflow_id}/events/{name}", ["POST"]),
+]
+
+
+def _client_route(operation: str, route: str, methods: list[str]) -> None:
+    async def handler(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        return await _serve(req, operation, client)
+
+    handler.__name__ = handler.__qualname__ = operation
+    app.function_name(operation)(app.route(route=route, methods=methods)(
+        app.durable_client_input(client_name="client")(handler)))
+
+
+for _operation, _route, _methods in _CLIENT_ROUTES:
+    _client_route(_operation, _route, _methods)
 
 
 @app.route(route="events", methods=["POST"])

@@ -8,9 +8,11 @@ same event again (a redelivery, a lost commit race) produces the same ids, so do
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from aos_core.events import Event, validate_id
 from aos_core.ports import JSON, AuditLog, Clock, Policy
@@ -30,6 +32,7 @@ class AgentContext:
     event: Event
     clock: Clock
     outbox: list[Outgoing] = field(default_factory=list)
+    workflows: list[dict[str, Any]] = field(default_factory=list)  # started after the commit, like the outbox
     audit: AuditLog | None = None  # the kernel's audit log, for decision records and risks the agent writes
     policy: Policy | None = None  # the kernel's policies, for checks such as spending thresholds
 
@@ -59,6 +62,14 @@ class AgentContext:
         """Send a message back to the agent that sent the current event, if an agent sent it."""
         sender = self.sender
         return self.send(sender, message_type, data) if sender else None
+
+    def start_workflow(self, purpose: str, name: str, steps: list[dict[str, Any]], input: JSON = None) -> str:
+        """Queue a workflow (steps as in `aos_core.workflow`) to start after this event's commit; returns its id,
+        derived from the event, so handling the event again names the same workflow and starts nothing new."""
+        readable = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.agent_id}-{purpose}")[:60]
+        workflow_id = f"{readable}-{self.stable_id(f'workflow|{purpose}')[:8]}"
+        self.workflows.append({"id": workflow_id, "name": name, "steps": steps, "input": input})
+        return workflow_id
 
     def stable_id(self, purpose: str) -> str:
         """An id that is the same every time this event is handled by this agent (for records written as a

@@ -33,6 +33,7 @@ from aos_core.ports import (
     EventBus,
     IdempotencyKeys,
     IdFactory,
+    Orchestrations,
     Policy,
     StateStore,
     Telemetry,
@@ -93,6 +94,7 @@ class AgentOperatingSystem(EventIntake):
         audit: AuditLog | None = None,
         policy: Policy | None = None,
         telemetry: Telemetry | None = None,
+        orchestrations: Orchestrations | None = None,
     ) -> None:
         self.config = config or AOSConfig()
         self.hosted = hosted
@@ -100,6 +102,7 @@ class AgentOperatingSystem(EventIntake):
         self.audit = audit  # built from config.governance at initialize when not given
         self.policy = policy
         self.telemetry: Telemetry = telemetry or NoTelemetry()
+        self.orchestrations = orchestrations  # where workflows agents start run (Durable orchestrations when hosted)
         self.clock: Clock = clock or SystemClock()
         self.ids: IdFactory = ids or UuidIds()
         self._store = store
@@ -418,6 +421,15 @@ class AgentOperatingSystem(EventIntake):
         for out in outbox:
             self._spawn(self.submit(out.event, to_agent=out.to_agent, actor=f"agent:{sender}"))
 
+    async def _start_workflows(self, sender: str, workflows: list[dict[str, Any]]) -> None:
+        for spec in workflows:
+            if self.orchestrations is None:
+                log.warning("agent %s started workflow %s, but this kernel runs no orchestrations (they need the "
+                            "local host or Azure Functions); it does not run", sender, spec["id"])
+                continue
+            definition = {k: v for k, v in spec.items() if k != "id"}
+            await self.orchestrations.start(spec["id"], definition, started_by=f"agent:{sender}")
+
     def _on_stall(self, stall: Stall) -> None:
         # On the watchdog thread: log and count now; audit and alert from the loop once it turns again.
         if stall.agent_id is None:  # a busy loop (much work at once, a starved machine), not a handler's fault
@@ -584,6 +596,12 @@ class AgentOperatingSystem(EventIntake):
             except Exception as exc:  # the state is committed; say what was not sent rather than fail it
                 log.error("agent %s: sending its outbox for event %s failed: %s", agent.agent_id, event.id, exc)
                 return AgentResult(agent.agent_id, status, result, extra={"outbox_error": str(exc)})
+        if ctx.workflows:
+            try:
+                await self._start_workflows(agent.agent_id, ctx.workflows)
+            except Exception as exc:  # as for the outbox: committed, so say what did not start
+                log.error("agent %s: starting workflows for event %s failed: %s", agent.agent_id, event.id, exc)
+                return AgentResult(agent.agent_id, status, result, extra={"workflow_error": str(exc)})
         return AgentResult(agent.agent_id, status, result)
 
     async def _settle_last_applied(self, agent: Agent) -> None:

@@ -234,6 +234,12 @@ class Dispatcher(Protocol):
     async def close(self) -> None: ...
 
 
+class Orchestrations(Protocol):
+    """Starts workflows as durable orchestrations (`aos_workflow` on Durable Functions when hosted), once per id."""
+
+    async def start(self, workflow_id: str, definition: dict[str, Any], *, started_by: str) -> None: ...
+
+
 # --- secrets ------------------------------------------------------------------------------------
 
 

@@ -145,6 +145,13 @@ def build_entity_dispatcher() -> Dispatcher:
     return DurableEntityDispatcher()
 
 
+def build_orchestrations(store: Any, dispatcher: Any) -> Any:
+    """Workflows agents start, on a Functions host: the `aos_workflow` Durable orchestration."""
+    from services.workflows.starter import DurableOrchestrations
+
+    return DurableOrchestrations(store, dispatcher)
+
+
 def dependency_health() -> dict[str, Any]:
     """Circuit breaker states by dependency, for the health route (empty when no breaker was ever used)."""
     breakers = sys.modules.get("services.reliability.breaker")
@@ -279,6 +286,7 @@ class KernelLoop:
                 aos = AgentOperatingSystem(config, hosted=True, remote=build_entity_dispatcher(),
                                            telemetry=build_telemetry(config))
                 await aos.initialize()
+                aos.orchestrations = build_orchestrations(aos.store, aos.remote)
                 self.kernel = aos
                 log.info("AOS kernel warm on %s (storage %s, messaging %s)", self._thread.name,
                          aos.config.storage.backend, aos.config.messaging.backend)

@@ -96,6 +96,18 @@ class WorkflowEngine:
         self._actions[name] = fn
         return fn
 
+    @property
+    def actions(self) -> list[str]:
+        """The names steps may use as their `action`."""
+        return sorted(self._actions)
+
+    async def call_action(self, name: str, step_input: Any, deps: dict[str, Any]) -> JSON:
+        """Run one step's action outside this engine (a Durable activity runs each step of a hosted workflow)."""
+        action = self._actions.get(name)
+        if action is None:
+            raise NotFoundError(f"no workflow action named {name!r} (actions: {', '.join(self.actions)})")
+        return await action(step_input, deps)
+
     async def start(self, definition: WorkflowDefinition, *, workflow_id: str | None = None,
                     input: JSON = None) -> str:
         """Store a new workflow (create-only) and run it to the end; return its id.

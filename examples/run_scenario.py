@@ -86,6 +86,12 @@ def _print_state(api: Api) -> None:
     for department, account in sorted(ledger.items()):
         click.echo(f"   ledger {department:<12} spent {account['spent']:>14,.2f} of {account['budget']:>14,.2f} "
                    f"{account['currency']}")
+    initiatives = (api.get("/api/agents/ceo/context").get("state") or {}).get("initiatives", {})
+    for initiative in initiatives.values():
+        if initiative.get("status") == "awaiting_replies":
+            missing = sorted({"cfo", "cto"} - set(initiative.get("replies", {})))
+            click.echo(f"   pending initiative {initiative['id']}: waiting for {', '.join(missing)} until "
+                       f"{initiative.get('deadline_at', '?')} (deadline {initiative.get('reply_deadline', '?')})")
     for risk in api.get("/api/risks", status="open")["risks"]:
         click.echo(f"   open risk {risk['id']}: {risk['title']} (score {risk['score']}, owner {risk['owner']})")
     audit = api.get("/api/audit/verify")

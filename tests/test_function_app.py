@@ -27,7 +27,8 @@ def test_the_app_indexes_every_trigger_with_its_bindings() -> None:
     assert {"health", "openapi", "post_events", "get_event", "list_agents", "create_agent", "get_agent",
             "delete_agent", "post_message", "get_context", "list_audit", "verify_audit", "list_risks", "create_risk",
             "get_risk", "update_risk", "close_risk", "list_decisions", "get_decision", "post_feedback",
-            "list_feedback", "list_deadletters", "mcp", "dashboard"} == http
+            "list_feedback", "list_deadletters", "mcp", "dashboard", "start_workflow", "get_workflow",
+            "terminate_workflow", "raise_workflow_event"} == http
     routes = {(index[n]["httpTrigger"].route, tuple(str(m.value) for m in index[n]["httpTrigger"].methods))
               for n in http}
     assert ("events", ("POST",)) in routes and ("agents/{agent_id}/messages", ("POST",)) in routes
@@ -38,8 +39,10 @@ def test_the_app_indexes_every_trigger_with_its_bindings() -> None:
         "%AOS_EVENTS_TOPIC%", "%AOS_EVENTS_SUBSCRIPTION%", "ServiceBusConnection")
     assert index["tick"]["timerTrigger"].schedule == "%AOS_TICK_SCHEDULE%"
     assert "entityTrigger" in index["agent"]
-    for name in ("post_events", "post_message", "events_topic", "messages_topic", "tick", "delete_agent"):
+    for name in ("post_events", "post_message", "events_topic", "messages_topic", "tick", "delete_agent",
+                 "start_workflow", "get_workflow", "terminate_workflow", "raise_workflow_event", "aos_workflow_step"):
         assert "durableClient" in index[name], name
+    assert "orchestrationTrigger" in index["aos_workflow"] and "activityTrigger" in index["aos_workflow_step"]
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ An initiative (`strategy.initiative`) starts a conversation: its correlation id 
 and the CEO sends `finance.cost_request` to the CFO and `tech.feasibility_request` to the CTO in it. The
 replies come back as messages in the same conversation; when both are in, the CEO decides (approve, defer or
 reject) with a rationale that cites both and its reasoner, records the decision and publishes
-`strategy.decision`. A weekly summary (`strategy.weekly_summary.due`, on a schedule) reports decisions,
+`strategy.decision`. The replies have a deadline (config `reply_deadline`, default 24h): the initiative starts
+a workflow whose durable timer sends `strategy.initiative.deadline` back to the CEO, who then decides `defer`
+naming the missing answer ("no feasibility answer from cto within 24h") unless it has decided already.
+A weekly summary (`strategy.weekly_summary.due`, on a schedule) reports decisions,
 initiatives still waiting and OKR progress.
 """
 
@@ -25,6 +28,28 @@ _KEY = ID_PATTERN
 _SUMMARIES = 12
 CFO_POINTS = {"approve": 2, "escalate": 1, "over_budget": -1, "deny": -3}  # escalations are the CEO's to approve
 CTO_POINTS = {"low": 2, "medium": 1, "high": -2}
+OPTIONS = [("approve", "fund and start it"), ("defer", "revisit with more information"), ("reject", "do not pursue it")]
+DEFAULT_REPLY_DEADLINE = 24 * 3600  # seconds the CFO and the CTO have to answer (agent config `reply_deadline`)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def reply_deadline_seconds(value: Any) -> float:
+    """Seconds from a number or a duration such as `90s`, `15m`, `24h`, `2d` (config `reply_deadline`)."""
+    text = str(value).strip().lower()
+    try:
+        seconds = float(text[:-1]) * _UNITS[text[-1]] if text and text[-1] in _UNITS else float(text)
+    except ValueError:
+        raise ValueError(f"reply_deadline {value!r} is not a duration (seconds, or 90s, 15m, 24h, 2d)") from None
+    if not 0 < seconds <= 365 * 86400:
+        raise ValueError(f"reply_deadline {value!r} must be more than 0 and at most a year")
+    return seconds
+
+
+def human_duration(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
 
 
 class _Input(BaseModel):
@@ -64,6 +89,11 @@ class Initiative(_Input):
     objective: str | None = Field(default=None, pattern=_KEY, description="the objective it serves")
 
 
+class DeadlinePassed(_Input):
+    initiative: str = Field(pattern=_KEY)
+    within: str = ""
+
+
 class Reply(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -75,7 +105,7 @@ class CEOAgent(BusinessAgent):
     agent_type = "ceo"
     capabilities = ("strategy", "okrs", "initiatives")
     subscriptions = ("strategy.initiative", "strategy.okr.set", "strategy.okr.progress",
-                     "strategy.weekly_summary.due")
+                     "strategy.weekly_summary.due", "strategy.initiative.deadline")
     default_purpose = "Grow the company by choosing the initiatives worth their cost and risk"
     default_adapter = "ceo"
     default_goals: ClassVar[tuple[Goal | dict[str, Any], ...]] = (
@@ -128,11 +158,39 @@ class CEOAgent(BusinessAgent):
         self.ctx.send(self.peer("cto"), "tech.feasibility_request",
                       {"initiative": initiative.id, "title": initiative.title, "description": initiative.description,
                        "scope": initiative.scope})
+        seconds = reply_deadline_seconds(self.config.get("reply_deadline", DEFAULT_REPLY_DEADLINE))
+        within = human_duration(seconds)
+        # The deadline is a durable timer: a workflow waits `seconds` (no event ends it early) and then tells the
+        # CEO, who decides `defer` if a reply is still missing; a late timer for a decided initiative is a no-op.
+        workflow = self.ctx.start_workflow(f"initiative-{initiative.id}", f"replies to initiative {initiative.id}", [
+            {"name": "replies", "action": "wait", "input": {"event": "replied", "timeout": seconds}},
+            {"name": "deadline", "action": "event", "depends_on": ["replies"], "input": {
+                "type": "strategy.initiative.deadline", "subject": self.agent_id, "correlationid": conversation,
+                "data": {"initiative": initiative.id, "within": within}}}])
         initiatives[initiative.id] = {**initiative.model_dump(), "conversation": conversation,
                                       "status": "awaiting_replies", "replies": {},
-                                      "started_at": self.ctx.now().isoformat()}
+                                      "started_at": self.ctx.now().isoformat(),
+                                      "deadline_at": (self.ctx.now() + timedelta(seconds=seconds)).isoformat(),
+                                      "reply_deadline": within, "deadline_workflow": workflow}
         return {"initiative": initiative.id, "status": "awaiting_replies", "conversation": conversation,
-                "asked": [self.peer("cfo"), self.peer("cto")]}
+                "asked": [self.peer("cfo"), self.peer("cto")], "deadline_workflow": workflow}
+
+    @handles("strategy.initiative.deadline")
+    async def deadline_passed(self, event: Event) -> JSON:
+        reply = self.parse(DeadlinePassed, event)
+        initiative = self.state.setdefault("initiatives", {}).get(reply.initiative)
+        if initiative is None:
+            raise InvalidEventError(f"no initiative {reply.initiative!r} is waiting for replies")
+        if initiative["status"] != "awaiting_replies":  # both replies came in time
+            return {"initiative": reply.initiative, "status": initiative["status"]}
+        missing = sorted({"cfo", "cto"} - set(initiative["replies"]))
+        rationale = "; ".join(f"no {'cost' if role == 'cfo' else 'feasibility'} answer from {self.peer(role)} within "
+                              f"{initiative.get('reply_deadline', reply.within)}" for role in missing)
+        decision = await self.record_decision(
+            f"initiative:{initiative['id']}", title=f"Initiative: {initiative['title']}", chosen="defer",
+            options=OPTIONS, rationale=f"{rationale}. Deferred until the answers are in.", confidence=0.5,
+            inputs={"initiative": initiative["id"], "missing": missing, "replies": initiative["replies"]})
+        return self._announce(initiative, "defer", decision.id, f"{rationale}. Deferred until the answers are in.")
 
     @handles("finance.cost_assessment", "tech.feasibility_assessment")
     async def take_reply(self, event: Event) -> JSON:
@@ -171,22 +229,24 @@ class CEOAgent(BusinessAgent):
             f"weeks. Reasoner: {opinion}. Score {points:+d}: {chosen}.")
         decision = await self.record_decision(
             f"initiative:{initiative['id']}", title=f"Initiative: {initiative['title']}", chosen=chosen,
-            options=[("approve", "fund and start it"), ("defer", "revisit with more information"),
-                     ("reject", "do not pursue it")],
-            rationale=rationale, confidence=min(0.95, 0.5 + 0.1 * abs(points)),
+            options=OPTIONS, rationale=rationale, confidence=min(0.95, 0.5 + 0.1 * abs(points)),
             inputs={"initiative": initiative["id"], "cfo": cfo, "cto": cto})
-        initiative.update(status="decided", decision=chosen, decision_id=decision.id,
+        return self._announce(initiative, chosen, decision.id, rationale, effort_weeks=cto["effort_weeks"],
+                              risk_level=cto["risk_level"])
+
+    def _announce(self, initiative: dict[str, Any], chosen: str, decision_id: str, rationale: str,
+                  **facts: Any) -> JSON:
+        initiative.update(status="decided", decision=chosen, decision_id=decision_id,
                           decided_at=self.ctx.now().isoformat())
         self.increment_metric("initiatives_decided")
         if chosen == "approve":
             self.increment_metric("initiatives_approved")
         announcement = {"initiative": initiative["id"], "title": initiative["title"], "chosen": chosen,
-                        "rationale": rationale, "decision_id": decision.id,
+                        "rationale": rationale, "decision_id": decision_id,
                         "conversation": initiative["conversation"],
                         "cost": {"initiative": initiative["id"], "title": initiative["title"],
                                  "department": initiative["department"], "amount": initiative["cost"],
-                                 "currency": initiative["currency"]},
-                        "effort_weeks": cto["effort_weeks"], "risk_level": cto["risk_level"]}
+                                 "currency": initiative["currency"]}, **facts}
         self.ctx.publish("strategy.decision", announcement)
         return announcement
 

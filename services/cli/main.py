@@ -16,6 +16,7 @@ from services.cli.audit import audit
 from services.cli.events import events, send
 from services.cli.local import run, serve
 from services.cli.ml import ml
+from services.cli.workflows import workflows
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -23,7 +24,7 @@ from services.cli.ml import ml
 def aos() -> None:
     """Agent Operating System.
 
-    serve and run work in this folder; send, agents, context, events and audit talk to a running host over
+    serve and run work in this folder; send, agents, context, events, audit and workflows talk to a running host over
     HTTP (--url, default http://127.0.0.1:7071; the key from --key, AOS_KEY or the local settings); ml works
     on the local adapter registry and Azure ML. Every command that prints results takes --json for scripts
     (one JSON value per line); serve prints the host's log until Ctrl-C.
@@ -48,7 +49,7 @@ def key(master: bool) -> None:
     click.echo(found)
 
 
-for command in (serve, run, send, agents, context, events, audit, ml, key):
+for command in (serve, run, send, agents, context, events, audit, workflows, ml, key):
     aos.add_command(command)
 
 

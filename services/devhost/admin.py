@@ -1,4 +1,4 @@
-"""The host page at `/admin`: functions with their triggers and last invocations, topics, entities.
+"""The host page at `/admin`: functions with their triggers and last invocations, topics, entities, orchestrations.
 
 Plain HTML built from the same dict `/admin/status` returns as JSON; no scripts, no build step.
 """
@@ -10,8 +10,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from services.devhost import host_db, leases
+from services.devhost import host_db, leases, orchestration_db
 from services.devhost.durable_webhooks import describe_entities
+from services.devhost.orchestration_webhooks import describe
 
 if TYPE_CHECKING:
     from services.devhost.server import DevHost
@@ -49,9 +50,13 @@ async def collect(host: DevHost) -> dict[str, Any]:
     entities = describe_entities(await host.db.read(host_db.list_entities))
     ttl = host.leases.ttl
     instances = await host.db.read(lambda c: leases.list_instances(c, time.time(), ttl))
+    orchestrations = await host.db.read(lambda c: orchestration_db.list_instances(c, limit=200))
     return {"host": host.settings.base_url, "instance": host.leases.instance_id, "instances": instances,
             "partitions": host.leases.partitions, "functions": functions, "topics": topics, "entities": entities,
-            "entity_operations_processed": host.entities.processed}
+            "entity_operations_processed": host.entities.processed,
+            "orchestrations": [describe(o) for o in orchestrations],
+            "orchestration_episodes": host.orchestrations.episodes,
+            "activities_run": host.orchestrations.activities_run}
 
 
 def _cell(value: Any) -> str:
@@ -88,10 +93,13 @@ def render(status: dict[str, Any]) -> str:
         [i["id"] + (" (this one)" if i["id"] == status["instance"] else ""), i["pid"], i["url"], i["live"],
          ", ".join(map(str, i["partitions"])), ", ".join(i["singletons"]),
          time.strftime("%H:%M:%S", time.gmtime(i["heartbeat"]))] for i in status["instances"]])
+    orchestrations = _table(["instance", "orchestrator", "status", "custom status", "created", "updated", "output"], [
+        [o["instanceId"], o["name"], o["runtimeStatus"], json.dumps(o["customStatus"])[:200], o["createdTime"][:19],
+         o["lastUpdatedTime"][:19], json.dumps(o["output"])[:200]] for o in status.get("orchestrations", [])])
     style = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eee}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>AOS local host</title>"
             f"<style>{style}</style></head><body><h1>AOS local Functions host</h1>"
             f"<p>{html.escape(status['host'])} &middot; <a href='/admin/status'>JSON</a></p>"
             f"<h2>Instances</h2>{instances}<h2>Functions</h2>{functions}<h2>Topics and subscriptions</h2>{topics}"
-            f"<h2>Durable entities</h2>{entities}</body></html>")
+            f"<h2>Durable entities</h2>{entities}<h2>Orchestrations</h2>{orchestrations}</body></html>")

@@ -12,9 +12,10 @@ azure-functions-durable 1.x builds its calls from `rpcBaseUrl` alone and appends
 `rpcBaseUrl` is the extension's loopback-only listener, which takes no key); so the key is also given as the
 credentials of `rpcBaseUrl`, which aiohttp sends as an HTTP Basic `Authorization` header.
 
-Implemented: signal an entity (`POST entities/{name}/{key}?op=...` -> 202) and read its state
-(`GET entities/{name}/{key}` -> 200 with the state, or 404). Everything else (orchestrations, entity
-queries) answers 501 saying so.
+Implemented: signal an entity (`POST entities/{name}/{key}?op=...` -> 202), read its state
+(`GET entities/{name}/{key}` -> 200 with the state, or 404), and the orchestration webhooks
+(`orchestration_webhooks`: start, status, list, raise event, terminate, purge). The rest (rewind, suspend,
+resume, restart, entity queries) answers 501 saying so.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aos_core.errors import NotFoundError
 from services.devhost.entities import EntityHost
 from services.devhost.http_trigger import key_matches, presented_key
 from services.devhost.limits import BodyRejected, read_body
+from services.devhost.orchestration_webhooks import OrchestrationWebhooks
 from services.devhost.problem import problem
 from services.devhost.settings import HostSettings
 
@@ -38,14 +40,31 @@ WEBHOOK_PATH = "/runtime/webhooks/durabletask/"
 SYSTEM_KEY_NAME = "durabletask_extension"  # the name of the real host's system key for these webhooks
 
 
+def _query(settings: HostSettings, task_hub: str | None) -> str:
+    return f"taskHub={task_hub or settings.task_hub}&connection=Storage&code={quote(settings.durable_key, safe='')}"
+
+
+def management_urls(settings: HostSettings, instance_id: str, task_hub: str | None = None) -> dict[str, str]:
+    """The extension's management URLs of one instance (`INSTANCEID` in the binding's template)."""
+    query = _query(settings, task_hub)
+    instance = f"{settings.base_url}{WEBHOOK_PATH}instances/{quote(instance_id, safe='')}"
+    return {"id": instance_id, "statusQueryGetUri": f"{instance}?{query}",
+            "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+            "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+            "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+            "purgeHistoryDeleteUri": f"{instance}?{query}",
+            "restartPostUri": f"{instance}/restart?{query}",
+            "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+            "resumePostUri": f"{instance}/resume?reason={{text}}&{query}"}
+
+
 def client_binding(settings: HostSettings, task_hub: str | None = None) -> str:
     """The durableClient binding JSON for one invocation."""
     base = f"{settings.base_url}{WEBHOOK_PATH}"
     hub = task_hub or settings.task_hub
     key = settings.durable_key
-    query = f"taskHub={hub}&connection=Storage&code={quote(key, safe='')}"
+    query = _query(settings, task_hub)
     rpc_base = base.replace("://", f"://{SYSTEM_KEY_NAME}:{quote(key, safe='')}@", 1)
-    instance = base + "instances/INSTANCEID"
     return json.dumps({
         "taskHubName": hub,
         "creationUrls": {
@@ -53,23 +72,17 @@ def client_binding(settings: HostSettings, task_hub: str | None = None) -> str:
             "createAndWaitOnNewInstancePostUri":
                 f"{base}orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}"
                 f"&pollingInterval={{intervalInSeconds}}&{query}"},
-        "managementUrls": {
-            "id": "INSTANCEID", "statusQueryGetUri": f"{instance}?{query}",
-            "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
-            "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
-            "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
-            "purgeHistoryDeleteUri": f"{instance}?{query}",
-            "restartPostUri": f"{instance}/restart?{query}",
-            "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
-            "resumePostUri": f"{instance}/resume?reason={{text}}&{query}"},
+        "managementUrls": management_urls(settings, "INSTANCEID", task_hub),
         "baseUrl": base, "requiredQueryStringParameters": query, "rpcBaseUrl": rpc_base,
         "httpBaseUrl": "", "maxGrpcMessageSizeInBytes": 0, "grpcHttpClientTimeout": "00:01:40"})
 
 
 class DurableWebhooks:
-    def __init__(self, entities: EntityHost, settings: HostSettings) -> None:
+    def __init__(self, entities: EntityHost, settings: HostSettings,
+                 orchestrations: OrchestrationWebhooks | None = None) -> None:
         self._entities = entities
         self._settings = settings
+        self._orchestrations = orchestrations
 
     def _trusted(self, request: Request) -> bool:
         settings = self._settings
@@ -94,9 +107,13 @@ class DurableWebhooks:
                     return problem(404, "Not Found", f"entity @{name.lower()}@{key} does not exist")
                 return Response(state, media_type="application/json")
             return problem(405, "Method Not Allowed", "entities take GET (read state) and POST (signal)")
+        if self._orchestrations is not None:
+            response = await self._orchestrations.handle(request, parts)
+            if response is not None:
+                return response
         return problem(501, "Not Implemented",
-                       f"the local host implements the entity webhooks only (signal and read state), not "
-                       f"{request.method} {WEBHOOK_PATH}{path}; orchestrations need `func start` with Core Tools")
+                       f"the local host does not implement {request.method} {WEBHOOK_PATH}{path} (rewind, suspend, "
+                       f"resume, restart and entity queries need `func start` with Core Tools)")
 
     async def _signal(self, request: Request, name: str, key: str) -> Response:
         operation = request.query_params.get("op")

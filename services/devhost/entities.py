@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aos_core.errors import NotFoundError
@@ -48,6 +50,10 @@ class EntityHost:
         self._poll_interval = poll_interval
         self._poller: asyncio.Task[None] | None = None
         self.processed = 0
+        # Orchestrators that called an operation get its response in the batch's own commit (orchestrations.py).
+        self.replies: Callable[[sqlite3.Connection, list[host_db.QueuedOperation], list[dict[str, Any]]],
+                               list[str]] | None = None
+        self.on_replied: Callable[[list[str]], None] | None = None
 
     def function_for(self, name: str) -> FunctionSpec:
         spec = self.functions.get(name.lower())
@@ -108,6 +114,12 @@ class EntityHost:
     def idle(self) -> bool:
         return not self._running
 
+    def wake(self, keys: list[tuple[str, str]]) -> None:
+        """Run entities whose operations another commit queued (an orchestrator's calls and signals)."""
+        for name, key in keys:
+            if name in self.functions:
+                self._schedule(name, key)
+
     def _schedule(self, name: str, key: str) -> None:
         ident = (name, key)
         if self._leases is not None and not self._leases.owns(name, key):
@@ -164,14 +176,18 @@ class EntityHost:
         new_exists, new_state = bool(out.get("entityExists")), out.get("entityState")
         now = time.time()
         last = ops[-1].seq
+        results = out.get("results", []) or []
 
-        def commit(conn: Any) -> None:
+        def commit(c: sqlite3.Connection) -> list[str]:
             if self._leases is not None:
-                self._leases.fence(conn, name, key)  # LeaseLost: the new owner runs the batch again
-            host_db.commit_batch(conn, name, key, last, len(ops), new_exists, new_state,
-                                 errors[-1] if errors else None, signals, now)
+                self._leases.fence(c, name, key)  # LeaseLost: the new owner runs the batch again
+            host_db.commit_batch(c, name, key, last, len(ops), new_exists, new_state, errors[-1] if errors else None,
+                                 signals, now)
+            return self.replies(c, ops, results) if self.replies is not None else []
 
-        await self._db.write(commit)
+        woken = await self._db.write(commit)
+        if woken and self.on_replied is not None:
+            self.on_replied(woken)
         self.processed += len(ops)
         for target_name, target_key, *_ in signals:
             if target_name in self.functions:

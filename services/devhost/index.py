@@ -18,7 +18,8 @@ from typing import Any
 from aos_core.errors import ConfigError
 from services.devhost.settings import resolve
 
-SUPPORTED = ("httpTrigger", "timerTrigger", "serviceBusTrigger", "entityTrigger")
+SUPPORTED = ("httpTrigger", "timerTrigger", "serviceBusTrigger", "entityTrigger", "orchestrationTrigger",
+             "activityTrigger")
 
 
 @dataclass
@@ -54,6 +55,10 @@ class FunctionSpec:
             return f"Service Bus {where}"
         if self.trigger_type == "entityTrigger":
             return f"entity {t.get('entityName') or self.name}"
+        if self.trigger_type == "orchestrationTrigger":
+            return f"orchestrator {t.get('orchestration') or self.name}"
+        if self.trigger_type == "activityTrigger":
+            return f"activity {t.get('activity') or self.name}"
         return f"{self.trigger_type} (not supported by the local host)"
 
 

@@ -25,14 +25,16 @@ from aos_core import strict_json
 from aos_core.clock import SystemClock
 from aos_core.errors import NotFoundError
 from aos_core.ports import Clock
-from services.devhost import admin, host_db, leases
-from services.devhost.durable_webhooks import WEBHOOK_PATH, DurableWebhooks, client_binding
+from services.devhost import admin, host_db, leases, orchestration_db
+from services.devhost.durable_webhooks import WEBHOOK_PATH, DurableWebhooks, client_binding, management_urls
 from services.devhost.entities import EntityHost
 from services.devhost.http_trigger import HttpTriggers, key_matches, presented_key
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
 from services.devhost.leases import Leases
 from services.devhost.limits import BodyRejected, read_body
+from services.devhost.orchestration_webhooks import OrchestrationWebhooks
+from services.devhost.orchestrations import OrchestrationHost
 from services.devhost.problem import problem
 from services.devhost.servicebus import ServiceBusTriggers, publish
 from services.devhost.settings import HostSettings
@@ -53,7 +55,8 @@ class DevHost:
         self.clock = clock or SystemClock()
         self.executor = ThreadPoolExecutor(max_workers=settings.thread_pool_size, thread_name_prefix="aos-fn")
         self.invoker = Invoker(self.executor, function_directory=str(settings.app_dir))
-        self.db = SqliteDatabase(settings.data_dir / "host.db", schema=host_db.SCHEMA + leases.SCHEMA)
+        self.db = SqliteDatabase(settings.data_dir / "host.db",
+                                 schema=host_db.SCHEMA + leases.SCHEMA + orchestration_db.SCHEMA)
         self.bus = SqliteEventBus(settings.data_dir / "bus.db", clock=self.clock)
         self.http = HttpTriggers(functions, settings, self.invoker, self.extra_inputs)
         # Partitions and timers by lease, so instances over one data folder share them as on Azure.
@@ -64,7 +67,14 @@ class DevHost:
         self.entities = EntityHost(functions, self.db, self.invoker, batch_size=settings.entity_batch_size,
                                    max_parallel=settings.thread_pool_size, leases=self.leases,
                                    poll_interval=settings.entity_poll)
-        self.webhooks = DurableWebhooks(self.entities, settings)
+        self.orchestrations = OrchestrationHost(functions, self.db, self.invoker, self.clock,
+                                                max_parallel=settings.thread_pool_size,
+                                                on_entity_work=self.entities.wake, extra_inputs=self.extra_inputs,
+                                                leases=self.leases)
+        self.entities.replies = self.orchestrations.entity_replies
+        self.entities.on_replied = self.orchestrations.wake
+        self.webhooks = DurableWebhooks(self.entities, settings, OrchestrationWebhooks(
+            self.orchestrations, settings, lambda instance_id: management_urls(settings, instance_id)))
         self.servicebus = ServiceBusTriggers(functions, settings, self.bus, self.invoker, self.extra_inputs)
         self.timers = Timers(timer_triggers(functions), self.db, self.invoker, self.clock, self.extra_inputs,
                              leases=self.leases)
@@ -95,12 +105,14 @@ class DevHost:
         fresh_durable_http_session()
         await self.leases.start()
         await self.entities.start()
+        await self.orchestrations.start()
         await self.servicebus.start()
         await self.timers.start()
 
     async def stop(self) -> None:
         await self.timers.stop()
         await self.servicebus.stop()
+        await self.orchestrations.stop()
         await self.entities.stop()
         await self.leases.stop()
         await close_durable_http_session()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from aos_core.ports import AgentResult
 from aos_core.runtime import run_with_aos
 from aos_core.telemetry import SPAN_ENTITY
 
+T = TypeVar("T")
 ENTITY_NAME = "agent"
 _QUERY_TIMEOUT = 60.0  # seconds the status and terminate operations may wait for the kernel
 _client: ContextVar[tuple[Any, asyncio.AbstractEventLoop | None] | None] = ContextVar("aos_durable_client",
@@ -70,9 +71,24 @@ async def close_durable_http_session() -> None:
             await http_utils._close_session()
 
 
-async def _on_this_loop(signal: Any) -> None:
+async def _on_this_loop(call: Awaitable[T]) -> T:
     fresh_durable_http_session()
-    await signal
+    return await call
+
+
+def current_binding() -> tuple[Any, asyncio.AbstractEventLoop | None] | None:
+    """The Durable client of the invocation this work belongs to (see `durable_client`), if any."""
+    return _client.get()
+
+
+async def call_client(binding: tuple[Any, asyncio.AbstractEventLoop | None], call: Callable[[Any], Awaitable[T]]
+                      ) -> T:
+    """Run `call(client)` on the loop the client's invocation runs on (its HTTP session belongs there)."""
+    client, loop = binding
+    work = _on_this_loop(call(client))
+    if loop is None or loop.is_closed() or loop is asyncio.get_running_loop():
+        return await work
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))  # from a kernel loop
 
 
 class DurableEntityDispatcher:
@@ -95,16 +111,17 @@ class DurableEntityDispatcher:
             raise AgentUnavailableError(f"no Durable client has reached this worker yet to signal "
                                         f"{ENTITY_NAME}/{agent_id.key}; the event stays pending")
         self._last = binding
-        client, loop = binding
         try:
-            signal = client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
-            if loop is None or loop.is_closed() or loop is asyncio.get_running_loop():
-                await _on_this_loop(signal)
-            else:  # from a kernel loop: send it where the function's invocation runs
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_on_this_loop(signal), loop))
+            await call_client(binding, lambda client: client.signal_entity(
+                df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict()))
         except Exception as exc:  # the event stays pending; a resend with the same id signals again
             raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
         return AgentResult(agent_id.key, "accepted")
+
+    @property
+    def last_binding(self) -> tuple[Any, asyncio.AbstractEventLoop | None] | None:
+        """The client of the last invocation that delivered through this dispatcher (for work no trigger started)."""
+        return self._last
 
     async def close(self) -> None:
         return None

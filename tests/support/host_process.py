@@ -36,15 +36,17 @@ class HostProcess:
     """One `aos serve` of the real function_app, with its own data folder, settings and config."""
 
     def __init__(self, tmp: Path, settings: dict[str, str], config: dict[str, Any] | None, *,
-                 python: Path | str = sys.executable, app_dir: Path = ROOT, instances: int = 1) -> None:
+                 python: Path | str = sys.executable, app_dir: Path = ROOT, instances: int = 1,
+                 app: str = "function_app:app") -> None:
         """`config` None: the app's own `config/` (as deployed); `python` and `app_dir`: another install of it;
-        `instances`: worker processes behind the port (`aos serve --instances`)."""
+        `instances`: worker processes behind the port (`aos serve --instances`); `app`: another function app
+        (module:attribute, importable from `app_dir`)."""
         self.instances = instances
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data = tmp / "data"
         self.log = tmp / "host.log"
-        self.python, self.app_dir = str(python), app_dir
+        self.python, self.app_dir, self.app = str(python), app_dir, app
         values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
         values.update(settings)
         self.settings_file = tmp / "local.settings.json"
@@ -61,7 +63,7 @@ class HostProcess:
     def start(self) -> None:
         cmd = [self.python, "-m", "services.cli", "serve", "--port", str(self.port), "--data",
                str(self.data), "--settings", str(self.settings_file), "--log-level", "warning",
-               "--instances", str(self.instances)]
+               "--instances", str(self.instances), "--app", self.app]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.app_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -57,9 +57,11 @@ async def test_webhooks_answer_unknown_entities_and_orchestrations_clearly(runni
         assert (await http.post(base + "entities/counter/k")).status_code == 400  # no op
         assert (await http.post(base + "entities/counter/k?op=add", content=b"{nope")).status_code == 400
         r = await http.post(base + "orchestrators/thing")
-        assert r.status_code == 501 and "entity webhooks only" in r.json()["detail"]
-        r = await http.post("/api/orchestrate")  # the real client gets the 501 as an error
-        assert r.status_code == 501
+        assert r.status_code == 400 and "no orchestrator function named 'thing'" in r.json()["ExceptionMessage"]
+        r = await http.post("/api/orchestrate")  # the real client raises the extension's message
+        assert r.status_code == 501 and "no orchestrator function named 'nothing'" in r.text
+        r = await http.post(base + "instances/x/rewind?reason=why")
+        assert r.status_code == 501 and "rewind" in r.json()["detail"]
 
 
 async def test_signals_queued_before_a_crash_are_processed_at_start(tmp_path: Path, sample_env: None) -> None:
