@@ -243,6 +243,8 @@ class OrchestrationHost:
         self._on_entity_work = on_entity_work
         self._extra_inputs = extra_inputs or (lambda spec: {})  # an activity's durableClient binding
         self._leases = leases
+        if leases is not None:
+            leases.want(LEASE)  # before the host's first lease round, so a lone instance leads from its start
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._work_running: dict[int, asyncio.Task[None]] = {}  # activity work item seq -> its task

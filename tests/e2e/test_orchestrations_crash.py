@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from services.storage.sqlite import SqliteStateStore
-from tests.support.host_process import HostProcess
+from tests.support.host_process import ADMIN, HostProcess
 
 APP = "tests.services.devhost.apps.orchestration_app:app"
 
@@ -107,3 +109,37 @@ async def test_kill_9_during_a_durable_timer(tmp_path: Path, host: HostProcess) 
     assert await _runs(tmp_path, "t") == {0: 1}
     fired = [e for e in status["historyEvents"] if e["EventType"] == 11]
     assert len(fired) == 1
+
+
+@pytest.mark.timeout(300)
+async def test_three_instances_run_each_activity_once_and_survive_the_leaders_kill_9(tmp_path: Path) -> None:
+    # Every instance takes in starts and events, but one at a time runs orchestrations (the `orchestrations`
+    # lease); killing it hands them to another instance, which replays from the committed history.
+    host = HostProcess(tmp_path, {"ORCH_TEST_STORE": str(tmp_path / "runs.db")}, {}, app=APP, instances=3)
+    host.start()
+    try:
+        async with httpx.AsyncClient(base_url=host.base, timeout=30) as http:
+            for n in range(3):  # through the front door: each start lands on another instance
+                r = await http.post(f"/api/start/fan_out_fan_in/calm-{n}", json={"run": f"c{n}", "n": 10})
+                assert r.status_code == 202, r.text
+            for n in range(3):
+                assert (await _finished(http, f"calm-{n}"))["runtimeStatus"] == "Completed"
+                assert await _runs(tmp_path, f"c{n}") == {i: 1 for i in range(10)}  # never twice, never in parallel
+
+            r = await http.post("/api/start/fan_out_fan_in/fan-k", json={"run": "k", "n": 30, "sleep": 0.3})
+            assert r.status_code == 202, r.text
+            deadline = time.monotonic() + 60
+            while len(await _runs(tmp_path, "k")) < 5:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            status = (await http.get("/admin/status", headers=ADMIN)).json()
+            leader = next(i for i in status["instances"] if "orchestrations" in i["singletons"])
+            os.kill(leader["pid"], signal.SIGKILL)
+            committed = _committed_items(host.data, "fan-k")
+            done = await _finished(http, "fan-k", within=120)
+        assert done["runtimeStatus"] == "Completed" and done["output"] == sum(range(30))
+        runs = await _runs(tmp_path, "k")
+        assert sorted(runs) == list(range(30)) and all(runs[i] == 1 for i in committed)
+        assert all(n <= 2 for n in runs.values())  # only what the dead leader was running ran again
+    finally:
+        host.stop()
