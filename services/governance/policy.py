@@ -9,6 +9,8 @@ Rule kinds (each has an `id` that denials and decisions name):
   (token bucket on the Clock; per process, so on Functions each worker enforces its own share).
 - `spending`: for agents matching `agent` (and `category`), an amount up to `approval_threshold` is
   approved, up to `limit` is escalated for a person's approval, above `limit` is denied.
+- `tools`: agents matching `agent` may only call tools (model-facing names, `kb__search`, `aos_send_message`)
+  matching one of `allow`, and never one matching `deny`; a denied call's result tells the model so.
 
 A denial raises PolicyDenied (a 403 problem body with the rule id and reason) and is audited.
 """
@@ -66,7 +68,14 @@ class SpendingRule(_Rule):
     limit: float = Field(ge=0)
 
 
-Rule = Annotated[EventTypesRule | RolesRule | RateLimitRule | SpendingRule, Field(discriminator="kind")]
+class ToolsRule(_Rule):
+    kind: Literal["tools"]
+    agent: str = "*"
+    allow: tuple[str, ...] = ("*",)
+    deny: tuple[str, ...] = ()
+
+
+Rule = Annotated[EventTypesRule | RolesRule | RateLimitRule | SpendingRule | ToolsRule, Field(discriminator="kind")]
 _RULES = TypeAdapter(list[Rule])
 
 
@@ -126,6 +135,12 @@ class PolicyEngine:
                         fnmatchcase(request.event_type, p) for p in rule.allow):
                     return PolicyDecision("deny", rule.id, f"agent {request.agent_id or request.agent_type!r} may "
                                                            f"not receive events of type {request.event_type!r}")
+            elif (isinstance(rule, ToolsRule) and request.tool is not None
+                  and _match(rule.agent, request.agent_id, request.agent_type)):
+                if any(fnmatchcase(request.tool, p) for p in rule.deny) or not any(
+                        fnmatchcase(request.tool, p) for p in rule.allow):
+                    return PolicyDecision("deny", rule.id, f"agent {request.agent_id or request.agent_type!r} may "
+                                                           f"not call the tool {request.tool!r}")
         decision = PolicyDecision("allow")
         if request.amount is not None:
             decision = self._spending(request)
@@ -197,4 +212,5 @@ class PolicyEngine:
 def _request_dict(request: PolicyRequest) -> dict[str, Any]:
     return {"action": request.action, "caller": request.caller, "roles": sorted(request.roles) or None,
             "agent_id": request.agent_id, "agent_type": request.agent_type, "event_type": request.event_type,
-            "amount": request.amount, "currency": request.currency, "category": request.category}
+            "amount": request.amount, "currency": request.currency, "category": request.category,
+            "tool": request.tool}

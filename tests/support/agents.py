@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.perpetual import PerpetualAgent
+from agents.purpose_driven import PurposeDrivenAgent
 from aos_core.events import Event
 
 
@@ -30,3 +31,15 @@ class Sleeper(PerpetualAgent):
         time.sleep(float((event.data or {}).get("seconds", 0)))  # noqa: ASYNC251 - blocking on purpose
         self.state["slept"] = self.state.get("slept", 0) + 1
         return self.state["slept"]
+
+
+class Thinker(PurposeDrivenAgent):
+    """Hands `data.task` to its model with its tools (`think`) and keeps each event's outcome."""
+
+    agent_type = "thinker"
+    default_purpose = "Answer questions, using tools when they help"
+
+    async def handle_event(self, event: Event) -> Any:
+        thought = await self.think(str((event.data or {}).get("task", "")))
+        self.state.setdefault("outcomes", {})[event.id] = thought.to_dict()
+        return thought.to_dict()
