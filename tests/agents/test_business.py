@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agents.thinking import read_turns
 from aos_core import AgentOperatingSystem, AOSConfig, Event
 from aos_core.ports import AgentResult
 from aos_core.testing import ManualClock
@@ -177,6 +178,28 @@ async def test_cto_triages_incidents_records_adrs_and_flags_risky_proposals(aos:
     cto = await state(aos, "cto")
     assert {g["id"]: g["current"] for g in cto["progress"]["goals"]} == {
         "triage-incidents": 2, "record-adrs": 1, "assess-proposals": 1}
+
+
+async def test_cto_asks_its_model_which_reads_the_adrs_and_risks_before_answering(
+        aos: AgentOperatingSystem) -> None:
+    """The shipped config's tool rules make the rule-based model call the CTO's tools: the loop runs for real
+    without a model, and the assessment (the decision) is what the rules alone give."""
+    await send(aos, "ops.incident", {"id": "inc-1", "title": "Checkout down", "description": "full outage"})
+    await send(aos, "tech.adr.propose", {"title": "Use Durable entities", "context": "agents live long",
+                                         "decision": "one entity per agent"})
+    replies = await send(aos, "tech.proposal", {"id": "p2", "title": "Payments API",
+                                                "description": "integrate payments with a mobile api"},
+                         id="proposal-p2")
+    result = replies["cto"].result
+    assert result["risk_level"] == "medium" and result["feasible"] is True  # type: ignore[index]
+    opinion = result["opinion"]  # type: ignore[index]
+    assert opinion.startswith("[base] recommendation:")
+    assert "cto_list_adrs" in opinion and "ADR-0001" in opinion and "incident-inc-1" in opinion
+    steps = await read_turns(aos.store, "cto", "proposal-p2")
+    assert [s["kind"] for s in steps] == ["task", "model", "tool", "tool", "model"]
+    assert [s["call"]["name"] for s in steps if s["kind"] == "tool"] == ["cto_list_adrs", "cto_list_risks"]
+    reasoning = (await state(aos, "cto"))["reasoning"]
+    assert reasoning["by_model"]["rule-based"]["turns"] >= 2 and reasoning["tokens_in"] > 0
 
 
 def test_an_agent_built_by_hand_has_its_role_defaults() -> None:
