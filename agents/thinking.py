@@ -15,7 +15,7 @@ so an MCP server that honours it runs the call once even when the crash came bet
 
 Tokens are counted per agent and per model (metrics `ml.tokens.in` / `ml.tokens.out`, and the agent's
 `state.reasoning`, committed with the event); the steps are readable as a conversation at
-`GET /api/agents/{id}/turns/{event}` and on the dashboard.
+`GET /api/agents/{id}/turns/{event}` (services.context.turns) and on the dashboard.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aos_core.errors import PolicyDenied
-from aos_core.event_records import key_slug
-from aos_core.ports import JSON, PolicyRequest, StateStore
+from aos_core.ports import JSON, PolicyRequest
+from services.context.turns import turns_prefix
 from services.ml import telemetry
 from services.ml.chat import ChatMessage, ChatRequest, ChatResult, ToolCall
 from services.ml.reasoner import clip
@@ -72,23 +72,6 @@ class Thought:
         return {"answer": self.answer, "stopped": self.stopped, "detail": self.detail, "turns": self.turns,
                 "tool_calls": self.tool_calls, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
                 "by_model": self.by_model}
-
-
-def turns_prefix(agent_id: str, event_id: str, loop: str | None = None) -> str:
-    """Where the steps of `agent_id`'s loops for `event_id` are (one loop's when `loop` is given)."""
-    base = f"context/{agent_id}/turns/{key_slug(event_id)}/"
-    return base if loop is None else f"{base}{key_slug(loop)}/"
-
-
-async def read_turns(store: StateStore, agent_id: str, event_id: str) -> list[dict[str, Any]]:
-    """The committed steps of every loop `agent_id` ran for `event_id`, in order."""
-    steps: list[dict[str, Any]] = []
-    after: str | None = None
-    prefix = turns_prefix(agent_id, event_id)
-    while page := await store.list(prefix, start_after=after, limit=500):
-        steps.extend(d.value for d in page)
-        after = page[-1].key
-    return steps
 
 
 class ToolLoop:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from agents.thinking import read_turns
 from aos_core import AgentOperatingSystem, AOSConfig, Event
 from aos_core.ports import AgentResult
 from aos_core.testing import ManualClock
+from services.context.turns import read_turns
 from services.governance import DecisionLog, RiskRegistry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from agents.thinking import Budget, read_turns
+from agents.thinking import Budget
 from aos_core.agent_context import AgentContext
 from aos_core.events import Event
 from aos_core.testing import ManualClock
+from services.context.turns import read_turns
 from services.governance import PolicyEngine
 from services.ml.chat import ChatRequest, ChatResult
 from services.ml.endpoints import OpenAIChatReasoner

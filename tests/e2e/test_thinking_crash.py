@@ -65,6 +65,13 @@ async def test_kill_9_between_a_tool_result_and_the_next_model_turn_resumes_and_
             status = await _settled(http, "q-1")
             assert status["status"] == "completed", status
             state = (await http.get("/api/agents/thinker/context")).json()["state"]
+            turns = await http.get("/api/agents/thinker/turns/q-1")  # the loop as the dashboard reads it
+            assert turns.status_code == 200, turns.text
+            assert (await http.get("/api/agents/nobody/turns/q-1")).status_code == 404
+            assert (await http.get("/api/agents/No%20Such/turns/q-1")).status_code == 400
+    steps = turns.json()["steps"]
+    assert [s["kind"] for s in steps] == ["task", "model", "tool", "model"]
+    assert steps[2]["status"] == "ok" and "payments was delivered twice before" in steps[2]["content"]
     outcome = state["outcomes"]["q-1"]
     assert outcome["answer"] == "Feasible after the restart." and outcome["tool_calls"] == 1
     assert len(ledger.read_text().splitlines()) == 1  # the tool ran once
