@@ -6,6 +6,7 @@ after the tool result was committed; the event is then handled again by a fresh 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,9 @@ import pytest
 
 from agents.thinking import Budget
 from aos_core.agent_context import AgentContext
+from aos_core.errors import ConflictError
 from aos_core.events import Event
+from aos_core.ports import JSON
 from aos_core.testing import ManualClock
 from services.context.turns import read_turns
 from services.governance import PolicyEngine
@@ -230,3 +233,81 @@ def test_budget_config_is_checked() -> None:
     with pytest.raises(ValueError):
         Budget.model_validate({"max_turns": 3})
     assert Budget().max_steps == 8
+
+
+async def test_tokens_per_agent_and_model_reach_the_metrics(tmp_path: Path, store: SqliteStateStore) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from services.observability import metrics
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics.use_meter_provider(provider)
+    try:
+        server, _ = chat_server([{"tool_calls": [LOOKUP], "usage": {"prompt_tokens": 40, "completion_tokens": 9}},
+                                 {"content": "ok", "usage": {"prompt_tokens": 70, "completion_tokens": 6}}])
+        with server:
+            await Run(store, server, ledger_config(tmp_path)).handle(task("payments?"))
+        got: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        for resource in reader.get_metrics_data().resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    points = metric.data.data_points  # counters have a value; histograms do not
+                    got[metric.name] = [(dict(p.attributes), getattr(p, "value", None)) for p in points]
+    finally:
+        metrics.use_meter_provider(None)
+        provider.shutdown()
+    who = {"agent": "thinker", "model": "scripted-model"}
+    assert got["ml.tokens.in"] == [(who, 110)] and got["ml.tokens.out"] == [(who, 15)]
+    assert got["agent.tool_calls"] == [({"agent": "thinker", "tool": "ledger__lookup", "status": "ok"}, 1)]
+
+
+async def test_two_activations_racing_on_one_event_commit_each_step_once(tmp_path: Path,
+                                                                         store: SqliteStateStore) -> None:
+    """What a zombie activation (a second instance still running an event the mailbox moved on from) meets:
+    both ask the model, only the first commits the turn; the other stops on a ConflictError before it runs
+    the tool, and its retry would resume from the committed steps."""
+    server, script = chat_server([{"tool_calls": [LOOKUP]}, {"content": "done"}])
+    gate = script.hold(0)
+    with server:
+        run = Run(store, server, ledger_config(tmp_path))
+        first = asyncio.ensure_future(run.handle(task("payments?")))
+        assert await asyncio.to_thread(script.wait_asked, 0, 1)  # the first activation is at the model
+        second = asyncio.ensure_future(run.handle(task("payments?")))
+        assert await asyncio.to_thread(script.wait_asked, 0, 2)  # and now the second too
+        gate.set()
+        outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    assert sum(isinstance(o, ConflictError) for o in outcomes) == 1
+    assert len(ledger(tmp_path)) == 1
+    assert [s["kind"] for s in await read_turns(store, "thinker", "ev-1")] == ["task", "model", "tool", "model"]
+
+
+class FailsToCommitTheFirstToolResult:
+    """The real SQLite store, except that the first write of a tool step fails, as if the process died
+    after the tool ran and before its result was committed."""
+
+    def __init__(self, inner: SqliteStateStore) -> None:
+        self.inner, self.failed = inner, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def put(self, key: str, value: JSON, **options: Any) -> str:
+        if not self.failed and isinstance(value, dict) and value.get("kind") == "tool":
+            self.failed = True
+            raise ModelCrashes("died before the tool result was committed")
+        return await self.inner.put(key, value, **options)
+
+
+async def test_a_tool_call_retried_after_a_lost_commit_carries_the_same_idempotency_key(
+        tmp_path: Path, store: SqliteStateStore) -> None:
+    server, _ = chat_server([{"tool_calls": [LOOKUP]}, {"content": "done"}])
+    with server:
+        run = Run(FailsToCommitTheFirstToolResult(store), server, ledger_config(tmp_path))  # type: ignore[arg-type]
+        with pytest.raises(ModelCrashes):
+            await run.handle(task("payments?"))
+        _, _, result = await run.handle(task("payments?"))
+    assert result["answer"] == "done"
+    keys = [line["key"] for line in ledger(tmp_path)]
+    assert keys == ["ev-1/thinker/main/2", "ev-1/thinker/main/2"]  # a server that honours the key runs it once

@@ -23,11 +23,17 @@ class ScriptedChat:
         self.arrived = [threading.Event() for _ in turns]  # turn N was asked for (at least once)
         self.asked = [0 for _ in turns]
         self.held: dict[int, threading.Event] = {}
+        self._changed = threading.Condition()
 
     def hold(self, turn: int) -> threading.Event:
         """Make turn `turn` wait until the returned event is set."""
         self.held[turn] = threading.Event()
         return self.held[turn]
+
+    def wait_asked(self, turn: int, times: int = 1, timeout: float = 60.0) -> bool:
+        """Block until turn `turn` was asked for `times` times (True), or `timeout` passed (False)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.asked[turn] >= times, timeout)
 
     def __call__(self, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]] | None:
         if path != "/v1/chat/completions":
@@ -35,7 +41,9 @@ class ScriptedChat:
         turn = sum(1 for m in body["messages"] if m["role"] == "assistant")
         if turn >= len(self.turns):
             return 500, {"error": f"the script has no turn {turn}"}, {}
-        self.asked[turn] += 1
+        with self._changed:
+            self.asked[turn] += 1
+            self._changed.notify_all()
         self.arrived[turn].set()
         gate = self.held.get(turn)
         if gate is not None:
