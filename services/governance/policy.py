@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -38,11 +38,26 @@ class _Rule(BaseModel):
     description: str = ""
 
 
-class EventTypesRule(_Rule):
-    kind: Literal["event_types"]
+class _AllowDenyRule(_Rule):
+    """Agents matching `agent` may only use values matching one of `allow`, and never one matching `deny`."""
+
     agent: str = "*"
     allow: tuple[str, ...] = ("*",)
     deny: tuple[str, ...] = ()
+    verb: ClassVar[str]
+
+    def refusal(self, request: PolicyRequest, value: str | None) -> PolicyDecision | None:
+        if value is None or not _match(self.agent, request.agent_id, request.agent_type):
+            return None
+        if any(fnmatchcase(value, p) for p in self.deny) or not any(fnmatchcase(value, p) for p in self.allow):
+            return PolicyDecision("deny", self.id, f"agent {request.agent_id or request.agent_type!r} may not "
+                                                   f"{self.verb} {value!r}")
+        return None
+
+
+class EventTypesRule(_AllowDenyRule):
+    kind: Literal["event_types"]
+    verb: ClassVar[str] = "receive events of type"
 
 
 class RolesRule(_Rule):
@@ -68,11 +83,9 @@ class SpendingRule(_Rule):
     limit: float = Field(ge=0)
 
 
-class ToolsRule(_Rule):
+class ToolsRule(_AllowDenyRule):
     kind: Literal["tools"]
-    agent: str = "*"
-    allow: tuple[str, ...] = ("*",)
-    deny: tuple[str, ...] = ()
+    verb: ClassVar[str] = "call the tool"
 
 
 Rule = Annotated[EventTypesRule | RolesRule | RateLimitRule | SpendingRule | ToolsRule, Field(discriminator="kind")]
@@ -129,18 +142,11 @@ class PolicyEngine:
                 if not request.roles & set(rule.any_of):
                     return PolicyDecision("deny", rule.id, f"action {request.action!r} needs one of the roles "
                                                            f"{', '.join(rule.any_of)}")
-            elif (isinstance(rule, EventTypesRule) and request.event_type is not None
-                  and _match(rule.agent, request.agent_id, request.agent_type)):
-                if any(fnmatchcase(request.event_type, p) for p in rule.deny) or not any(
-                        fnmatchcase(request.event_type, p) for p in rule.allow):
-                    return PolicyDecision("deny", rule.id, f"agent {request.agent_id or request.agent_type!r} may "
-                                                           f"not receive events of type {request.event_type!r}")
-            elif (isinstance(rule, ToolsRule) and request.tool is not None
-                  and _match(rule.agent, request.agent_id, request.agent_type)):
-                if any(fnmatchcase(request.tool, p) for p in rule.deny) or not any(
-                        fnmatchcase(request.tool, p) for p in rule.allow):
-                    return PolicyDecision("deny", rule.id, f"agent {request.agent_id or request.agent_type!r} may "
-                                                           f"not call the tool {request.tool!r}")
+            elif isinstance(rule, _AllowDenyRule):
+                refused = rule.refusal(request, request.event_type if isinstance(rule, EventTypesRule)
+                                       else request.tool)
+                if refused is not None:
+                    return refused
         decision = PolicyDecision("allow")
         if request.amount is not None:
             decision = self._spending(request)
