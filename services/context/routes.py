@@ -52,10 +52,7 @@ async def get_turns(aos: AgentOperatingSystem, request: api.ApiRequest, caller: 
 api.register_operations({"get_turns": api.Operation(get_turns, "reader")})
 m.register_paths({"/api/agents/{agent_id}/turns/{event_id}": {"get": {
     "operationId": "get_turns", "summary": "The steps of the agent's model-and-tools loops for one event",
-    "parameters": [{"name": "agent_id", "in": "path", "required": True,
-                    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"}},
-                   {"name": "event_id", "in": "path", "required": True,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+    "parameters": [m.AGENT_PARAM, {"name": "event_id", "in": "path", "required": True,
+                                   "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
     "responses": {**m.ok(200, "the steps, in order (none when the agent ran no loop for it)", AgentTurns),
-                  **m.problems(400, 401, 403, 404)}}}},
-    [TurnStep, AgentTurns])
+                  **m.problems(400, 401, 403, 404)}}}}, [TurnStep, AgentTurns])
