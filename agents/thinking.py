@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from agents.toolbox import Toolbox
     from services.ml.reasoner import Reasoner
 
-_RESULT_CHARS = 16_000  # a tool result longer than this reaches the model cut (the step keeps it whole)
+_RESULT_CHARS = 16_000  # a tool result is cut to this many characters, for the model and in its step
 _RECENT = 20  # loops an agent lists in state.reasoning.recent
 
 

@@ -20,7 +20,13 @@ import pytest
 from aos_core.config import MLSettings
 from aos_core.errors import ConfigError
 from services.ml.chat import ChatMessage, ChatRequest, ToolCall, ToolRule, ToolSpec, openai_body
-from services.ml.endpoints import COGNITIVE_SERVICES_SCOPE, AzureOpenAIChatReasoner, InferenceError, OpenAIChatReasoner
+from services.ml.endpoints import (
+    COGNITIVE_SERVICES_SCOPE,
+    AzureMLEndpointReasoner,
+    AzureOpenAIChatReasoner,
+    InferenceError,
+    OpenAIChatReasoner,
+)
 from services.ml.factory import build_reasoner
 from services.ml.local_server import LocalScoringServer
 from services.ml.reasoner import InvalidRequestError, ReasoningRequest, RuleBasedReasoner
@@ -113,6 +119,26 @@ async def test_an_answer_with_a_malformed_tool_call_is_an_inference_error() -> N
         reasoner = OpenAIChatReasoner("https://models.example/v1/chat/completions", client=client, attempts=1)
         with pytest.raises(InferenceError, match="tool call is malformed"):
             await reasoner.chat(ask("hello"))
+
+
+async def test_an_azure_ml_online_endpoint_gets_the_chat_as_input_data_and_answers_in_the_openai_shape() -> None:
+    sent: list[httpx.Request] = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": "fine"}}],
+                                         "usage": {"prompt_tokens": 5, "completion_tokens": 1}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint)) as client:
+        reasoner = AzureMLEndpointReasoner("https://aos-cto.eastus.inference.ml.azure.com/score", deployment="blue",
+                                           key_secret="ml-key", secrets=EnvironmentSecretStore({"ml-key": "k1"}),
+                                           client=client, attempts=1)
+        result = await reasoner.chat(ask("What is the risk of payments?"))
+    body = json.loads(sent[0].content)["input_data"]
+    assert body["adapter"] == "cto@1.0.0" and body["messages"][1]["content"] == "What is the risk of payments?"
+    assert body["tools"][0]["function"]["name"] == "kb__search"
+    assert sent[0].headers["azureml-model-deployment"] == "blue" and sent[0].headers["authorization"] == "Bearer k1"
+    assert (result.text, result.usage, result.model) == ("fine", {"prompt_tokens": 5, "completion_tokens": 1}, "blue")
 
 
 # --- Azure OpenAI: the request the openai SDK sends is the request we send ---------------------------------
