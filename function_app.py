@@ -12,6 +12,7 @@ import azure.functions as func
 
 from aos_core import api
 from aos_core.runtime import with_aos
+from services.context import routes as context_routes
 from services.dashboard import dashboard_page
 from services.dispatch import ENTITY_NAME, durable_client, run_agent_entity
 from services.governance import routes as governance_routes
@@ -22,7 +23,7 @@ from services.messaging.topic_trigger import receive_topic_message
 from services.workflows.functions import bp as workflow_functions
 
 # Importing these adds their operations to the API (the mcp package itself loads on the first MCP request).
-API_AREAS = (governance_routes, learning_routes, messaging_routes, mcp_route)
+API_AREAS = (governance_routes, learning_routes, messaging_routes, mcp_route, context_routes)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(workflow_functions)  # the aos_workflow orchestrator and its activity
@@ -48,6 +49,7 @@ _PLAIN_ROUTES = [
     ("create_agent", "agents", ["POST"]),
     ("get_agent", "agents/{agent_id}", ["GET"]),
     ("get_context", "agents/{agent_id}/context", ["GET"]),
+    ("get_turns", "agents/{agent_id}/turns/{event_id}", ["GET"]),
     ("list_audit", "audit", ["GET"]),
     ("verify_audit", "audit/verify", ["GET"]),
     ("list_risks", "risks", ["GET"]),

@@ -43,6 +43,12 @@ class PerpetualAgent(BaseAgent):
         """Give the agent the store its context lives in (the kernel does this before `initialize`)."""
         self._store, self._clock, self._dedupe_window = store, clock, dedupe_window
 
+    def require_store(self) -> StateStore:
+        """The store the agent is bound to (its context, records it writes, its loops' steps)."""
+        if self._store is None:
+            raise RuntimeError(f"agent {self.agent_id} is not bound to a store")
+        return self._store
+
     @classmethod
     async def read_context(cls, store: StateStore, agent_id: str) -> dict[str, Any]:
         """The stored context of agent `agent_id` without loading the agent (for readers such as the API)."""

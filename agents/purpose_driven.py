@@ -10,9 +10,13 @@ from pydantic import BaseModel, Field
 from agents.perpetual import PerpetualAgent
 
 if TYPE_CHECKING:
+    from agents.thinking import Budget, Thought
+    from agents.toolbox import Tool, Toolbox
     from aos_core.agent_context import AgentContext
     from aos_core.events import Event
     from aos_core.ports import JSON
+    from services.knowledge import KnowledgeBase
+    from services.mcp.client import McpClients
     from services.ml import AdapterVersion, Reasoner, ReasoningResult
 
 
@@ -134,6 +138,70 @@ class PurposeDrivenAgent(PerpetualAgent):
                                    system=self.purpose if system is None else system, parameters=parameters)
         reasoner = self.reasoner or await default_reasoner()
         return await reasoner.reason(request)
+
+    # --- thinking with tools: the durable model-and-tools loop (agents.thinking) ---------------------
+
+    knowledge: KnowledgeBase | None = None  # searched by the `aos_search_knowledge` tool; config `knowledge_path`
+    _mcp: McpClients | None = None
+
+    def tools(self) -> list[Tool]:
+        """The agent's own tools for its model (override to add some); `think` adds the OS and MCP tools."""
+        return []
+
+    async def mcp_clients(self) -> McpClients:
+        """The MCP servers of config `mcp_servers`, connected on first use and kept until the agent sleeps."""
+        if self._mcp is None:
+            from aos_core.config import AOSConfig
+            from aos_core.runtime import build_secret_store
+            from services.mcp.client import McpClients
+
+            config = AOSConfig()
+            self._mcp = McpClients.for_agent(self.config, config, secrets=build_secret_store(config),
+                                             clock=self._clock)
+        return self._mcp
+
+    async def toolbox(self) -> Toolbox:
+        """What the model may call: the OS tools scoped to this agent, its MCP servers' tools, its own tools."""
+        from agents.toolbox import Toolbox, mcp_tools, os_tools
+
+        if self.knowledge is None and self.config.get("knowledge_path"):
+            from services.knowledge import KnowledgeBase
+
+            self.knowledge = KnowledgeBase(str(self.config["knowledge_path"]), clock=self._clock)
+        box = Toolbox(os_tools(self))
+        if self.config.get("mcp_servers"):
+            for item in await mcp_tools(await self.mcp_clients()):
+                box.add(item)
+        for item in self.tools():
+            box.add(item)
+        return box
+
+    async def think(self, task: str, *, tools: Iterable[Tool] = (), budget: Budget | None = None,
+                    system: str | None = None, loop: str = "main", **parameters: Any) -> Thought:
+        """Let the model work on `task` with the agent's tools until it answers or a budget stops it.
+
+        Call it while handling an event: each step is committed before the next, so a redelivered event
+        resumes from the last committed step (agents.thinking). `budget` defaults to config `reasoning`
+        (`max_steps`, `max_tokens`, `max_seconds`); `loop` names the loop when a handler runs more than one.
+        """
+        from agents.thinking import Budget, ToolLoop
+        from services.ml.factory import default_reasoner
+
+        adapter = await self.resolve_adapter()
+        box = await self.toolbox()
+        for item in tools:
+            box.add(item)
+        limits = budget or Budget.model_validate(self.config.get("reasoning") or {})
+        reasoner = self.reasoner or await default_reasoner()
+        runner = ToolLoop(self, reasoner, box, limits, adapter=adapter.ref if adapter else None,
+                          system=self.purpose if system is None else system, loop=loop, parameters=parameters)
+        return await runner.run(task)
+
+    async def sleep(self) -> None:
+        await super().sleep()
+        if self._mcp is not None:
+            mcp, self._mcp = self._mcp, None
+            await mcp.close()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "purpose": self.purpose, "adapter_name": self.adapter_name,

@@ -215,7 +215,8 @@ def parse(model: type[BaseModel], request: ApiRequest, what: str) -> Any:
         raise invalid(exc, what) from None
 
 
-def _agent_id(request: ApiRequest) -> str:
+def agent_id_param(request: ApiRequest) -> str:
+    """The `agent_id` route parameter, or a 400 naming what an agent id must look like."""
     value = request.route_params.get("agent_id", "")
     try:
         return validate_id(value, "agent id")
@@ -355,11 +356,11 @@ def validate_dep(dep: str) -> None:
 
 
 async def get_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    return ApiResponse(200, _agent_info(await aos.get_agent(_agent_id(request))))
+    return ApiResponse(200, _agent_info(await aos.get_agent(agent_id_param(request))))
 
 
 async def delete_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    agent_id = _agent_id(request)
+    agent_id = agent_id_param(request)
     info = await aos.get_agent(agent_id)  # 404 before anything changes
     if info["state"] != AgentState.TERMINATED:
         await enforce(aos, caller, "agent.terminate", agent_id=agent_id, agent_type=info["type"])
@@ -369,7 +370,7 @@ async def delete_agent(aos: AgentOperatingSystem, request: ApiRequest, caller: C
 
 
 async def post_message(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    agent_id = _agent_id(request)
+    agent_id = agent_id_param(request)
     wait = _wait_seconds(aos, request)
     message: m.MessageIn = parse(m.MessageIn, request, "message")
     fields = message.model_dump(exclude_none=True)
@@ -384,7 +385,7 @@ async def post_message(aos: AgentOperatingSystem, request: ApiRequest, caller: C
 
 
 async def get_context(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    agent_id = _agent_id(request)
+    agent_id = agent_id_param(request)
     context = await aos.read_context(agent_id)
     if context is None:
         raise Problem(404, "Not found", f"agent {agent_id!r} keeps no context (it is not a perpetual agent)")

@@ -202,7 +202,7 @@ def _ok(code: int, description: str, model: type[BaseModel] | dict[str, Any]) ->
     return {str(code): {"description": description, **_content(schema)}}
 
 
-_AGENT_PARAM = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": _AGENT_ID}}
+AGENT_PARAM = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": _AGENT_ID}}
 _WAIT_PARAM = {"name": "wait", "in": "query", "required": False,
                "description": "seconds (at most 30) to wait for the results before answering 202",
                "schema": {"type": "number", "minimum": 0, "maximum": 30}}
@@ -257,21 +257,21 @@ def openapi_document() -> dict[str, Any]:
                                    **_ok(200, "already registered", AgentInfo),
                                    **_problems(400, 401, 403, 409, 413)}}},
         "/api/agents/{agent_id}": {
-            "parameters": [_AGENT_PARAM],
+            "parameters": [AGENT_PARAM],
             "get": {"operationId": "get_agent", "summary": "One agent",
                     "responses": {**_ok(200, "the agent", AgentInfo), **_problems(400, 401, 403, 404)}},
             "delete": {"operationId": "delete_agent", "summary": "Terminate an agent for good",
                        "responses": {**_ok(200, "terminated", AgentInfo), **_problems(400, 401, 403, 404, 409)}}},
         "/api/agents/{agent_id}/messages": {"post": {
             "operationId": "post_message", "summary": "Send a direct message to one agent",
-            "parameters": [_AGENT_PARAM, _WAIT_PARAM],
+            "parameters": [AGENT_PARAM, _WAIT_PARAM],
             "requestBody": {"required": True, **_content(_ref(MessageIn))},
             "responses": {**_ok(200, "handled within the wait", EventStatus),
                           **links(_ok(202, "accepted", EventAccepted), 202, GetEvent=("get_event", {"id": _BODY_ID})),
                           **_problems(400, 401, 403, 404, 413, 503)}}},
         "/api/agents/{agent_id}/context": {"get": {
             "operationId": "get_context", "summary": "The agent's ContextMCPServer document",
-            "parameters": [_AGENT_PARAM],
+            "parameters": [AGENT_PARAM],
             "responses": {**_ok(200, "the context", AgentContextOut), **_problems(400, 401, 403, 404)}}},
         "/api/audit": {"get": {
             "operationId": "list_audit", "summary": "Audit entries in sequence order, filtered and paged",

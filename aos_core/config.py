@@ -118,13 +118,18 @@ class MLSettings(_Section):
     """Inference and Azure ML (services.ml): which Reasoner serves agents, its cache, and the training target.
 
     `reasoner` is `local` (deterministic, rule-based, no model download), `azureml` (an online endpoint's
-    scoring URI) or `openai` (an OpenAI-compatible chat completions endpoint). Keys are SecretStore names.
+    scoring URI), `openai` (an OpenAI-compatible chat completions endpoint) or `azure_openai` (an Azure OpenAI
+    resource endpoint; Entra ID unless `api_key_secret` is set). Keys are SecretStore names.
     """
 
-    reasoner: Literal["local", "azureml", "openai"] = "local"
+    reasoner: Literal["local", "azureml", "openai", "azure_openai"] = "local"
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
-    deployment: str | None = None  # azureml: the `azureml-model-deployment` header; openai: the model name
+    # azureml: the `azureml-model-deployment` header; openai: the model name; azure_openai: the deployment
+    deployment: str | None = None
+    api_version: str = "2024-10-21"  # azure_openai: the data-plane `api-version`
     api_key_secret: str | None = None  # SecretStore name of the endpoint key
+    # The local reasoner's tool calls in a chat: [{"pattern": regex, "tool": name, "arguments": {...}}]
+    tool_rules: list[dict[str, Any]] = Field(default_factory=list)
     timeout: float = Field(default=30.0, gt=0)
     attempts: int = Field(default=3, ge=1)
     cache_ttl: float = Field(default=3600.0, ge=0)  # 0: no caching

@@ -31,13 +31,13 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
 _WAIT_STEPS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
-def _slug(value: str) -> str:
+def key_slug(value: str) -> str:
     # Ids become key segments: keep readable ones, hash the rest so `/` or odd characters cannot alias a key.
     return value if _SAFE.match(value) else "~" + hashlib.sha256(value.encode()).hexdigest()
 
 
 def record_key(event_id: str) -> str:
-    return f"{_PREFIX}{_slug(event_id)}"
+    return f"{_PREFIX}{key_slug(event_id)}"
 
 
 def _result_prefix(event_id: str) -> str:
@@ -45,7 +45,7 @@ def _result_prefix(event_id: str) -> str:
 
 
 def _result_key(event_id: str, agent_id: str) -> str:
-    return _result_prefix(event_id) + _slug(agent_id)
+    return _result_prefix(event_id) + key_slug(agent_id)
 
 
 @dataclass

@@ -384,6 +384,7 @@ class PolicyRequest:
     amount: float | None = None
     currency: str | None = None
     category: str | None = None
+    tool: str | None = None  # a tool an agent's model asked to call (action "tool.call")
     subject: str | None = None  # for the audit entry; default the agent or the action
 
 

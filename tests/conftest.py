@@ -38,8 +38,10 @@ def _fresh_default_store() -> object:
     """`ContextMCPServer(agent_id)` without a store uses a process default; never share it between tests."""
     yield
     from aos_core import runtime
+    from services.ml.factory import set_default_reasoner
 
     runtime.set_default_state_store(None)
+    set_default_reasoner(None)  # built from the config of the test that first asked; never share it either
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

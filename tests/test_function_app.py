@@ -27,7 +27,7 @@ def test_the_app_indexes_every_trigger_with_its_bindings() -> None:
     assert {"health", "openapi", "post_events", "get_event", "list_agents", "create_agent", "get_agent",
             "delete_agent", "post_message", "get_context", "list_audit", "verify_audit", "list_risks", "create_risk",
             "get_risk", "update_risk", "close_risk", "list_decisions", "get_decision", "post_feedback",
-            "list_feedback", "list_deadletters", "mcp", "dashboard", "start_workflow", "get_workflow",
+            "list_feedback", "list_deadletters", "get_turns", "mcp", "dashboard", "start_workflow", "get_workflow",
             "terminate_workflow", "raise_workflow_event"} == http
     routes = {(index[n]["httpTrigger"].route, tuple(str(m.value) for m in index[n]["httpTrigger"].methods))
               for n in http}

@@ -111,7 +111,7 @@ class BusinessAgent(PurposeDrivenAgent):
         from services.governance import DecisionCreate, DecisionLog, DecisionOption
 
         ctx = self.ctx
-        log = DecisionLog(self._require_store(), audit=ctx.audit, clock=ctx.clock)
+        log = DecisionLog(self.require_store(), audit=ctx.audit, clock=ctx.clock)
         record = await log.record(
             DecisionCreate(agent_id=self.agent_id, title=title, chosen=chosen, rationale=rationale,
                            confidence=round(max(0.0, min(1.0, confidence)), 3), inputs=inputs,
@@ -130,7 +130,7 @@ class BusinessAgent(PurposeDrivenAgent):
         from services.governance import RiskCreate, RiskRegistry
 
         ctx = self.ctx
-        registry = RiskRegistry(self._require_store(), clock=ctx.clock, audit=ctx.audit)
+        registry = RiskRegistry(self.require_store(), clock=ctx.clock, audit=ctx.audit)
         fields = RiskCreate(title=title, description=description, category=category, likelihood=likelihood,
                             impact=impact, owner=self.agent_id, mitigations=mitigations or [])
         return await registry.create(fields, actor=f"agent:{self.agent_id}", risk_id=risk_id)
@@ -140,8 +140,3 @@ class BusinessAgent(PurposeDrivenAgent):
         result = await self.reason(prompt)
         self.increment_metric("reasoning_calls")
         return result.text
-
-    def _require_store(self) -> Any:
-        if self._store is None:
-            raise RuntimeError(f"agent {self.agent_id} is not bound to a store")
-        return self._store

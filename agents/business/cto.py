@@ -2,8 +2,10 @@
 
 Incidents (`ops.incident`) and the OS's own alerts (`aos.alert.raised`) are triaged to a priority with a
 response target; P1 and P2 are escalated, and a P1 raises a risk. Proposals (`tech.proposal`, or the CEO's
-`tech.feasibility_request`) get a risk score from named technology factors and an effort estimate in weeks; the
-CEO gets them back as `tech.feasibility_assessment` in its conversation. ADRs are numbered and kept in state.
+`tech.feasibility_request`) get a risk score from named technology factors and an effort estimate in weeks, and
+the model's view: the CTO asks it with `think`, and it may first call tools (the ADR list, the risk registry,
+the knowledge base when `knowledge_path` is set, the CTO's MCP servers). The CEO gets the assessment back as
+`tech.feasibility_assessment` in its conversation. ADRs are numbered and kept in state.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.business.base import BusinessAgent, handles, key_of
 from agents.purpose_driven import Goal
+from agents.toolbox import Tool, tool
 from aos_core.events import ID_PATTERN, Event
 from aos_core.ports import JSON
 
@@ -183,9 +186,12 @@ class CTOAgent(BusinessAgent):
         proposal = self.parse(Proposal, event)
         key = proposal.initiative or proposal.id or key_of(event.id)
         found = assess(proposal)
-        opinion = await self.opinion(
+        thought = await self.think(
             f"Technology assessment of {proposal.title}: {proposal.description}. Risk {found['risk_level']} "
-            f"({', '.join(found['factors']) or 'no risk factors'}); effort {found['effort_weeks']} weeks.")
+            f"({', '.join(found['factors']) or 'no risk factors'}); effort {found['effort_weeks']} weeks.",
+            tools=self.assessment_tools())
+        self.increment_metric("reasoning_calls")
+        opinion = thought.answer or f"no answer ({thought.stopped}: {thought.detail})"
         decision = await self.record_decision(
             f"feasibility:{key}", title=f"Feasibility: {proposal.title}",
             chosen="feasible" if found["feasible"] else "not_feasible",
@@ -208,6 +214,21 @@ class CTOAgent(BusinessAgent):
         else:
             self.ctx.publish("tech.assessment", answer)
         return answer
+
+    def assessment_tools(self) -> list[Tool]:
+        """What the model may look at before it answers: the ADRs and the risk registry."""
+
+        async def adrs(arguments: dict[str, Any], key: str) -> JSON:
+            return [{k: a[k] for k in ("number", "title", "decision")} for a in self.state.get("adrs", [])]
+
+        async def risks(arguments: dict[str, Any], key: str) -> JSON:
+            from services.governance import RiskRegistry
+
+            found = await RiskRegistry(self.require_store(), clock=self.ctx.clock).list(status="open", limit=50)
+            return [{"id": r.id, "title": r.title, "category": r.category, "score": r.score} for r in found]
+
+        return [tool("cto_list_adrs", "The architecture decision records: number, title and decision.", {}, adrs),
+                tool("cto_list_risks", "The open risks in the risk registry, with category and score.", {}, risks)]
 
     # --- architecture decision records -------------------------------------------------------------------
 

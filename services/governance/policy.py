@@ -9,6 +9,8 @@ Rule kinds (each has an `id` that denials and decisions name):
   (token bucket on the Clock; per process, so on Functions each worker enforces its own share).
 - `spending`: for agents matching `agent` (and `category`), an amount up to `approval_threshold` is
   approved, up to `limit` is escalated for a person's approval, above `limit` is denied.
+- `tools`: agents matching `agent` may only call tools (model-facing names, `kb__search`, `aos_send_message`)
+  matching one of `allow`, and never one matching `deny`; a denied call's result tells the model so.
 
 A denial raises PolicyDenied (a 403 problem body with the rule id and reason) and is audited.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -38,11 +40,26 @@ class _Rule(BaseModel):
     description: str = ""
 
 
-class EventTypesRule(_Rule):
-    kind: Literal["event_types"]
+class _AllowDenyRule(_Rule):
+    """Agents matching `agent` may only use values matching one of `allow`, and never one matching `deny`."""
+
     agent: str = "*"
     allow: tuple[str, ...] = ("*",)
     deny: tuple[str, ...] = ()
+    verb: ClassVar[str]
+
+    def refusal(self, request: PolicyRequest, value: str | None) -> PolicyDecision | None:
+        if value is None or not _match(self.agent, request.agent_id, request.agent_type):
+            return None
+        if any(fnmatchcase(value, p) for p in self.deny) or not any(fnmatchcase(value, p) for p in self.allow):
+            return PolicyDecision("deny", self.id, f"agent {request.agent_id or request.agent_type!r} may not "
+                                                   f"{self.verb} {value!r}")
+        return None
+
+
+class EventTypesRule(_AllowDenyRule):
+    kind: Literal["event_types"]
+    verb: ClassVar[str] = "receive events of type"
 
 
 class RolesRule(_Rule):
@@ -68,7 +85,12 @@ class SpendingRule(_Rule):
     limit: float = Field(ge=0)
 
 
-Rule = Annotated[EventTypesRule | RolesRule | RateLimitRule | SpendingRule, Field(discriminator="kind")]
+class ToolsRule(_AllowDenyRule):
+    kind: Literal["tools"]
+    verb: ClassVar[str] = "call the tool"
+
+
+Rule = Annotated[EventTypesRule | RolesRule | RateLimitRule | SpendingRule | ToolsRule, Field(discriminator="kind")]
 _RULES = TypeAdapter(list[Rule])
 
 
@@ -149,12 +171,11 @@ class PolicyEngine:
                 if not request.roles & set(rule.any_of):
                     return PolicyDecision("deny", rule.id, f"action {request.action!r} needs one of the roles "
                                                            f"{', '.join(rule.any_of)}")
-            elif (isinstance(rule, EventTypesRule) and request.event_type is not None
-                  and _match(rule.agent, request.agent_id, request.agent_type)):
-                if any(fnmatchcase(request.event_type, p) for p in rule.deny) or not any(
-                        fnmatchcase(request.event_type, p) for p in rule.allow):
-                    return PolicyDecision("deny", rule.id, f"agent {request.agent_id or request.agent_type!r} may "
-                                                           f"not receive events of type {request.event_type!r}")
+            elif isinstance(rule, _AllowDenyRule):
+                refused = rule.refusal(request, request.event_type if isinstance(rule, EventTypesRule)
+                                       else request.tool)
+                if refused is not None:
+                    return refused
         return self._spending(request) if request.amount is not None else PolicyDecision("allow")
 
     def _spending(self, request: PolicyRequest) -> PolicyDecision:
@@ -234,4 +255,5 @@ def _rate_denied(rule: RateLimitRule, request: PolicyRequest) -> PolicyDecision:
 def _request_dict(request: PolicyRequest) -> dict[str, Any]:
     return {"action": request.action, "caller": request.caller, "roles": sorted(request.roles) or None,
             "agent_id": request.agent_id, "agent_type": request.agent_type, "event_type": request.event_type,
-            "amount": request.amount, "currency": request.currency, "category": request.category}
+            "amount": request.amount, "currency": request.currency, "category": request.category,
+            "tool": request.tool}

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from aos_core.config import AOSConfig
 
 log = logging.getLogger("aos.mcp.client")
+IDEMPOTENCY_META_KEY = "aos/idempotency-key"  # in a tools/call request's `_meta`: the caller's key for this call
 
 
 class McpToolError(AOSError):
@@ -271,15 +272,20 @@ class McpClients:
             raise NotFoundError(f"MCP tool {name!r}: {where} offers it")
         return owners[0], name
 
-    async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> McpToolResult:
+    async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None, *,
+                        idempotency_key: str | None = None) -> McpToolResult:
         """Call `server/tool` (or a tool name only one server offers) and return its result.
 
+        `idempotency_key` goes in the request's `_meta` (IDEMPOTENCY_META_KEY), the same on every retry, so a
+        server that honours it runs the call once however often it arrives.
         McpToolError if the tool reports an error; McpConnectionError, OperationTimeoutError or
         CircuitOpenError when the server cannot answer in time (after the spec's attempts).
         """
         server, tool = await self._locate(name)
         args = dict(arguments or {})
-        result: CallToolResult = await self._with_retries(server, tool, lambda c: c.call_tool(tool, args))
+        meta: Any = {IDEMPOTENCY_META_KEY: idempotency_key} if idempotency_key else None
+        result: CallToolResult = await self._with_retries(server, tool,
+                                                          lambda c: c.call_tool(tool, args, meta=meta))
         text = _text(result)
         if result.is_error:
             raise McpToolError(server, tool, text or "the tool reported an error")

@@ -12,12 +12,15 @@ import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aos_core.clock import SystemClock
 from aos_core.ports import Clock
 from services.ml import telemetry
 from services.ml.reasoner import Reasoner, ReasoningRequest, ReasoningResult
+
+if TYPE_CHECKING:
+    from services.ml.chat import ChatRequest, ChatResult
 
 
 def cache_key(request: ReasoningRequest) -> str:
@@ -128,6 +131,11 @@ class CachedReasoner:
         self.cache.put(key, result)
         self._record("miss", request, start)
         return result
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """The inner reasoner's chat turn, never cached: a turn depends on tool results that change, and the
+        agent's loop commits each turn it gets, so a retried step never asks twice anyway."""
+        return await self.inner.chat(request)
 
     def _record(self, outcome: str, request: ReasoningRequest, start: float) -> None:
         adapter = request.adapter_name or "base"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aos_core.clock import SystemClock
 from aos_core.errors import AOSError, ConfigError
 from aos_core.ports import Clock, SecretStore
 from services.ml import telemetry
-from services.ml.reasoner import ReasoningRequest, ReasoningResult
+from services.ml.chat import ChatRequest, ChatResult, openai_body, parse_openai
+from services.ml.reasoner import ReasoningRequest, ReasoningResult, clip
 from services.reliability import CircuitBreaker, get_breaker, is_transient, retry_async, with_timeout
 
 if TYPE_CHECKING:
@@ -84,14 +86,23 @@ class RemoteReasoner:
 
     async def reason(self, request: ReasoningRequest) -> ReasoningResult:
         """Ask the endpoint; InferenceError for a refusal, CircuitOpenError while the breaker is open."""
+        return self.parse(request, await self._exchange(self.payload(request)))
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """The model's next turn (answer or tool calls), with the same retries, breaker and errors as `reason`."""
+        data = await self._exchange(self.chat_payload(request))
+        try:
+            return self.parse_chat(request, data)
+        except ValueError as exc:
+            raise InferenceError(self.kind, str(exc)) from None
+
+    async def _exchange(self, body: dict[str, Any]) -> Any:
         start = self._timer.monotonic()
         headers = await self._headers()
-        body = self.payload(request)
         data = await retry_async(self._attempt, body, headers, attempts=self.attempts, retry_if=_retryable,
                                  sleep=self.sleep, clock=self.clock, initial=0.5, maximum=10.0)
-        result = self.parse(request, data)
         telemetry.histogram("ml.endpoint.duration", (self._timer.monotonic() - start) * 1000.0, kind=self.kind)
-        return result
+        return data
 
     async def _attempt(self, body: dict[str, Any], headers: dict[str, str]) -> Any:
         async with self.breaker:
@@ -113,11 +124,11 @@ class RemoteReasoner:
             raise TransientInferenceError(self.kind, f"HTTP {status}", status, _retry_after(response))
         if status >= 400:
             telemetry.increment("ml.endpoint.errors", status=status, kind=self.kind)
-            raise InferenceError(self.kind, f"HTTP {status}: {_short(response.text)}", status)
+            raise InferenceError(self.kind, f"HTTP {status}: {clip(response.text)}", status)
         try:
             return response.json()
         except ValueError:
-            raise InferenceError(self.kind, f"answer is not JSON: {_short(response.text)}", status) from None
+            raise InferenceError(self.kind, f"answer is not JSON: {clip(response.text)}", status) from None
 
     async def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -152,6 +163,12 @@ class RemoteReasoner:
     def parse(self, request: ReasoningRequest, data: Any) -> ReasoningResult:
         raise NotImplementedError
 
+    def chat_payload(self, request: ChatRequest) -> dict[str, Any]:
+        return openai_body(request, self.deployment or request.adapter_name or "default")
+
+    def parse_chat(self, request: ChatRequest, data: Any) -> ChatResult:
+        return parse_openai(data, adapter=request.adapter, default_model=self.deployment or self.kind)
+
 
 class AzureMLEndpointReasoner(RemoteReasoner):
     """An Azure ML managed online endpoint's scoring URI (`https://<endpoint>.<region>.inference.ml.azure.com/score`).
@@ -183,6 +200,11 @@ class AzureMLEndpointReasoner(RemoteReasoner):
             raise InferenceError(self.kind, "answer has no text output")
         return ReasoningResult(text=text, adapter=request.adapter, model=self.deployment or self.kind,
                                usage={k: v for k, v in usage.items() if isinstance(v, int)})
+
+    def chat_payload(self, request: ChatRequest) -> dict[str, Any]:
+        # The scoring script gets the chat as `input_data` (an OpenAI-shaped body) and answers in that shape.
+        return {"input_data": {**openai_body(request, self.deployment or request.adapter_name or "default"),
+                               "adapter": request.adapter}}
 
 
 class OpenAIChatReasoner(RemoteReasoner):
@@ -221,14 +243,52 @@ class OpenAIChatReasoner(RemoteReasoner):
                                usage={k: v for k, v in usage.items() if isinstance(v, int)})
 
 
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+AZURE_OPENAI_API_VERSION = "2024-10-21"  # the GA data-plane version with tools
+
+
+class AzureOpenAIChatReasoner(OpenAIChatReasoner):
+    """Azure OpenAI: `POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`.
+
+    Authenticates with Microsoft Entra ID: a bearer token for the Cognitive Services scope from azure-identity
+    (`credential`, default DefaultAzureCredential: the app's managed identity on Azure, `az login` locally;
+    the credential caches and refreshes the token). When `key_secret` names an API key in the SecretStore, that
+    key is sent as `api-key` instead. The request is the one the `openai` SDK's `AsyncAzureOpenAI` sends.
+    """
+
+    kind = "azure_openai"
+
+    def __init__(self, endpoint: str, *, deployment: str | None = None,
+                 api_version: str = AZURE_OPENAI_API_VERSION, credential: Any = None, **kwargs: Any) -> None:
+        if not deployment:
+            raise ConfigError("ml.deployment: required for azure_openai (the model deployment's name)")
+        base = endpoint.split("?", 1)[0].rstrip("/")
+        url = f"{base}/openai/deployments/{quote(deployment, safe='')}/chat/completions?api-version={api_version}"
+        super().__init__(url, deployment=deployment, api_key_header="api-key", **kwargs)
+        self._credential = credential
+        self._own_credential = credential is None
+
+    async def _headers(self) -> dict[str, str]:
+        headers = await super()._headers()
+        if self.key_secret is None:
+            if self._credential is None:
+                from azure.identity.aio import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential()
+            token = await self._credential.get_token(COGNITIVE_SERVICES_SCOPE)
+            headers["Authorization"] = f"Bearer {token.token}"
+        return headers
+
+    async def close(self) -> None:
+        await super().close()
+        if self._credential is not None and self._own_credential:
+            await self._credential.close()
+            self._credential = None
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     try:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from services.ml.chat import openai_answer, request_from_openai
 from services.ml.reasoner import InvalidRequestError, ReasoningRequest, RuleBasedReasoner
 
 # (path, parsed body, headers) -> None to answer normally, or (status, body, extra headers)
@@ -94,6 +95,8 @@ class LocalScoringServer:
         return {"output": result.text, "usage": result.usage}
 
     def _chat(self, body: Any) -> dict[str, Any]:
+        if body.get("tools") or any(m.get("role") == "tool" for m in body["messages"]):
+            return openai_answer(self.reasoner.chat_answer(request_from_openai(body)))
         messages = body["messages"]
         prompt = "\n".join(m["content"] for m in messages if m.get("role") == "user")
         system = "\n".join(m["content"] for m in messages if m.get("role") == "system")

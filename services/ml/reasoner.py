@@ -1,6 +1,7 @@
 """The Reasoner port and the local, deterministic, rule-based implementation that is the default.
 
-A Reasoner turns a prompt (plus the agent's adapter and sampling parameters) into text. In production it is
+A Reasoner turns a prompt (plus the agent's adapter and sampling parameters) into text, and continues a chat
+with tools (services.ml.chat): messages and tool definitions in, an answer or tool calls out. In production it is
 an Azure ML online endpoint serving the base model with the agent's LoRA adapter, or any OpenAI-compatible
 chat endpoint (services.ml.endpoints). Locally, `RuleBasedReasoner` answers without any model: the same
 prompt always gets the same answer, so agents, caches and tests behave the same on every machine.
@@ -12,9 +13,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aos_core.errors import AOSError
+
+if TYPE_CHECKING:
+    from services.ml.chat import ChatRequest, ChatResult, ToolRule
 
 _PARAMETERS = {"temperature", "top_p", "max_tokens", "stop", "seed"}
 
@@ -68,10 +72,14 @@ class ReasoningResult:
 
 @runtime_checkable
 class Reasoner(Protocol):
-    """Answers prompts. Implementations raise InvalidRequestError for bad input, typed errors for failures."""
+    """Answers prompts and chats. Implementations raise InvalidRequestError for bad input, typed errors for failures."""
 
     async def reason(self, request: ReasoningRequest) -> ReasoningResult:
         """The answer to `request`."""
+        ...
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """The model's next turn in `request.messages`: text, or calls of the tools in `request.tools`."""
         ...
 
     async def close(self) -> None: ...
@@ -106,12 +114,16 @@ class RuleBasedReasoner:
 
     The first matching `Rule` answers; otherwise a keyword heuristic weighs positive against negative terms
     and recommends proceed, hold or review, quoting the terms it counted. Same input, same output, always.
+    In a chat, each `ToolRule` that matches the user text calls its tool (when offered and not yet called with
+    those arguments); once no rule asks for more, it answers the user text as `reason` would, naming the
+    tool results it read.
     """
 
     model = "rule-based"
 
-    def __init__(self, rules: list[Rule] | None = None) -> None:
+    def __init__(self, rules: list[Rule] | None = None, tool_rules: list[ToolRule] | None = None) -> None:
         self.rules = list(rules or ())
+        self.tool_rules = list(tool_rules or ())
 
     def answer(self, request: ReasoningRequest) -> ReasoningResult:
         """The synchronous answer (the local scoring server calls this from its threads)."""
@@ -141,5 +153,48 @@ class RuleBasedReasoner:
         """The rule-based answer to `request`."""
         return self.answer(request)
 
+    def chat_answer(self, request: ChatRequest) -> ChatResult:
+        """The synchronous chat turn (the local scoring server calls this from its threads)."""
+        from services.ml.chat import ChatMessage, ChatResult
+
+        user = "\n".join(m.content for m in request.messages if m.role == "user")
+        system = "\n".join(m.content for m in request.messages if m.role == "system")
+        called = {_call_key(c.name, c.arguments) for m in request.messages for c in m.tool_calls}
+        offered = {t.name for t in request.tools}
+        calls = {}
+        for rule in self.tool_rules:
+            call = rule.call(user, offered)
+            if call is not None and _call_key(call.name, call.arguments) not in called:
+                calls.setdefault(call.id, call)
+        if calls:
+            message = ChatMessage("assistant", "", tuple(calls.values()))
+        else:
+            parameters = {k: v for k, v in request.parameters.items() if k in _PARAMETERS}
+            text = self.answer(ReasoningRequest(prompt=user, adapter=request.adapter, system=system,
+                                                parameters=parameters)).text
+            read = [f"{m.name or m.tool_call_id}: {clip(m.content, 80)}" for m in request.messages if m.role == "tool"]
+            if read:
+                text += f" (consulted {'; '.join(read)})"
+            message = ChatMessage("assistant", text)
+        spoken = " ".join(m.content for m in request.messages)
+        answer = message.content or json.dumps([c.to_dict() for c in message.tool_calls])
+        return ChatResult(message=message, model=self.model, adapter=request.adapter,
+                          usage={"prompt_tokens": len(spoken.split()), "completion_tokens": len(answer.split())},
+                          finish_reason="tool_calls" if message.tool_calls else "stop")
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """The rule-based chat turn for `request`."""
+        return self.chat_answer(request)
+
     async def close(self) -> None:
         return None
+
+
+def _call_key(name: str, arguments: dict[str, Any]) -> str:
+    return json.dumps([name, arguments], sort_keys=True)
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """`text` on one line, cut at `limit` characters (for error details and summaries)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."

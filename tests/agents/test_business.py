@@ -15,6 +15,7 @@ import pytest
 from aos_core import AgentOperatingSystem, AOSConfig, Event
 from aos_core.ports import AgentResult
 from aos_core.testing import ManualClock
+from services.context.turns import read_turns
 from services.governance import DecisionLog, RiskRegistry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "config"
@@ -190,6 +191,28 @@ async def test_an_outage_reported_twice_without_an_id_is_one_incident_and_one_ri
     await send(aos, "ops.incident.resolved", {"id": first["id"]})  # type: ignore[index]
     later = (await send(aos, "ops.incident", report))["cto"].result  # a new outage after the first one is over
     assert later["id"] not in (first["id"], other["id"])  # type: ignore[index]
+
+
+async def test_cto_asks_its_model_which_reads_the_adrs_and_risks_before_answering(
+        aos: AgentOperatingSystem) -> None:
+    """The shipped config's tool rules make the rule-based model call the CTO's tools: the loop runs for real
+    without a model, and the assessment (the decision) is what the rules alone give."""
+    await send(aos, "ops.incident", {"id": "inc-1", "title": "Checkout down", "description": "full outage"})
+    await send(aos, "tech.adr.propose", {"title": "Use Durable entities", "context": "agents live long",
+                                         "decision": "one entity per agent"})
+    replies = await send(aos, "tech.proposal", {"id": "p2", "title": "Payments API",
+                                                "description": "integrate payments with a mobile api"},
+                         id="proposal-p2")
+    result = replies["cto"].result
+    assert result["risk_level"] == "medium" and result["feasible"] is True  # type: ignore[index]
+    opinion = result["opinion"]  # type: ignore[index]
+    assert opinion.startswith("[base] recommendation:")
+    assert "cto_list_adrs" in opinion and "ADR-0001" in opinion and "incident-inc-1" in opinion
+    steps = await read_turns(aos.store, "cto", "proposal-p2")
+    assert [s["kind"] for s in steps] == ["task", "model", "tool", "tool", "model"]
+    assert [s["call"]["name"] for s in steps if s["kind"] == "tool"] == ["cto_list_adrs", "cto_list_risks"]
+    reasoning = (await state(aos, "cto"))["reasoning"]
+    assert reasoning["by_model"]["rule-based"]["turns"] >= 2 and reasoning["tokens_in"] > 0
 
 
 def test_an_agent_built_by_hand_has_its_role_defaults() -> None:

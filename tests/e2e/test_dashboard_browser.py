@@ -25,7 +25,8 @@ CONFIG = {"agents": {"instances": [{"type": "tally", "id": "tally", "config": {"
 # Every request the page makes, as it makes them.
 PAGE_CALLS = ["/api/agents", "/api/agents/tally/context", "/api/audit?action=event.accepted&after=0&limit=1000",
               "/api/audit?action=decision.taken&after=0&limit=1000", "/api/events/e-1", "/api/decisions/d-1",
-              "/api/risks?status=open&limit=1000", "/api/audit/verify", "/api/deadletters?limit=100"]
+              "/api/risks?status=open&limit=1000", "/api/audit/verify", "/api/deadletters?limit=100",
+              "/api/agents/tally/turns/e-1"]
 
 
 def test_the_page_is_public_and_self_contained_but_its_data_needs_a_key(make_host: Any) -> None:
@@ -153,3 +154,40 @@ def test_goals_show_from_the_start_honestly_and_terminated_agents_are_apart(make
         assert browser.find_element(By.ID, "status").text == ""
     finally:
         save_screenshot(browser, "dashboard-goals")
+
+
+def test_an_agents_model_and_tools_loop_reads_as_a_conversation_with_its_tokens(make_host: Any,
+                                                                                browser: Any) -> None:
+    """The rule-based model (tool rules in config, no model service) calls a tool, then answers."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config = {"agents": {"types": {"thinker": "tests.support.agents:Thinker"},
+                         "instances": [{"type": "thinker", "id": "thinker", "config": {"subscribe": ["question"]}}]},
+              "ml": {"tool_rules": [{"pattern": "my notes", "tool": "aos_read_context"}]}}
+    host = make_host({}, config)
+    host.start()
+    key = host.env["AOS_DEVHOST__FUNCTION_KEY"]
+    loop = (By.CSS_SELECTOR, 'div.loop[data-event-id="q-dash"]')
+    try:
+        browser.get(f"{host.base}/api/dashboard#key={key}")
+        WebDriverWait(browser, 20).until(shown.presence_of_element_located(
+            (By.CSS_SELECTOR, 'tr[data-agent-id="thinker"]')))
+        with httpx.Client(base_url=host.base, headers={"x-functions-key": key}, timeout=30) as http:
+            posted = http.post("/api/events?wait=10", json={"id": "q-dash", "source": "browser-test",
+                                                            "type": "question", "data": {"task": "read my notes"}})
+        assert posted.status_code == 200 and posted.json()["status"] == "completed", posted.text
+        shown_loop = WebDriverWait(browser, 15).until(shown.visibility_of_element_located(loop))
+        steps = [li.text for li in shown_loop.find_elements(By.TAG_NAME, "li")]
+        assert steps[0] == "task: read my notes"
+        assert steps[1] == "model (rule-based): calls aos_read_context({})"
+        assert steps[2].startswith("aos_read_context [ok]: {")
+        assert steps[3].startswith("model (rule-based): [base] recommendation:") and "consulted" in steps[3]
+        assert "answered" in shown_loop.text
+        tokens = browser.find_element(By.CSS_SELECTOR, 'tr[data-agent-id="thinker"][data-model="rule-based"]')
+        cells = [td.text for td in tokens.find_elements(By.TAG_NAME, "td")]
+        assert cells[0] == "thinker" and int(cells[2]) > 0 and int(cells[3]) > 0 and cells[4] == "2"
+        assert browser.find_element(By.ID, "status").text == ""
+    finally:
+        save_screenshot(browser, "dashboard-reasoning")

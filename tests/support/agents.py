@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.perpetual import PerpetualAgent
+from agents.purpose_driven import PurposeDrivenAgent
 from aos_core.events import Event
 
 
@@ -57,3 +58,15 @@ class Probe(PerpetualAgent):
                 os.close(fd)
                 marker.unlink()
         return self.state["total"]
+
+
+class Thinker(PurposeDrivenAgent):
+    """Hands `data.task` to its model with its tools (`think`) and keeps each event's outcome."""
+
+    agent_type = "thinker"
+    default_purpose = "Answer questions, using tools when they help"
+
+    async def handle_event(self, event: Event) -> Any:
+        thought = await self.think(str((event.data or {}).get("task", "")))
+        self.state.setdefault("outcomes", {})[event.id] = thought.to_dict()
+        return thought.to_dict()

@@ -67,6 +67,23 @@ async def test_event_type_denial_is_audited_and_names_the_rule(audit: SqliteAudi
     assert engine.evaluate(PolicyRequest("event.deliver", agent_id="ceo", event_type="marketing.x")).allowed
 
 
+async def test_tool_rules_limit_which_tools_an_agents_model_may_call(audit: SqliteAuditLog) -> None:
+    engine = PolicyEngine.from_config([{"id": "cto-tools", "kind": "tools", "agent": "cto",
+                                        "allow": ["aos_*", "kb__*"], "deny": ["aos_send_message"]}], audit=audit)
+
+    def call(agent: str, tool: str) -> PolicyRequest:
+        return PolicyRequest("tool.call", caller=f"agent:{agent}", agent_id=agent, tool=tool)
+
+    assert engine.evaluate(call("cto", "kb__search")).allowed
+    assert engine.evaluate(call("ceo", "github__delete_repo")).allowed  # the rule is the CTO's
+    for tool in ("aos_send_message", "github__delete_repo"):
+        with pytest.raises(PolicyDenied, match=f"may not call the tool '{tool}'"):
+            await engine.enforce(call("cto", tool))
+    entries = await audit.entries(action="policy.denied")
+    assert [e.payload["request"]["tool"] for e in entries] == ["aos_send_message", "github__delete_repo"]
+    assert engine.evaluate(PolicyRequest("event.deliver", agent_id="cto", event_type="x")).allowed  # not a tool
+
+
 async def test_required_roles() -> None:
     engine = PolicyEngine.from_config(POLICIES)
     denied = engine.evaluate(PolicyRequest("agent.terminate", caller="u", roles=frozenset({"operator"})))
