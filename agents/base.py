@@ -33,9 +33,12 @@ class BaseAgent:
     subscriptions: ClassVar[tuple[str, ...]] = ()
     perpetual: ClassVar[bool] = False
 
+    type_named_by_class: ClassVar[bool] = False  # agent_type was derived from the class name, not declared
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "agent_type" not in cls.__dict__:
+        cls.type_named_by_class = "agent_type" not in cls.__dict__
+        if cls.type_named_by_class:
             cls.agent_type = _snake(cls.__name__)
 
     def __init__(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -215,6 +216,12 @@ class AgentOperatingSystem(EventIntake):
     def register_type(self, agent_class: Any, name: str | None = None) -> str:
         """Make an agent class available by type name; its `subscriptions` become type subscriptions."""
         name = name or agent_class.agent_type
+        if (self._registry is not None and name == agent_class.agent_type and self._registry.has_type(name)
+                and getattr(agent_class, "type_named_by_class", False)
+                and self._registry.agent_class(name) is not agent_class):
+            # A class that did not declare its type meets another class of that name (a user's CEOAgent beside
+            # the built-in ceo): it gets a name of its own, from its module, instead of failing.
+            name = _module_type_name(agent_class, name)
         if self._registry is None:
             self._pending_types.append((name, agent_class))
             return name
@@ -254,6 +261,7 @@ class AgentOperatingSystem(EventIntake):
         else:
             agent = agent_or_type
             type_name = self.register_type(type(agent), agent.agent_type)
+            agent.agent_type = type_name  # type: ignore[misc]
             agent_class = type(agent)
             agent_id = agent.agent_id
         if agent_id is None:
@@ -744,3 +752,9 @@ class AgentOperatingSystem(EventIntake):
         if self._owned and runtime_default_is(self._store):
             set_default_state_store(None)
         self._initialized = False
+
+
+def _module_type_name(agent_class: Any, name: str) -> str:
+    """`<module>.<name>` as an agent type (lower case, URL-safe, at most 63 characters)."""
+    module = re.sub(r"[^a-z0-9_-]+", "_", agent_class.__module__.rsplit(".", 1)[-1].lower()).strip("_-") or "app"
+    return f"{module[: 62 - len(name)]}.{name}"[-63:].lstrip("._-")

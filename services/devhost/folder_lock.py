@@ -31,7 +31,7 @@ def own_data_folder(folder: Path, owner: str) -> Iterator[None]:
     except ImportError:  # not POSIX: no advisory locks, nothing is checked
         yield
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as the host makes it
     path = folder / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,22 @@ async def test_a_goal_with_nothing_to_measure_is_not_met_and_goals_show_before_t
     agent.record_metric("spending", 2)
     report = agent.evaluate_progress()
     assert report["goals"][1]["met"] is True and report["percent"] == 63
+
+
+async def test_a_users_class_named_like_a_built_in_type_gets_a_type_of_its_own(tmp_path: Path) -> None:
+    from aos_core import AgentOperatingSystem, AOSConfig
+
+    class CEOAgent(PurposeDrivenAgent):  # the built-in `ceo` type is agents.business.ceo.CEOAgent
+        async def handle_event(self, event: Event) -> Any:
+            return "mine"
+
+    aos = AgentOperatingSystem(AOSConfig(data_dir=tmp_path))
+    await aos.initialize()
+    try:
+        await aos.register_agent(CEOAgent("boss"), subscribe=["boss.*"])
+        assert (await aos.get_agent("boss"))["type"] == "test_agents.ceo"
+        assert (await aos.process_event(Event(type="boss.ask")))[0].result == "mine"
+        await aos.register_agent("ceo", agent_id="ceo")  # the built-in one is still there under its name
+        assert (await aos.get_agent("ceo"))["type"] == "ceo"
+    finally:
+        await aos.shutdown()
