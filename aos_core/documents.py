@@ -35,3 +35,29 @@ async def update_document(store: StateStore, key: str, change: Callable[[JSON | 
         except ConflictError:
             continue
     raise ConflictError(key, f"gave up after {attempts} lost races")
+
+
+# --- change logs: "what changed since I last looked", for workers that cache shared documents ----------------
+
+_CHANGES_KEPT = 256  # a worker further behind than this rebuilds its cache from the documents themselves
+
+
+async def record_change(store: StateStore, key: str, item: str) -> int:
+    """Bump the generation document at `key` (`{"generation": n, "changes": [[n, item], ...]}`) naming `item`
+    as changed; the new generation number. A worker's cache compares the document's ETag before each use."""
+    def bump(value: JSON | None) -> tuple[JSON, int]:
+        current = value or {"generation": 0, "changes": []}
+        number = int(current["generation"]) + 1
+        return {"generation": number, "changes": [*current["changes"], [number, item]][-_CHANGES_KEPT:]}, number
+
+    return await update_document(store, key, bump)
+
+
+def changed_since(value: JSON, seen: int) -> list[str] | None:
+    """The items changed after generation `seen`, oldest first, each once; None when some are no longer kept."""
+    changes = [(int(n), str(item)) for n, item in value["changes"] if int(n) > seen]
+    if changes and changes[0][0] > seen + 1:
+        return None
+    if not changes and int(value["generation"]) > seen:
+        return None
+    return list(dict.fromkeys(item for _, item in changes))
