@@ -190,8 +190,14 @@ def events_per_s(count: int, seconds: float, connections: int) -> None:
             for i in range(AGENTS):
                 r = client.post("/api/agents", json={"type": "tally", "id": f"t{i}", "subscribe": [f"bench.{i}"]})
                 r.raise_for_status()
+            for n in range(2 * count):  # warm every instance's kernel and every agent before measuring
+                warm = [{"id": f"warm{count}-{n}-{i}", "type": f"bench.{i}", "source": "bench"} for i in range(AGENTS)]
+                client.post("/api/events", json=warm).raise_for_status()
         live = instances(base)
-        urls, pids = [i["url"] for i in live], [proc.pid, *(i["pid"] for i in live)]
+        urls, pids = [i["url"] for i in live], sorted({proc.pid, *(i["pid"] for i in live)})
+        deadline = time.monotonic() + 300
+        while processed(urls) < 2 * count * AGENTS and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the host's progress
         before = processed(urls)
         env = {"AOS_BENCH_RUN": f"run{count}", "AOS_BENCH_AGENTS": str(AGENTS), "AOS_BENCH_BATCH": str(BATCH),
                "AOS_BENCH_KEY": KEY}
