@@ -96,18 +96,30 @@ class DurableEntityDispatcher:
                                         f"{ENTITY_NAME}/{agent_id.key}; the event stays pending")
         self._last = binding
         client, loop = binding
-        try:
-            signal = client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
-            if loop is None or loop.is_closed() or loop is asyncio.get_running_loop():
-                await _on_this_loop(signal)
-            else:  # from a kernel loop: send it where the function's invocation runs
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_on_this_loop(signal), loop))
-        except Exception as exc:  # the event stays pending; a resend with the same id signals again
-            raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
+        for attempt in (1, 2):
+            try:
+                signal = client.signal_entity(df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict())
+                if loop is None or loop.is_closed() or loop is asyncio.get_running_loop():
+                    await _on_this_loop(signal)
+                else:  # from a kernel loop: send it where the function's invocation runs
+                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_on_this_loop(signal), loop))
+                break
+            except Exception as exc:  # the event stays pending; a resend with the same id signals again
+                # A pooled keep-alive connection the host closed meanwhile: send once more on a fresh one (a
+                # signal that did arrive twice is applied once: the mailbox checks the result document).
+                if attempt == 1 and _connection_dropped(exc):
+                    continue
+                raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
         return AgentResult(agent_id.key, "accepted")
 
     async def close(self) -> None:
         return None
+
+
+def _connection_dropped(exc: BaseException) -> bool:
+    import aiohttp
+
+    return isinstance(exc, ConnectionError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
 def _initial(key: str) -> dict[str, Any]:
