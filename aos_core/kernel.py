@@ -13,6 +13,7 @@ from aos_core.agent_context import AgentContext, Outgoing
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.config import AOSConfig
 from aos_core.dispatch import LocalDispatcher
+from aos_core.documents import changed_since
 from aos_core.errors import (
     AgentUnavailableError,
     InvalidEventError,
@@ -324,12 +325,9 @@ class AgentOperatingSystem(EventIntake):
         if doc is None or doc.etag == self._routes_seen[0]:
             return
         async with self._routes_lock:
-            seen = self._routes_seen[1]
-            changes = [(int(n), str(a)) for n, a in doc.value["changes"] if int(n) > seen]
-            if changes and changes[0][0] > seen + 1:  # further behind than the changes kept: reload them all
+            ids = changed_since(doc.value, self._routes_seen[1])
+            if ids is None:  # further behind than the changes kept: reload them all
                 ids = [record.id async for record in self.registry.iterate()]
-            else:
-                ids = list(dict.fromkeys(agent_id for _, agent_id in changes))
             for agent_id in ids:
                 await self._reload_routes(agent_id)
             if int(doc.value["generation"]) > self._routes_seen[1]:

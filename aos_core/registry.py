@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aos_core.errors import ConflictError, NotFoundError, RegistrationError
-from aos_core.etag import update_document
 from aos_core.events import validate_id
-from aos_core.ports import JSON, Document, StateStore
+from aos_core.generations import record_change
+from aos_core.ports import Document, StateStore
 
 _PREFIX = "registry/agents/"
 GENERATION_KEY = "registry/generation"
-_CHANGES_KEPT = 256  # a worker further behind than this reloads every record
 
 
 @dataclass
@@ -115,12 +114,7 @@ class AgentRegistry:
 
     async def changed(self, agent_id: str) -> int:
         """Record that routing to `agent_id` changed; the new generation number."""
-        def bump(value: JSON | None) -> tuple[JSON, int]:
-            current = value or {"generation": 0, "changes": []}
-            number = int(current["generation"]) + 1
-            return {"generation": number, "changes": [*current["changes"], [number, agent_id]][-_CHANGES_KEPT:]}, number
-
-        return await update_document(self._store, GENERATION_KEY, bump)
+        return await record_change(self._store, GENERATION_KEY, agent_id)
 
     async def generation(self) -> Document | None:
         """The registry generation document (`{"generation": n, "changes": [[n, agent id], ...]}`), if any."""

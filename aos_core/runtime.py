@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aos_core.config import AOSConfig
@@ -67,6 +68,18 @@ async def build_state_store(config: AOSConfig) -> StateStore:
         connection = resolve_cosmos_connection(config.storage.cosmos_connection)
         return CosmosStateStore(connection, database=config.storage.cosmos_database)
     raise ConfigError(f"storage.backend: {backend!r} is not available (use 'sqlite', 'memory', 'azure' or 'cosmos')")
+
+
+def build_knowledge_base(config: AOSConfig, store: StateStore) -> Any:
+    """The knowledge base: a SQLite FTS5 file in the data folder (embedded), or, on the Azure backends, documents
+    in `store` with a search index per instance (an instance's files do not survive scale-in)."""
+    if config.storage.backend in ("azure", "cosmos"):
+        from services.knowledge.stored import StoredKnowledgeBase
+
+        return StoredKnowledgeBase(store)
+    from services.knowledge import KnowledgeBase
+
+    return KnowledgeBase(":memory:" if config.storage.backend == "memory" else Path(config.data_dir) / "knowledge.db")
 
 
 async def build_event_bus(config: AOSConfig, clock: Clock | None = None) -> EventBus:

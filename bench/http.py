@@ -1,14 +1,16 @@
-"""HTTP benchmarks of the local Functions host (`aos serve`). Prints one JSON line per metric; not a test.
+"""HTTP benchmarks of the local Functions host (`aos serve`), load driven by wrk. One JSON line per metric; not a test.
 
-  baseline_rps          a bare Starlette app on uvicorn answering the same small JSON as /api/health
-  health_rps            GET /api/health through `aos serve` and the real function_app
+  baseline_rps          GET on a bare Starlette app on uvicorn answering the same small JSON as /api/health
+  health_rps            GET /api/health through `aos serve` and the real function_app (one instance)
   health_vs_baseline    health_rps / baseline_rps (target >= 0.5)
-  events_post_rps       POST /api/events, one event per request, to tally agents
-  entity_signals_per_s  end to end: events posted in batches of 100 -> kernel -> signal_entity over HTTP ->
-                        entity batches committed to SQLite (target >= 1,000/s on 2 cores)
+  events_per_s          end to end, for `aos serve --instances 1` and `--instances 2`: events POSTed to
+                        /api/events in batches (unique ids) to 100 tally agents for the run's duration, counted
+                        from the first request until every accepted event is applied by its agent's entity
 
-Servers run in their own processes; the client is httpx with a bounded number of concurrent requests.
-`--small` runs a quick smoke with few requests.
+Load comes from wrk (`apt-get install wrk`); the bench stops without it. A figure is reported only when the
+servers, not the client, were the bottleneck: when wrk used more than half as much CPU as the server processes
+did over the run, the line says `refused` with the reason instead of a value (client-bound numbers say nothing
+about the host). `--small` runs short rounds.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import sys
 sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
 
 import argparse  # noqa: E402
-import asyncio  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -35,6 +38,10 @@ import httpx  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
 MASTER_KEY = "bench-master-key"  # the host page (/admin/status) needs the master key
+ADMIN = {"x-functions-key": MASTER_KEY}
+AGENTS = 100
+BATCH = 10
+CLIENT_SHARE_LIMIT = 0.5  # wrk's CPU over the servers' CPU above which a figure is client-bound
 BASELINE = """
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -47,10 +54,44 @@ async def health(request):
 uvicorn.run(Starlette(routes=[Route("/api/health", health)]), host="127.0.0.1", port=int(sys.argv[1]),
             log_level="warning", access_log=False)
 """
+# Each wrk thread posts batches of events with ids of its own (run, thread, counter); `done` prints the counts.
+EVENTS_LUA = """
+local run, agents, batch = os.getenv("AOS_BENCH_RUN"), tonumber(os.getenv("AOS_BENCH_AGENTS")),
+    tonumber(os.getenv("AOS_BENCH_BATCH"))
+local threads, made = {}, 0
+function setup(thread) made = made + 1; thread:set("tid", made); table.insert(threads, thread) end
+local counter, prefix = 0, ""
+accepted = 0  -- a global: `done` reads it from each thread
+function init(args) prefix = run .. "-" .. tostring(tid) .. "-" end
+function request()
+  local parts = {}
+  for i = 1, batch do
+    counter = counter + 1
+    parts[i] = string.format('{"id":"%s%d","type":"bench.%d","source":"bench"}', prefix, counter, counter % agents)
+  end
+  return wrk.format("POST", "/api/events", {["Content-Type"] = "application/json",
+                    ["x-functions-key"] = os.getenv("AOS_BENCH_KEY")}, "[" .. table.concat(parts, ",") .. "]")
+end
+function response(status, headers, body) if status == 202 or status == 200 then accepted = accepted + 1 end end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("accepted") end
+  io.write(string.format('WRK {"requests": %d, "accepted": %d, "socket_errors": %d}\\n', summary.requests, total,
+           summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+GET_LUA = """
+wrk.headers["x-functions-key"] = os.getenv("AOS_BENCH_KEY")
+function done(summary, latency, requests)
+  io.write(string.format('WRK {"requests": %d, "non_2xx": %d, "seconds": %f}\\n', summary.requests,
+           summary.errors.status, summary.duration / 1e6))
+end
+"""
 
 
-def emit(metric: str, value: float, unit: str, **extra: Any) -> None:
-    print(json.dumps({"metric": metric, "value": round(value, 3), "unit": unit, **extra}), flush=True)
+def emit(metric: str, value: float | None, unit: str, **extra: Any) -> None:
+    line: dict[str, Any] = {"metric": metric, "value": None if value is None else round(value, 3), "unit": unit}
+    print(json.dumps({**line, **extra}), flush=True)
 
 
 def free_port() -> int:
@@ -62,109 +103,159 @@ def free_port() -> int:
 def start(cmd: list[str], url: str, **options: Any) -> subprocess.Popen[bytes]:
     """Start a server process and wait until `url` answers 200."""
     proc = subprocess.Popen(cmd, **options)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                break
+                return proc
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError(f"{url} did not answer")
-    return proc
+        time.sleep(0.1)  # waiting for a process to listen
+    proc.kill()
+    raise RuntimeError(f"{url} did not answer")
 
 
-async def rate(client: httpx.AsyncClient, requests: list[tuple[str, str, Any]], concurrency: int) -> float:
-    """Requests per second for `requests` ((method, path, json)) with `concurrency` in flight."""
-    queue = list(reversed(requests))
-
-    async def worker() -> None:
-        while queue:
-            method, path, body = queue.pop()
-            r = await client.request(method, path, json=body)
-            if r.status_code >= 300:
-                raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:200]}")
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*[worker() for _ in range(concurrency)])
-    return len(requests) / (time.perf_counter() - t0)
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU seconds the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-async def run(small: bool, concurrency: int) -> None:
-    n = 300 if small else 3000
-    events = 1000 if small else 10000
-    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-http-"))
-    procs: list[subprocess.Popen[bytes]] = []
+def wrk(url: str, script: str, seconds: float, connections: int, env: dict[str, str], server_pids: list[int]
+        ) -> tuple[dict[str, Any], str | None]:
+    """Run wrk against `url`; its `WRK {...}` summary, and why the figure is client-bound (None if it is not)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script)
+    server_before, client_before = cpu_seconds(server_pids), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        port = free_port()
-        procs.append(start([sys.executable, "-c", BASELINE, str(port)], f"http://127.0.0.1:{port}/api/health"))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            await rate(client, [("GET", "/api/health", None)] * 50, concurrency)  # warm up
-            baseline = await rate(client, [("GET", "/api/health", None)] * n, concurrency)
-        emit("baseline_rps", baseline, "req/s", concurrency=concurrency)
-
-        port = free_port()
-        (tmp / "config").mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
-        env.update({"AOS_CONFIG_DIR": str(tmp / "config"), "AOS_DEVHOST__FUNCTION_KEY": KEY,
-                    "AOS_DEVHOST__MASTER_KEY": MASTER_KEY})
-        procs.append(start(
-            [sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
-             "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                                     headers={"x-functions-key": KEY}) as client:
-            await rate(client, [("GET", "/api/health", None)] * 50, concurrency)
-            health = await rate(client, [("GET", "/api/health", None)] * n, concurrency)
-            emit("health_rps", health, "req/s", concurrency=concurrency)
-            emit("health_vs_baseline", health / baseline, "ratio", target=0.5)
-
-            agents = 100
-            for i in range(agents):
-                await client.post("/api/agents", json={"type": "tally", "id": f"t{i}", "subscribe": [f"bench.{i}"]})
-            posts = [("POST", "/api/events", {"type": f"bench.{i % agents}", "id": f"one-{i}"}) for i in range(n)]
-            emit("events_post_rps", await rate(client, posts, concurrency), "req/s", concurrency=concurrency)
-            await settle(client, n)
-
-            before = await processed_operations(client)
-            batches = [("POST", "/api/events", [{"type": f"bench.{j % agents}", "id": f"batch-{b}-{j}"}
-                                                for j in range(100)]) for b in range(events // 100)]
-            t0 = time.perf_counter()
-            await rate(client, batches, min(concurrency, 8))
-            await settle(client, before + events)
-            emit("entity_signals_per_s", events / (time.perf_counter() - t0), "signals/s", agents=agents,
-                 target=1000)
+        out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "30s",
+                              "-s", lua.name, url], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env}).stdout
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(20)
+        os.unlink(lua.name)
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (client_after.ru_utime - client_before.ru_utime) + (client_after.ru_stime - client_before.ru_stime)
+    server = cpu_seconds(server_pids) - server_before
+    summary = json.loads(next(line for line in out.splitlines() if line.startswith("WRK "))[4:])
+    summary.update(client_cpu_s=round(client, 2), server_cpu_s=round(server, 2))
+    bound = None
+    if server <= 0 or client / server > CLIENT_SHARE_LIMIT:
+        bound = f"client-bound: wrk used {client:.1f} CPU s, the servers {server:.1f}"
+    return summary, bound
 
 
-async def processed_operations(client: httpx.AsyncClient) -> int:
-    status = await client.get("/admin/status", headers={"x-functions-key": MASTER_KEY})
-    return int(status.json()["entity_operations_processed"])
+def report(metric: str, value: float, unit: str, bound: str | None, **extra: Any) -> None:
+    if bound is not None:
+        emit(metric, None, unit, refused=bound, **extra)
+    else:
+        emit(metric, value, unit, **extra)
 
 
-async def settle(client: httpx.AsyncClient, processed: int) -> None:
-    """Wait until the host's entities have processed `processed` operations in all."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if await processed_operations(client) >= processed:
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError("entity operations did not finish in 300 s")
+def host_env(tmp: Path) -> dict[str, str]:
+    (tmp / "config").mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
+    env.update({"AOS_CONFIG_DIR": str(tmp / "config"), "AOS_DEVHOST__FUNCTION_KEY": KEY,
+                "AOS_DEVHOST__MASTER_KEY": MASTER_KEY})
+    return env
+
+
+def instances(base: str) -> list[dict[str, Any]]:
+    return [i for i in httpx.get(f"{base}/admin/status", headers=ADMIN, timeout=30).json()["instances"]
+            if i["live"]]
+
+
+def processed(urls: list[str]) -> int:
+    """Entity operations every instance has committed (each instance counts its own)."""
+    return sum(int(httpx.get(f"{u}/admin/status", headers=ADMIN, timeout=30).json()["entity_operations_processed"])
+               for u in urls)
+
+
+def events_per_s(count: int, seconds: float, connections: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f"aos-bench-http-{count}-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
+                  "--log-level", "warning", "--instances", str(count)], f"{base}/api/health", cwd=ROOT,
+                 env=host_env(tmp), stdout=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=base, headers={"x-functions-key": KEY}, timeout=60) as client:
+            for i in range(AGENTS):
+                r = client.post("/api/agents", json={"type": "tally", "id": f"t{i}", "subscribe": [f"bench.{i}"]})
+                r.raise_for_status()
+            for n in range(2 * count):  # warm every instance's kernel and every agent before measuring
+                warm = [{"id": f"warm{count}-{n}-{i}", "type": f"bench.{i}", "source": "bench"} for i in range(AGENTS)]
+                client.post("/api/events", json=warm).raise_for_status()
+        live = instances(base)
+        urls, pids = [i["url"] for i in live], sorted({proc.pid, *(i["pid"] for i in live)})
+        deadline = time.monotonic() + 300
+        while processed(urls) < 2 * count * AGENTS and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the host's progress
+        before = processed(urls)
+        env = {"AOS_BENCH_RUN": f"run{count}", "AOS_BENCH_AGENTS": str(AGENTS), "AOS_BENCH_BATCH": str(BATCH),
+               "AOS_BENCH_KEY": KEY}
+        started = time.perf_counter()
+        summary, bound = wrk(base, EVENTS_LUA, seconds, connections, env, pids)
+        accepted = summary["accepted"] * BATCH
+        deadline = time.monotonic() + 600
+        while processed(urls) < before + accepted:
+            if time.monotonic() > deadline:
+                raise RuntimeError("accepted events were not all applied within 600 s")
+            time.sleep(0.1)  # polling the host's progress
+        elapsed = time.perf_counter() - started
+        report("events_per_s", accepted / elapsed, "events/s", bound, instances=count, events=accepted,
+               batch=BATCH, agents=AGENTS, connections=connections, seconds=round(elapsed, 2), **summary)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def health(seconds: float, connections: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-http-health-"))
+    env = {"AOS_BENCH_KEY": KEY}
+    port = free_port()
+    proc = start([sys.executable, "-c", BASELINE, str(port)], f"http://127.0.0.1:{port}/api/health")
+    try:
+        summary, bound = wrk(f"http://127.0.0.1:{port}/api/health", GET_LUA, seconds, connections, env, [proc.pid])
+        baseline = summary["requests"] / summary["seconds"]
+        report("baseline_rps", baseline, "req/s", bound, connections=connections, **summary)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    port = free_port()
+    proc = start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
+                  "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=host_env(tmp),
+                 stdout=subprocess.DEVNULL)
+    try:
+        summary, host_bound = wrk(f"http://127.0.0.1:{port}/api/health", GET_LUA, seconds, connections, env,
+                                  [proc.pid])
+        rps = summary["requests"] / summary["seconds"]
+        report("health_rps", rps, "req/s", host_bound, connections=connections, **summary)
+        report("health_vs_baseline", rps / baseline, "ratio", bound or host_bound, target=0.5)
+    finally:
+        proc.terminate()
+        proc.wait(20)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="a quick smoke run")
-    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    parser.add_argument("--small", action="store_true", help="short rounds (a smoke run)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--instances", type=int, nargs="+", default=[1, 2], help="instance counts (default 1 2)")
     args = parser.parse_args()
-    asyncio.run(run(args.small, args.concurrency))
+    if shutil.which("wrk") is None:
+        sys.exit("bench/http.py drives load with wrk, which is not installed (Debian/Ubuntu: apt-get install wrk)")
+    seconds = 3.0 if args.small else 10.0
+    health(seconds, args.connections)
+    for count in args.instances:
+        events_per_s(count, seconds, args.connections)
 
 
 if __name__ == "__main__":

@@ -111,11 +111,17 @@ class DurableEntityDispatcher:
             raise AgentUnavailableError(f"no Durable client has reached this worker yet to signal "
                                         f"{ENTITY_NAME}/{agent_id.key}; the event stays pending")
         self._last = binding
-        try:
-            await call_client(binding, lambda client: client.signal_entity(
-                df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict()))
-        except Exception as exc:  # the event stays pending; a resend with the same id signals again
-            raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
+        for attempt in (1, 2):
+            try:
+                await call_client(binding, lambda client: client.signal_entity(
+                    df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict()))
+                break
+            except Exception as exc:  # the event stays pending; a resend with the same id signals again
+                # A pooled keep-alive connection the host closed meanwhile: send once more on a fresh one (a
+                # signal that did arrive twice is applied once: the mailbox checks the result document).
+                if attempt == 1 and _connection_dropped(exc):
+                    continue
+                raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
         return AgentResult(agent_id.key, "accepted")
 
     @property
@@ -125,6 +131,12 @@ class DurableEntityDispatcher:
 
     async def close(self) -> None:
         return None
+
+
+def _connection_dropped(exc: BaseException) -> bool:
+    import aiohttp
+
+    return isinstance(exc, ConnectionError | aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
 def _initial(key: str) -> dict[str, Any]:

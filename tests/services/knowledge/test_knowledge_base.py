@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aos_core.errors import NotFoundError
 from services.knowledge import InvalidDocumentError, KnowledgeBase, chunk_text
+from services.knowledge.stored import StoredKnowledgeBase
+from services.storage import SqliteStateStore
 
 CORPUS = Path(__file__).parent / "corpus"
 
 
-@pytest.fixture
-async def kb(tmp_path: Path) -> AsyncIterator[KnowledgeBase]:
-    base = KnowledgeBase(tmp_path / "knowledge.db")
+@pytest.fixture(params=["sqlite", "stored-sqlite", "stored-azure"])
+async def kb(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """The embedded file, and the StateStore-kept base (as on Azure) over SQLite and over Azurite's Blob Storage."""
+    store = None
+    if request.param == "sqlite":
+        base: Any = KnowledgeBase(tmp_path / "knowledge.db")
+    else:
+        store = state_store(request.param, request, tmp_path)
+        base = StoredKnowledgeBase(store)
     docs = []
     for file in sorted(CORPUS.glob("*.md")):
         text = file.read_text(encoding="utf-8")
@@ -24,6 +34,40 @@ async def kb(tmp_path: Path) -> AsyncIterator[KnowledgeBase]:
     await base.ingest_many(docs)
     yield base
     await base.close()
+    if store is not None:
+        await store.close()
+
+
+def state_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if kind == "stored-sqlite":
+        return SqliteStateStore(tmp_path / "state.db")
+    from services.storage.blob import BlobStateStore
+    from services.storage.connections import resolve_storage_connection
+
+    connection_string = request.getfixturevalue("azurite").connection_string
+    connection = resolve_storage_connection("AzureWebJobsStorage", {"AzureWebJobsStorage": connection_string})
+    return BlobStateStore(connection, container=f"kb-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.mark.parametrize("kind", ["stored-sqlite", "stored-azure"])
+async def test_instances_sharing_the_store_see_each_others_changes_and_a_new_one_sees_all(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    store = state_store(kind, request, tmp_path)
+    one, two = StoredKnowledgeBase(store), StoredKnowledgeBase(store)  # two instances
+    await one.ingest("plan", "Quarterly hiring plan for backend engineers", title="Hiring")
+    assert [h.doc_id for h in await two.search("backend hiring")] == ["plan"]  # at once, on the other
+    await two.ingest("plan", "Cloud cost budget alert for idle GPU clusters", title="Costs")
+    assert await one.search("backend hiring") == [] and (await one.get("plan"))["title"] == "Costs"
+    for n in range(300):  # more changes than the generation document keeps: a rebuild from the documents
+        await one.ingest(f"d{n}", f"document number {n} about budgets")
+    assert (await two.count())["documents"] == 301
+    assert await one.delete("d7") and (await two.count())["documents"] == 300
+    await one.close()
+    await two.close()
+    fresh = StoredKnowledgeBase(store)  # an instance started after scale-in and out again: nothing was local
+    assert (await fresh.count())["documents"] == 300 and (await fresh.get("plan"))["title"] == "Costs"
+    await fresh.close()
+    await store.close()
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -130,3 +174,15 @@ def test_chunking_keeps_paragraphs_and_overlaps() -> None:
     assert chunk_text("one two", max_words=5, overlap=0)[0].text == "one two"
     with pytest.raises(ValueError):
         chunk_text("x", max_words=5, overlap=5)
+
+
+def test_the_azure_backends_keep_the_knowledge_base_in_storage_and_sqlite_in_a_file(tmp_path: Path) -> None:
+    from aos_core import AOSConfig
+    from aos_core.runtime import build_knowledge_base
+    from services.storage import InMemoryStateStore
+
+    store = InMemoryStateStore()
+    stored = build_knowledge_base(AOSConfig(data_dir=tmp_path, storage={"backend": "azure"}), store)
+    assert isinstance(stored, StoredKnowledgeBase) and stored.store is store
+    local = build_knowledge_base(AOSConfig(data_dir=tmp_path), store)
+    assert isinstance(local, KnowledgeBase) and local.db.path == str(tmp_path / "knowledge.db")
