@@ -13,7 +13,6 @@ from aos_core.agent_context import AgentContext, Outgoing
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.config import AOSConfig
 from aos_core.dispatch import LocalDispatcher
-from aos_core.documents import changed_since
 from aos_core.errors import (
     AgentUnavailableError,
     InvalidEventError,
@@ -23,6 +22,7 @@ from aos_core.errors import (
 from aos_core.etag import retry_on_conflict
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event, validate_id
+from aos_core.generations import changed_since
 from aos_core.graph import topological_order
 from aos_core.intake import EventIntake
 from aos_core.lifecycle import AgentState, Lifecycle, LifecycleManager
