@@ -276,9 +276,11 @@ class AgentOperatingSystem(EventIntake):
         await self._check_dependencies(agent_id, deps)
         capabilities = list(dict.fromkeys([*getattr(agent_class, "capabilities", ()),
                                            *(agent.all_capabilities if agent else config.get("capabilities", ()))]))
+        existing = await self.registry.get(agent_id)
+        if existing is not None and "subscribe" in existing.config and "subscribe" not in config:
+            config["subscribe"] = list(existing.config["subscribe"])  # registering again keeps its subscriptions
         record = AgentRecord(id=agent_id, type=type_name, config=config, depends_on=list(deps),
                              capabilities=capabilities, created_at=self.clock.now().isoformat())
-        existing = await self.registry.get(agent_id)
         if existing is not None and existing.state == AgentState.TERMINATED:
             raise RegistrationError(f"agent {agent_id!r} was terminated; choose another id")
         stored = await self.registry.add(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,8 @@ async def test_start_is_refused_for_unknown_orchestrators_and_running_ids(orches
         assert r.status_code == 400 and "no orchestrator function named 'nothing_like_it'" in r.json()["error"]
         await orchestrations.start(http, "deadline", 300, "same-id")
         r = await http.post("/api/start/deadline/same-id", json=1)
-        assert r.status_code == 400 and "Running" in r.json()["error"]
+        # refused while that instance is live, whether its first episode has run yet (Running) or not (Pending)
+        assert r.status_code == 400 and re.search(r"exists and is (Pending|Running)", r.json()["error"])
         listed = (await http.get("/api/instances")).json()
         assert [s["instanceId"] for s in listed] == ["same-id"]
         status = (await http.get("/admin/status", headers=ADMIN)).json()
