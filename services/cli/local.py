@@ -83,38 +83,39 @@ async def _run(event_paths: Sequence[Path], data: Path | None, as_json: bool) ->
         aos = AgentOperatingSystem(config)
         await aos.initialize()
         try:
-            await (_feed_json if as_json else _feed)(aos, events)
+            await _feed(aos, events, as_json)
         finally:
             await aos.shutdown()
 
 
-async def _feed_json(aos: Any, events: Sequence[Any]) -> None:
+async def _feed(aos: Any, events: Sequence[Any], as_json: bool) -> None:
+    """Submit each event, wait for the messages agents sent, then show every agent: lines, or JSON lines."""
     from services.cli.output import echo_json
 
+    if not as_json:
+        click.echo(f"AOS kernel up: data in {aos.config.data_dir}, {len(events)} sample events")
     for event in events:
         record = await aos.submit(event, actor="aos:run")
-        echo_json({**record.to_dict(), "repeat": record.repeat})
+        if as_json:
+            echo_json({**record.to_dict(), "repeat": record.repeat})
+        else:
+            click.echo(f"  {event.type:<16} {event.id:<14} -> {_outcome(record)}")
     await aos.run_until_idle()
+    if not as_json:
+        click.echo("Agents:")
     for info in await aos.list_agents():
         snapshot = await aos.agent_state(info["id"])
-        echo_json({"agent_id": info["id"], "type": info["type"], "state": info["state"],
-                   "context": snapshot["state"] if snapshot else None})
+        context = snapshot["state"] if snapshot else None
+        if as_json:
+            echo_json({"agent_id": info["id"], "type": info["type"], "state": info["state"], "context": context})
+        else:
+            click.echo(f"  {info['type']}/{info['id']:<12} {info['state']:<9} {json.dumps(context)}")
 
 
-async def _feed(aos: Any, events: Sequence[Any]) -> None:
-    click.echo(f"AOS kernel up: data in {aos.config.data_dir}, {len(events)} sample events")
-    for event in events:
-        record = await aos.submit(event, actor="aos:run")
-        outcome = ", ".join(f"{r['agent_id']}: {r['status']}" + (f" {json.dumps(r['result'])}" if r.get("result")
-                                                                else "")
-                            + (f" ({r['error']})" if r.get("error") else "") for r in record.results)
-        outcome = outcome or "no subscriber"
-        if record.repeat:  # the kernel accepts an id once and answers a resend with the first outcome
-            outcome = f"seen before, not applied again (first outcome: {outcome})"
-        click.echo(f"  {event.type:<16} {event.id:<14} -> {outcome}")
-    await aos.run_until_idle()
-    click.echo("Agents:")
-    for info in await aos.list_agents():
-        snapshot = await aos.agent_state(info["id"])
-        state = snapshot["state"] if snapshot else None
-        click.echo(f"  {info['type']}/{info['id']:<12} {info['state']:<9} {json.dumps(state)}")
+def _outcome(record: Any) -> str:
+    outcome = ", ".join(f"{r['agent_id']}: {r['status']}" + (f" {json.dumps(r['result'])}" if r.get("result") else "")
+                        + (f" ({r['error']})" if r.get("error") else "") for r in record.results)
+    outcome = outcome or "no subscriber"
+    if record.repeat:  # the kernel accepts an id once and answers a resend with the first outcome
+        outcome = f"seen before, not applied again (first outcome: {outcome})"
+    return outcome
