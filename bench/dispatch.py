@@ -126,8 +126,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="smoke mode: small N, for CI")
     parser.add_argument("--no-autogen", action="store_true", help="skip the autogen-core yardstick")
+    parser.add_argument("--events", type=int, help="events per throughput round (default 200,000 in memory, "
+                                                   "100,000 committed)")
     args = parser.parse_args()
     agents, mem_events, db_events = (100, 2_000, 1_000) if args.small else (1_000, 200_000, 100_000)
+    if args.events:
+        mem_events = db_events = args.events
     dormant_count, samples = (2_000, 200) if args.small else (100_000, 2_000)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:

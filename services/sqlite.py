@@ -213,8 +213,7 @@ class SqliteDatabase:
             self._abort(conn, pending, exc)
         else:
             self.last_fault = None
-            for waiter, result in pending:
-                _resolve(waiter, result=result)
+            _resolve_all(pending)
         pending.clear()
 
 
@@ -234,3 +233,21 @@ def _resolve(waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], *, r
         loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the caller's loop is closed; nobody is waiting any more
         pass
+
+
+def _resolve_all(done: list[tuple[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], Any]]) -> None:
+    # One wake-up per event loop for a whole committed group, instead of one per write.
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for (loop, future), result in done:
+        by_loop.setdefault(loop, []).append((future, result))
+
+    def settle(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+        for future, result in settled:
+            if not future.done():
+                future.set_result(result)
+
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(settle, settled)
+        except RuntimeError:  # the callers' loop is closed; nobody is waiting any more
+            pass
