@@ -213,7 +213,8 @@ class SqliteDatabase:
             self._abort(conn, pending, exc)
         else:
             self.last_fault = None
-            _resolve_all(pending)
+            for waiter, result in pending:
+                _resolve(waiter, result=result)
         pending.clear()
 
 
@@ -233,21 +234,3 @@ def _resolve(waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], *, r
         loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the caller's loop is closed; nobody is waiting any more
         pass
-
-
-def _resolve_all(done: list[tuple[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], Any]]) -> None:
-    # One wake-up per event loop for a whole committed group, instead of one per write.
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-    for (loop, future), result in done:
-        by_loop.setdefault(loop, []).append((future, result))
-
-    def settle(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
-        for future, result in settled:
-            if not future.done():
-                future.set_result(result)
-
-    for loop, settled in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(settle, settled)
-        except RuntimeError:  # the callers' loop is closed; nobody is waiting any more
-            pass
