@@ -4,9 +4,17 @@ A generation document (`{"generation": n, "changes": [[n, item], ...]}`) counts 
 documents (agent registrations, knowledge documents) and names the latest ones. A worker keeps the ETag and
 number it last saw; before using its cache it reads this one document, and when the ETag moved it reloads only
 the items changed since, or everything when it is further behind than the changes kept.
+
+Every change bumps the one document, so it is the hottest document there is: a worker that registers many
+agents at once would lose its own ETag races to itself. `GenerationLog` therefore commits in groups: changes
+recorded while a write is under way wait for it and then go out together in the next write (one ETag race per
+group, not per change), and each still gets its own number.
 """
 
 from __future__ import annotations
+
+import asyncio
+from functools import partial
 
 from aos_core.etag import update_document
 from aos_core.ports import JSON, StateStore
@@ -14,15 +22,49 @@ from aos_core.ports import JSON, StateStore
 _CHANGES_KEPT = 256  # a worker further behind than this rebuilds its cache from the documents themselves
 
 
-async def record_change(store: StateStore, key: str, item: str) -> int:
-    """Bump the generation document at `key` (`{"generation": n, "changes": [[n, item], ...]}`) naming `item`
-    as changed; the new generation number. A worker's cache compares the document's ETag before each use."""
-    def bump(value: JSON | None) -> tuple[JSON, int]:
-        current = value or {"generation": 0, "changes": []}
-        number = int(current["generation"]) + 1
-        return {"generation": number, "changes": [*current["changes"], [number, item]][-_CHANGES_KEPT:]}, number
+def _bumped(value: JSON | None, items: list[str]) -> tuple[JSON, int]:
+    # The document after `items` changed, one number each, and the number of the first of them.
+    current = value or {"generation": 0, "changes": []}
+    first = int(current["generation"]) + 1
+    added = [[first + i, item] for i, item in enumerate(items)]
+    changes = [*current["changes"], *added][-_CHANGES_KEPT:]
+    return {"generation": first + len(items) - 1, "changes": changes}, first
 
-    return await update_document(store, key, bump)
+
+class GenerationLog:
+    """The generation document at `key`, written in groups by this worker (one instance per store and key)."""
+
+    def __init__(self, store: StateStore, key: str) -> None:
+        self._store = store
+        self._key = key
+        self._waiting: list[tuple[str, asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, item: str) -> int:
+        """Name `item` as changed; its generation number, once the document that says so is written."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None or self._writer.done():
+            # The writer is a task of its own, so a caller that is cancelled does not cancel the others' write.
+            self._writer = asyncio.create_task(self._write_groups())
+        return await asyncio.shield(future)
+
+    async def _write_groups(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            items = [item for item, _ in group]
+            try:
+                first = await update_document(self._store, self._key, partial(_bumped, items=items),
+                                              what=f"{self._key} update")
+            except Exception as exc:  # every caller of the group gets the failure
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved here too: a cancelled caller leaves no "never retrieved"
+                continue
+            for offset, (_, future) in enumerate(group):
+                if not future.done():
+                    future.set_result(first + offset)
 
 
 def changed_since(value: JSON, seen: int) -> list[str] | None:

@@ -89,7 +89,10 @@ class EventIntake:
                 queues.setdefault(target.key, []).append((intake, target))
         await _all([self._deliver_in_order(queue) for queue in queues.values()])
         await _all([self.records.mark_handed_over(i.record.id, i.handed_over) for i in intakes if i.handed_over])
-        return await _all([intake.outcome(self.records) for intake in intakes])
+        # Only a resent id needs a read (others may have answered it meanwhile); a fresh one's outcome is known.
+        reread = iter(await _all([self.records.get(i.record.id) for i in intakes if i.targets and not i.created]))
+        return [intake.outcome(next(reread) if intake.targets and not intake.created else None)
+                for intake in intakes]
 
     async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str) -> _Intake:
         """Record `event` and audit it (or find its first record); the targets still to deliver it to."""
@@ -203,11 +206,12 @@ class _Intake:
     results: dict[str, AgentResult] = field(default_factory=dict)
     handed_over: list[str] = field(default_factory=list)  # targets whose entity now holds the event
 
-    async def outcome(self, records: EventRecords) -> EventRecord:
+    def outcome(self, stored: EventRecord | None) -> EventRecord:
+        """The record to answer with; `stored` is the record read again after a resend's delivery."""
         if not self.targets:
             return self.record
         if not self.created:  # others may have answered meanwhile
-            return await records.get(self.record.id) or self.record
+            return stored or self.record
         final = [self.results[k].to_dict() for k in self.record.targets
                  if k in self.results and self.results[k].status != "accepted"]
         return dataclasses.replace(self.record, results=final)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aos_core.errors import ConflictError, NotFoundError, RegistrationError
 from aos_core.events import validate_id
-from aos_core.generations import record_change
+from aos_core.generations import GenerationLog
 from aos_core.ports import Document, StateStore
 
 _PREFIX = "registry/agents/"
@@ -56,6 +56,7 @@ class AgentRegistry:
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
+        self._generation = GenerationLog(store, GENERATION_KEY)
         self._types: dict[str, Any] = {}
 
     # --- types ---------------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ class AgentRegistry:
 
     async def changed(self, agent_id: str) -> int:
         """Record that routing to `agent_id` changed; the new generation number."""
-        return await record_change(self._store, GENERATION_KEY, agent_id)
+        return await self._generation.record(agent_id)
 
     async def generation(self) -> Document | None:
         """The registry generation document (`{"generation": n, "changes": [[n, agent id], ...]}`), if any."""

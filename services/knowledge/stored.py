@@ -2,7 +2,7 @@
 
 A Functions instance loses its local files on scale-in, so on Azure the documents live in the StateStore
 (`knowledge/docs/<scope>/<doc_id>`: title, metadata, text, time) and every change bumps the generation document
-`knowledge/generation` (`aos_core.generations.record_change`). Each instance searches an in-memory SQLite FTS5
+`knowledge/generation` (`aos_core.generations.GenerationLog`). Each instance searches an in-memory SQLite FTS5
 index (the embedded `KnowledgeBase`) that it brings up to that generation before every search and count: one
 read when nothing changed, else only the documents named since, or a rebuild from the documents when it is
 further behind than the changes kept. The index holds what the knowledge base holds, as the file does locally.
@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from aos_core.errors import NotFoundError
-from aos_core.generations import changed_since, record_change
+from aos_core.generations import GenerationLog, changed_since
 from aos_core.ports import Clock, StateStore
 from services.knowledge.base import SHARED, InvalidDocumentError, KnowledgeBase, KnowledgeHit, _check_id
 
@@ -30,6 +30,7 @@ class StoredKnowledgeBase:
     def __init__(self, store: StateStore, *, clock: Clock | None = None, max_words: int = 180,
                  overlap: int = 30) -> None:
         self.store = store
+        self._generation = GenerationLog(store, GENERATION_KEY)
         self.index = KnowledgeBase(":memory:", clock=clock, max_words=max_words, overlap=overlap)
         self._seen: tuple[str | None, int] = (None, 0)  # the generation (ETag, number) the index shows
         self._refreshing = asyncio.Lock()
@@ -58,7 +59,7 @@ class StoredKnowledgeBase:
         _check_id(scope, "scope")
         deleted = await self.store.delete(f"{PREFIX}{scope}/{doc_id}")
         if deleted:
-            await record_change(self.store, GENERATION_KEY, f"{scope}/{doc_id}")
+            await self._generation.record(f"{scope}/{doc_id}")
         return deleted
 
     async def get(self, doc_id: str, *, scope: str = SHARED) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class StoredKnowledgeBase:
     async def _write(self, documents: list[dict[str, Any]]) -> int:
         for doc in documents:
             await self.store.put(f"{PREFIX}{doc['scope']}/{doc['doc_id']}", doc)
-            await record_change(self.store, GENERATION_KEY, f"{doc['scope']}/{doc['doc_id']}")
+            await self._generation.record(f"{doc['scope']}/{doc['doc_id']}")
         return sum(int(doc["chunks"]) for doc in documents)
 
     async def _refresh(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -57,3 +58,15 @@ async def test_a_worker_far_behind_reloads_every_record(
         await a.registry.changed(f"nobody-{i}")
     await a.register_agent(TallyAgent("late"), subscribe=["late.*"])
     assert [r.agent_id for r in await b.process_event(Event(source="test", type="late.x"))] == ["late"]
+
+
+async def test_many_registrations_at_once_on_both_workers_all_succeed_and_both_route_to_every_agent(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem]) -> None:
+    a, b = workers
+    count = 600  # each registration bumps the one generation document; one by one, they lost 50 races in a row
+    await asyncio.gather(*((a if i % 2 else b).register_agent("tally", agent_id=f"many-{i}", subscribe=[f"m{i}.*"])
+                           for i in range(count)))
+    for worker in (a, b):
+        for i in range(0, count, 7):
+            results = await worker.process_event(Event(source="test", type=f"m{i}.ping"))
+            assert [r.agent_id for r in results] == [f"many-{i}"]
