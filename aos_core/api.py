@@ -38,7 +38,6 @@ from aos_core.lifecycle import AgentState
 from aos_core.openapi import openapi_document
 from aos_core.operations import HttpApi, HttpOperation, resolve
 from aos_core.ports import PolicyRequest
-from aos_core.runtime import dependency_health
 from aos_core.telemetry import SPAN_HTTP, SPAN_TRIGGER
 
 if TYPE_CHECKING:
@@ -269,7 +268,7 @@ def _agent_info(info: dict[str, Any]) -> dict[str, Any]:
 
 async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
     checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count,
-                              "breakers": dependency_health()}
+                              "breakers": aos.breakers.states()}
     if request.query.get("ready", "").lower() in ("1", "true"):
         try:  # a write, since a full disk still serves reads; and what the store knows of its own faults
             await aos.store.put("health/ready-probe", {"at": aos.clock.now().isoformat()})

@@ -41,9 +41,6 @@ ENTRY_POINT_GROUP = "aos.agents"
 T = TypeVar("T")
 log = logging.getLogger("aos.runtime")
 
-_default_store: StateStore | None = None
-_default_store_lock = asyncio.Lock()
-
 
 async def build_state_store(config: AOSConfig) -> StateStore:
     backend = config.storage.backend
@@ -165,29 +162,19 @@ def build_orchestrations(store: Any, dispatcher: Any) -> Any:
     return DurableOrchestrations(store, dispatcher)
 
 
-def dependency_health() -> dict[str, Any]:
-    """Circuit breaker states by dependency, for the health route (empty when no breaker was ever used)."""
-    breakers = sys.modules.get("services.reliability.breaker")
-    return dict(breakers.breaker_states()) if breakers is not None else {}
+def build_breakers() -> Any:
+    """The kernel's circuit breakers, one per dependency name (services.reliability.BreakerRegistry)."""
+    from services.reliability import BreakerRegistry
+
+    return BreakerRegistry()
 
 
-async def default_state_store() -> StateStore:
-    """The process-wide store used by objects created without one, such as `ContextMCPServer(agent_id)`."""
-    global _default_store
-    async with _default_store_lock:
-        if _default_store is None:
-            _default_store = await build_state_store(AOSConfig())
-        return _default_store
+def build_reasoner(config: AOSConfig, clock: Clock | None = None, breakers: Any = None) -> Any:
+    """The reasoner `ml` settings ask for, behind its cache; its API key from the SecretStore when one is named."""
+    from services.ml.factory import build_reasoner as build
 
-
-def set_default_state_store(store: StateStore | None) -> None:
-    """Make `store` the process default (the warm kernel does this with its own store)."""
-    global _default_store
-    _default_store = store
-
-
-def runtime_default_is(store: StateStore | None) -> bool:
-    return store is not None and store is _default_store
+    secrets = build_secret_store(config) if config.ml.api_key_secret else None
+    return build(config.ml, secrets=secrets, clock=clock, breakers=breakers)
 
 
 def builtin_agent_types() -> Iterator[tuple[str, Any]]:
