@@ -70,22 +70,23 @@ for _operation in API.operations:
                                subscription_name="%AOS_EVENTS_SUBSCRIPTION%", connection="ServiceBusConnection")
 @app.durable_client_input(client_name="client")
 async def events_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
-    from services.dispatch import durable_client
-    from services.messaging.topic_trigger import receive_topic_message
-
-    with durable_client(client):
-        await receive_topic_message(message)
+    await _receive(message, client, direct=False)
 
 
 @app.service_bus_topic_trigger(arg_name="message", topic_name="%AOS_MESSAGES_TOPIC%",
                                subscription_name="%AOS_MESSAGES_SUBSCRIPTION%", connection="ServiceBusConnection")
 @app.durable_client_input(client_name="client")
 async def messages_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
+    await _receive(message, client, direct=True)
+
+
+async def _receive(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient, *, direct: bool) -> None:
+    from aos_core.runtime import with_aos
     from services.dispatch import durable_client
     from services.messaging.topic_trigger import receive_topic_message
 
-    with durable_client(client):
-        await receive_topic_message(message, direct=True)
+    with durable_client(client):  # the warm kernel is handed to the code the trigger calls
+        await with_aos(lambda aos: receive_topic_message(aos, message, direct=direct))
 
 
 @app.timer_trigger(arg_name="timer", schedule="%AOS_TICK_SCHEDULE%", run_on_startup=False)

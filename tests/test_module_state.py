@@ -98,7 +98,30 @@ def test_no_module_keeps_mutable_state_outside_the_composition_points() -> None:
 
 
 def test_every_allowed_module_still_exists() -> None:
-    assert all((ROOT / key).exists() for key in ALLOWED)
+    assert all((ROOT / key).exists() for key in (*ALLOWED, *REACH_ALLOWED))
+
+
+WARM_KERNEL = {"get_aos", "with_aos", "run_with_aos", "kernel_loop"}
+# Beyond the composition points, the functions the app registers from a service (they are app wiring).
+REACH_ALLOWED = {
+    "services/devhost/": "the local host",
+    "services/cli/": "the CLI's local mode",
+    "services/workflows/functions.py": "the orchestrator and activity functions the app registers",
+    "services/dispatch/durable.py": "the body of the `agent` entity function, which hands the kernel to the agent",
+}
+
+
+def test_only_the_composition_points_reach_for_the_warm_kernel() -> None:
+    broken = []
+    for folder in ("services", "agents"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            if any(name == key or (key.endswith("/") and name.startswith(key)) for key in REACH_ALLOWED):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module == "aos_core.runtime":
+                    broken += [f"{name}:{node.lineno} imports {a.name}" for a in node.names if a.name in WARM_KERNEL]
+    assert not broken, "take the kernel as a parameter from the trigger that calls you:\n" + "\n".join(broken)
 
 
 @pytest.mark.parametrize(("source", "caught"), [
