@@ -49,8 +49,10 @@ from aos_core.runtime import (
     build_reasoner,
     build_state_store,
     builtin_agent_types,
+    context_store,
     entry_point_agent_types,
     import_agent_type,
+    use_context_store,
 )
 from aos_core.scheduler import Scheduler
 from aos_core.telemetry import (
@@ -183,6 +185,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
             self.on_tick(alerts)
         self.idempotency: IdempotencyKeys = build_idempotency(self.config, self._store, self.clock)
         self._initialized = True
+        use_context_store(self._store)  # ContextMCPServer(agent_id) created in this context shares it
         if self.config.agents.builtin_types:
             for name, agent_class in builtin_agent_types():
                 self.register_type(agent_class, name)
@@ -305,6 +308,8 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         """Stop background loops, save every live agent (dependents first), and close what the kernel opened."""
         if not self._initialized:
             return
+        if context_store() is self._store:
+            use_context_store(None)
         self._stop.set()
         if self._watchdog is not None:
             self._watchdog.stop()

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextvars import ContextVar
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +41,22 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "aos.agents"
 T = TypeVar("T")
 log = logging.getLogger("aos.runtime")
+
+
+# The store of the kernel initialized in this async context (the task that awaited `initialize()` and the work it
+# starts): what an object created there without a store, such as `ContextMCPServer(agent_id)`, reads and writes.
+# Context-local, so two kernels in two tasks never see each other's.
+_context_store: ContextVar[StateStore | None] = ContextVar("aos_context_store", default=None)
+
+
+def use_context_store(store: StateStore | None) -> None:
+    """Make `store` the one objects created in this context without a store use (the kernel, at initialize)."""
+    _context_store.set(store)
+
+
+def context_store() -> StateStore | None:
+    """The store of the kernel initialized in this context, if any."""
+    return _context_store.get()
 
 
 async def build_state_store(config: AOSConfig) -> StateStore:
