@@ -1,8 +1,10 @@
 """AOS on Azure Functions (Python v2 model): triggers only. Each one decodes its input and calls the kernel.
 
-HTTP routes live under /api (host.json routePrefix) and map to operations of the host-neutral API
-(`aos_core.api`, plus the governance and MCP areas); the Service Bus topics and the timer read their names
-and schedule from app settings; every perpetual agent is the Durable entity `agent/<id>`.
+Every HTTP route under /api (host.json routePrefix) is one declared operation (`aos_core.operations`): the
+kernel's and each area's tuple of them, composed into `API`, give both the Functions below and the OpenAPI
+document. The Service Bus topics and the timer read their names and schedule from app settings; every
+perpetual agent is the Durable entity `agent/<id>`. Only declarations are imported here: handlers, models,
+the kernel and the Azure SDKs load on first use, so indexing the app (cold start) stays cheap.
 """
 
 from __future__ import annotations
@@ -10,155 +12,96 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
-from aos_core import api
-from aos_core.runtime import with_aos
-from services.context import routes as context_routes
-from services.dashboard import dashboard_page
-from services.dispatch import ENTITY_NAME, durable_client, run_agent_entity
-from services.governance import routes as governance_routes
-from services.learning import routes as learning_routes
-from services.mcp import route as mcp_route
-from services.messaging import routes as messaging_routes
-from services.messaging.topic_trigger import receive_topic_message
+from aos_core.api_operations import OPERATIONS as KERNEL
+from aos_core.operations import HttpApi, HttpOperation
+from services.context.operations import OPERATIONS as CONTEXT
+from services.dashboard.operations import OPERATIONS as DASHBOARD
+from services.governance.operations import OPERATIONS as GOVERNANCE
+from services.learning.operations import OPERATIONS as LEARNING
+from services.mcp.operations import OPERATIONS as MCP
+from services.messaging.operations import OPERATIONS as MESSAGING
 from services.workflows.functions import bp as workflow_functions
+from services.workflows.operations import OPERATIONS as WORKFLOWS
 
-# Importing these adds their operations to the API (the mcp package itself loads on the first MCP request).
-API_AREAS = (governance_routes, learning_routes, messaging_routes, mcp_route, context_routes)
+API = HttpApi.compose(KERNEL, GOVERNANCE, LEARNING, MESSAGING, MCP, CONTEXT, WORKFLOWS, DASHBOARD)
+ENTITY_NAME = "agent"  # services.dispatch.ENTITY_NAME, the entity its dispatcher signals (a test checks both)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(workflow_functions)  # the aos_workflow orchestrator and its activity
 
 
-async def _serve(req: func.HttpRequest, operation: str, client: df.DurableOrchestrationClient | None = None
+async def _serve(req: func.HttpRequest, op: HttpOperation, client: df.DurableOrchestrationClient | None = None
                  ) -> func.HttpResponse:
-    request = api.ApiRequest.from_http(req)
+    from aos_core import api
+    from aos_core.runtime import with_aos
+    from services.dispatch import durable_client
+
+    request = api.ApiRequest.from_http(req, API)
     try:
         with durable_client(client):  # how this invocation reaches entities; the kernel always goes through them
-            response = await with_aos(lambda aos: api.handle(aos, operation, request))
+            response = await with_aos(lambda aos: api.handle(aos, op, request))
     except Exception as exc:  # the kernel could not start: say why (a bad setting names itself)
         response = api.startup_failure(exc)
     return func.HttpResponse(response.body_bytes(), status_code=response.status, headers=response.headers,
                              mimetype=response.media_type)
 
 
-# Operations that read or change only what the kernel stores: (function and operation name, route, methods).
-_PLAIN_ROUTES = [
-    ("openapi", "openapi.json", ["GET"]),
-    ("get_event", "events/{id}", ["GET"]),
-    ("list_agents", "agents", ["GET"]),
-    ("create_agent", "agents", ["POST"]),
-    ("get_agent", "agents/{agent_id}", ["GET"]),
-    ("get_context", "agents/{agent_id}/context", ["GET"]),
-    ("get_turns", "agents/{agent_id}/turns/{event_id}", ["GET"]),
-    ("list_audit", "audit", ["GET"]),
-    ("verify_audit", "audit/verify", ["GET"]),
-    ("list_risks", "risks", ["GET"]),
-    ("create_risk", "risks", ["POST"]),
-    ("get_risk", "risks/{risk_id}", ["GET"]),
-    ("update_risk", "risks/{risk_id}", ["PATCH"]),
-    ("close_risk", "risks/{risk_id}", ["DELETE"]),
-    ("list_decisions", "decisions", ["GET"]),
-    ("get_decision", "decisions/{decision_id}", ["GET"]),
-    ("post_feedback", "decisions/{decision_id}/feedback", ["POST"]),
-    ("list_feedback", "decisions/{decision_id}/feedback", ["GET"]),
-    ("list_deadletters", "deadletters", ["GET"]),
-]
+def _http_function(op: HttpOperation) -> None:
+    """The Function for one operation: its route, methods and auth level, a Durable client when it needs one."""
+    if op.durable_client:
+        async def with_client(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+            return await _serve(req, op, client)
+
+        handler = app.durable_client_input(client_name="client")(with_client)
+    else:
+        async def plain(req: func.HttpRequest) -> func.HttpResponse:
+            return await _serve(req, op)
+
+        handler = plain
+    level = func.AuthLevel.ANONYMOUS if op.role is None else func.AuthLevel.FUNCTION
+    app.function_name(op.name)(app.route(route=op.route, methods=list(op.methods), auth_level=level)(handler))
 
 
-def _plain_route(operation: str, route: str, methods: list[str]) -> None:
-    async def handler(req: func.HttpRequest) -> func.HttpResponse:
-        return await _serve(req, operation)
-
-    handler.__name__ = handler.__qualname__ = operation
-    app.function_name(operation)(app.route(route=route, methods=methods)(handler))
-
-
-for _operation, _route, _methods in _PLAIN_ROUTES:
-    _plain_route(_operation, _route, _methods)
-
-
-@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-async def health(req: func.HttpRequest) -> func.HttpResponse:
-    return await _serve(req, "health")
-
-
-@app.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
-    # The page is public; the data it shows comes from the API with the key the user gives the page.
-    body, headers = dashboard_page()
-    return func.HttpResponse(body, headers=headers, mimetype="text/html", charset="utf-8")
-
-
-# Operations that may reach perpetual agents get a Durable client to signal their entities; workflow operations
-# get one to start, query, signal and terminate their orchestrations.
-_CLIENT_ROUTES = [
-    ("start_workflow", "workflows", ["POST"]),
-    ("get_workflow", "workflows/{workflow_id}", ["GET"]),
-    ("terminate_workflow", "workflows/{workflow_id}", ["DELETE"]),
-    ("raise_workflow_event", "workflows/{workflow_id}/events/{name}", ["POST"]),
-]
-
-
-def _client_route(operation: str, route: str, methods: list[str]) -> None:
-    async def handler(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-        return await _serve(req, operation, client)
-
-    handler.__name__ = handler.__qualname__ = operation
-    app.function_name(operation)(app.route(route=route, methods=methods)(
-        app.durable_client_input(client_name="client")(handler)))
-
-
-for _operation, _route, _methods in _CLIENT_ROUTES:
-    _client_route(_operation, _route, _methods)
-
-
-@app.route(route="events", methods=["POST"])
-@app.durable_client_input(client_name="client")
-async def post_events(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    return await _serve(req, "post_events", client)
-
-
-@app.route(route="agents/{agent_id}/messages", methods=["POST"])
-@app.durable_client_input(client_name="client")
-async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    return await _serve(req, "post_message", client)
-
-
-@app.route(route="mcp", methods=["GET", "POST", "DELETE"])
-@app.durable_client_input(client_name="client")
-async def mcp(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    return await _serve(req, "mcp", client)
-
-
-@app.route(route="agents/{agent_id}", methods=["DELETE"])
-@app.durable_client_input(client_name="client")
-async def delete_agent(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    return await _serve(req, "delete_agent", client)
+for _operation in API.operations:
+    _http_function(_operation)
 
 
 @app.service_bus_topic_trigger(arg_name="message", topic_name="%AOS_EVENTS_TOPIC%",
                                subscription_name="%AOS_EVENTS_SUBSCRIPTION%", connection="ServiceBusConnection")
 @app.durable_client_input(client_name="client")
 async def events_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
-    with durable_client(client):
-        await receive_topic_message(message)
+    await _receive(message, client, direct=False)
 
 
 @app.service_bus_topic_trigger(arg_name="message", topic_name="%AOS_MESSAGES_TOPIC%",
                                subscription_name="%AOS_MESSAGES_SUBSCRIPTION%", connection="ServiceBusConnection")
 @app.durable_client_input(client_name="client")
 async def messages_topic(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient) -> None:
-    with durable_client(client):
-        await receive_topic_message(message, direct=True)
+    await _receive(message, client, direct=True)
+
+
+async def _receive(message: func.ServiceBusMessage, client: df.DurableOrchestrationClient, *, direct: bool) -> None:
+    from aos_core.runtime import with_aos
+    from services.dispatch import durable_client
+    from services.messaging.topic_trigger import receive_topic_message
+
+    with durable_client(client):  # the warm kernel is handed to the code the trigger calls
+        await with_aos(lambda aos: receive_topic_message(aos, message, direct=direct))
 
 
 @app.timer_trigger(arg_name="timer", schedule="%AOS_TICK_SCHEDULE%", run_on_startup=False)
 @app.durable_client_input(client_name="client")
 async def tick(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    from aos_core import api
+    from aos_core.runtime import with_aos
+    from services.dispatch import durable_client
+
     with durable_client(client):
         await with_aos(api.tick)
 
 
 @app.entity_trigger(context_name="context", entity_name=ENTITY_NAME)
 def agent(context: df.DurableEntityContext) -> None:
+    from services.dispatch import run_agent_entity
+
     run_agent_entity(context)

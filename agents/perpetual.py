@@ -13,6 +13,7 @@ from services.context import ContextMCPServer
 
 if TYPE_CHECKING:
     from aos_core.agent_context import AgentContext
+    from aos_core.kernel import AgentOperatingSystem
 
 
 class PerpetualAgent(BaseAgent):
@@ -38,10 +39,13 @@ class PerpetualAgent(BaseAgent):
         self._clock: Clock | None = None
         self._dedupe_window = 128
         self._handling = False
+        self.host: AgentOperatingSystem | None = None
 
-    def bind(self, store: StateStore, *, clock: Clock | None = None, dedupe_window: int = 128) -> None:
-        """Give the agent the store its context lives in (the kernel does this before `initialize`)."""
-        self._store, self._clock, self._dedupe_window = store, clock, dedupe_window
+    def bind(self, store: StateStore, *, clock: Clock | None = None, dedupe_window: int = 128,
+             host: AgentOperatingSystem | None = None) -> None:
+        """Give the agent the store its context lives in and the kernel that runs it, whose config, reasoner and
+        breakers it uses (the kernel does this before `initialize`)."""
+        self._store, self._clock, self._dedupe_window, self.host = store, clock, dedupe_window, host
 
     def require_store(self) -> StateStore:
         """The store the agent is bound to (its context, records it writes, its loops' steps)."""

@@ -115,29 +115,40 @@ class PurposeDrivenAgent(PerpetualAgent):
 
     # --- reasoning with the agent's LoRA adapter ----------------------------------------------------
 
-    reasoner: Reasoner | None = None  # None: the process default from `ml` config (services.ml.factory)
+    reasoner: Reasoner | None = None  # None: the kernel's (its `ml` settings), or one built from the settings
+
+    def own_reasoner(self) -> Reasoner:
+        """The reasoner this agent thinks with: its own if set, else its kernel's, else (an agent used without a
+        kernel) one built from the `ml` settings and kept for this agent."""
+        if self.reasoner is None:
+            if self.host is not None:
+                return self.host.reasoner  # type: ignore[no-any-return]
+            from aos_core.config import AOSConfig
+            from aos_core.runtime import build_reasoner
+
+            self.reasoner = build_reasoner(AOSConfig(), self._clock)
+        return self.reasoner
 
     async def resolve_adapter(self) -> AdapterVersion | None:
         """The production version of `adapter_name`, read from the registry now (None: no adapter or none
         in production), so a promotion or rollback takes effect on the next call without a restart."""
         if not self.adapter_name:
             return None
-        from aos_core.runtime import default_state_store
         from services.ml import AdapterRegistry
 
-        store = self._store or await default_state_store()
+        store = self._store or (self.context.store if self.context is not None else None)
+        if store is None:
+            raise RuntimeError(f"agent {self.agent_id}: call initialize() before reasoning with an adapter")
         return await AdapterRegistry(store, clock=self._clock).production(self.adapter_name)
 
     async def reason(self, prompt: str, *, system: str | None = None, **parameters: Any) -> ReasoningResult:
         """Ask the reasoner with the adapter version in production at this moment (`name@version` in the result)."""
         from services.ml import ReasoningRequest
-        from services.ml.factory import default_reasoner
 
         adapter = await self.resolve_adapter()
         request = ReasoningRequest(prompt=prompt, adapter=adapter.ref if adapter else None,
                                    system=self.purpose if system is None else system, parameters=parameters)
-        reasoner = self.reasoner or await default_reasoner()
-        return await reasoner.reason(request)
+        return await self.own_reasoner().reason(request)
 
     # --- thinking with tools: the durable model-and-tools loop (agents.thinking) ---------------------
 
@@ -155,9 +166,10 @@ class PurposeDrivenAgent(PerpetualAgent):
             from aos_core.runtime import build_secret_store
             from services.mcp.client import McpClients
 
-            config = AOSConfig()
+            config = self.host.config if self.host is not None else AOSConfig()
             self._mcp = McpClients.for_agent(self.config, config, secrets=build_secret_store(config),
-                                             clock=self._clock)
+                                             clock=self._clock,
+                                             breakers=self.host.breakers if self.host is not None else None)
         return self._mcp
 
     async def toolbox(self) -> Toolbox:
@@ -185,15 +197,13 @@ class PurposeDrivenAgent(PerpetualAgent):
         (`max_steps`, `max_tokens`, `max_seconds`); `loop` names the loop when a handler runs more than one.
         """
         from agents.thinking import Budget, ToolLoop
-        from services.ml.factory import default_reasoner
 
         adapter = await self.resolve_adapter()
         box = await self.toolbox()
         for item in tools:
             box.add(item)
         limits = budget or Budget.model_validate(self.config.get("reasoning") or {})
-        reasoner = self.reasoner or await default_reasoner()
-        runner = ToolLoop(self, reasoner, box, limits, adapter=adapter.ref if adapter else None,
+        runner = ToolLoop(self, self.own_reasoner(), box, limits, adapter=adapter.ref if adapter else None,
                           system=self.purpose if system is None else system, loop=loop, parameters=parameters)
         return await runner.run(task)
 

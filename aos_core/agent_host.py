@@ -124,7 +124,8 @@ class AgentHosting:
             agent = self.registry.agent_class(record.type).create(key, record.config)
             agent.agent_type = record.type  # a class may be registered under another type name
         if agent.perpetual:
-            agent.bind(self.store, clock=self.clock, dedupe_window=self.config.dispatch.dedupe_window)  # type: ignore[attr-defined]
+            agent.bind(self.store, clock=self.clock, dedupe_window=self.config.dispatch.dedupe_window,  # type: ignore[attr-defined]
+                       host=self)
         await agent.initialize()
         await self._settle_last_applied(agent)
         now = self.clock.now()

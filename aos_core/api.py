@@ -35,8 +35,9 @@ from aos_core.errors import (
 from aos_core.event_records import EventRecord
 from aos_core.events import Event, validate_id
 from aos_core.lifecycle import AgentState
+from aos_core.openapi import openapi_document
+from aos_core.operations import HttpApi, HttpOperation, resolve
 from aos_core.ports import PolicyRequest
-from aos_core.runtime import dependency_health
 from aos_core.telemetry import SPAN_HTTP, SPAN_TRIGGER
 
 if TYPE_CHECKING:
@@ -53,13 +54,14 @@ class ApiRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
+    api: HttpApi | None = None  # the operations of the app it came in through (the document describes them)
 
     @classmethod
-    def from_http(cls, request: Any) -> ApiRequest:
+    def from_http(cls, request: Any, api: HttpApi | None = None) -> ApiRequest:
         """From anything shaped like `azure.functions.HttpRequest` (method, params, route_params, headers)."""
         return cls(method=request.method.upper(), route_params=dict(request.route_params or {}),
                    query=dict(request.params or {}), headers={k.lower(): v for k, v in request.headers.items()},
-                   body=request.get_body() or b"")
+                   body=request.get_body() or b"", api=api)
 
 
 @dataclass
@@ -97,28 +99,22 @@ def invalid(exc: ValidationError, what: str) -> Problem:
                    errors=errors)
 
 
-# --- routing ---------------------------------------------------------------------------------------------
+# --- running one operation -------------------------------------------------------------------------------
 
 Handler = Callable[["AgentOperatingSystem", ApiRequest, Caller], Awaitable[ApiResponse]]
 
 
-@dataclass(frozen=True)
-class Operation:
-    handler: Handler
-    role: str | None  # None: anonymous
-    has_body: bool = False  # a POST/PATCH: size-limited, and replayable by `Idempotency-Key`
-
-
-async def handle(aos: AgentOperatingSystem, operation: str, request: ApiRequest) -> ApiResponse:
-    """Authorize and run one API operation (see OPERATIONS), turning every error into a problem response."""
-    op = OPERATIONS[operation]
+async def handle(aos: AgentOperatingSystem, op: HttpOperation, request: ApiRequest) -> ApiResponse:
+    """Authorize and run one declared operation (aos_core.operations), turning every error into a problem."""
     with aos.telemetry.span(SPAN_HTTP, parent=request.headers.get("traceparent"), **{
-            "http.request.method": request.method, "aos.operation": operation}):
-        return await _authorized(aos, operation, op, request)
+            "http.request.method": request.method, "aos.operation": op.name}):
+        return await _authorized(aos, op, request)
 
 
-async def _authorized(aos: AgentOperatingSystem, operation: str, op: Operation, request: ApiRequest) -> ApiResponse:
+async def _authorized(aos: AgentOperatingSystem, op: HttpOperation, request: ApiRequest) -> ApiResponse:
+    operation = op.name
     try:
+        handler: Handler = resolve(op.handler)
         caller = identify(request.headers, aos.config.auth, anonymous=op.role is None)
         if op.role is not None and not caller.can(op.role):
             detail = (f"{operation} needs the {op.role!r} role; the caller has "
@@ -133,8 +129,8 @@ async def _authorized(aos: AgentOperatingSystem, operation: str, op: Operation, 
                           f"{aos.config.api.max_body_bytes}")
         key = request.headers.get("idempotency-key")
         if op.has_body and key is not None:
-            return await _idempotent(aos, operation, op, request, caller, key)
-        return await op.handler(aos, request, caller)
+            return await _idempotent(aos, op, handler, request, caller, key)
+        return await handler(aos, request, caller)
     except Problem as problem:
         return problem.response()
     except PolicyDenied as denied:
@@ -161,19 +157,19 @@ async def _authorized(aos: AgentOperatingSystem, operation: str, op: Operation, 
                        headers={"Retry-After": "1"}).response()
 
 
-async def _idempotent(aos: AgentOperatingSystem, operation: str, op: Operation, request: ApiRequest, caller: Caller,
-                      key: str) -> ApiResponse:
+async def _idempotent(aos: AgentOperatingSystem, op: HttpOperation, handler: Handler, request: ApiRequest,
+                      caller: Caller, key: str) -> ApiResponse:
     # The first request with a key runs; a replay with the same body gets its response back, another body a 422.
     if not 0 < len(key) <= 255:
         raise Problem(400, "Invalid request", "Idempotency-Key must be 1 to 255 characters")
-    scope = f"{operation}:{'/'.join(f'{k}={v}' for k, v in sorted(request.route_params.items()))}:{caller.name}"
+    scope = f"{op.name}:{'/'.join(f'{k}={v}' for k, v in sorted(request.route_params.items()))}:{caller.name}"
     fingerprint = hashlib.sha256(request.body).hexdigest()
     stored = await aos.idempotency.begin(scope, key, fingerprint)
     if stored is not None:
         media = "application/problem+json" if stored.status >= 400 else "application/json"
         return ApiResponse(stored.status, stored.body, {**stored.headers, "Idempotent-Replayed": "true"}, media)
     try:
-        response = await op.handler(aos, request, caller)
+        response = await handler(aos, request, caller)
     except BaseException:
         await aos.idempotency.release(scope, key)
         raise
@@ -272,7 +268,7 @@ def _agent_info(info: dict[str, Any]) -> dict[str, Any]:
 
 async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
     checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count,
-                              "breakers": dependency_health()}
+                              "breakers": aos.breakers.states()}
     if request.query.get("ready", "").lower() in ("1", "true"):
         try:  # a write, since a full disk still serves reads; and what the store knows of its own faults
             await aos.store.put("health/ready-probe", {"at": aos.clock.now().isoformat()})
@@ -288,7 +284,9 @@ async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller)
 
 
 async def openapi(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
-    return ApiResponse(200, m.openapi_document())
+    if request.api is None:
+        raise Problem(404, "Not found", "this request came in through no declared API")
+    return ApiResponse(200, openapi_document(request.api))
 
 
 async def post_events(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
@@ -435,27 +433,3 @@ async def tick(aos: AgentOperatingSystem) -> list[str]:
     """The timer trigger: fire what is due now; returns the ids of the events it emitted."""
     with aos.telemetry.span(SPAN_TRIGGER, trigger="timer"):
         return [event.id for event in await aos.tick()]
-
-
-OPERATIONS: dict[str, Operation] = {
-    "health": Operation(health, None),
-    "openapi": Operation(openapi, "reader"),
-    "post_events": Operation(post_events, "operator", has_body=True),
-    "get_event": Operation(get_event, "reader"),
-    "list_agents": Operation(list_agents, "reader"),
-    "create_agent": Operation(create_agent, "admin", has_body=True),
-    "get_agent": Operation(get_agent, "reader"),
-    "delete_agent": Operation(delete_agent, "admin"),
-    "post_message": Operation(post_message, "operator", has_body=True),
-    "get_context": Operation(get_context, "reader"),
-    "list_audit": Operation(list_audit, "reader"),
-    "verify_audit": Operation(verify_audit, "reader"),
-}
-
-
-def register_operations(operations: dict[str, Operation]) -> None:
-    """Add the operations of a service area (e.g. services.governance.routes); a name may be taken once."""
-    taken = OPERATIONS.keys() & operations.keys()
-    if taken:
-        raise ValueError(f"API operations already registered: {', '.join(sorted(taken))}")
-    OPERATIONS.update(operations)

@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"  # agent ids, types and business keys: URL-safe, lower case
+from aos_core.ids import ID_PATTERN
+
 _ID_PATTERN = re.compile(ID_PATTERN)
 _TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,259}$")
 

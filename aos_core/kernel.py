@@ -42,15 +42,17 @@ from aos_core.router import Router
 from aos_core.runtime import (
     build_alerts,
     build_audit_log,
+    build_breakers,
     build_event_bus,
     build_idempotency,
     build_policy,
+    build_reasoner,
     build_state_store,
     builtin_agent_types,
+    context_store,
     entry_point_agent_types,
     import_agent_type,
-    runtime_default_is,
-    set_default_state_store,
+    use_context_store,
 )
 from aos_core.scheduler import Scheduler
 from aos_core.telemetry import (
@@ -104,6 +106,8 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._store = store
         self._bus = bus
         self._owned: list[Any] = []
+        self.breakers = build_breakers()  # one per dependency, shared by this kernel's agents and services
+        self._reasoner: Any = None
         self.router = Router()
         self._pinned: dict[str, Agent] = {}
         self._deps: dict[str, tuple[str, ...]] = {}
@@ -111,6 +115,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._inflight: dict[tuple[str, str], asyncio.Future[AgentResult]] = {}  # (event id, agent) delivering
         self._loops: set[asyncio.Task[Any]] = set()  # scheduler, lifecycle and eviction loops
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []  # what services started on this kernel
+        self.resources: dict[str, Any] = {}  # what services keep per kernel (e.g. the MCP endpoint), by name
         self._on_tick: list[Callable[[AgentOperatingSystem], Awaitable[list[Event]]]] = []  # e.g. alert rules
         self.counts = {"processed": 0, "failed": 0}  # events this process handled, for health and alerts
         self._stop = asyncio.Event()
@@ -140,6 +145,13 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         if self._bus is None:
             raise RuntimeError("AgentOperatingSystem.initialize() has not run")
         return self._bus
+
+    @property
+    def reasoner(self) -> Any:
+        """The reasoner agents of this kernel think with, built from its `ml` settings on first use."""
+        if self._reasoner is None:
+            self._reasoner = build_reasoner(self.config, self.clock, self.breakers)
+        return self._reasoner
 
     @property
     def registry(self) -> AgentRegistry:
@@ -173,7 +185,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
             self.on_tick(alerts)
         self.idempotency: IdempotencyKeys = build_idempotency(self.config, self._store, self.clock)
         self._initialized = True
-        set_default_state_store(self._store)
+        use_context_store(self._store)  # ContextMCPServer(agent_id) created in this context shares it
         if self.config.agents.builtin_types:
             for name, agent_class in builtin_agent_types():
                 self.register_type(agent_class, name)
@@ -296,6 +308,8 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         """Stop background loops, save every live agent (dependents first), and close what the kernel opened."""
         if not self._initialized:
             return
+        if context_store() is self._store:
+            use_context_store(None)
         self._stop.set()
         if self._watchdog is not None:
             self._watchdog.stop()
@@ -317,7 +331,5 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
                 await agent.shutdown()
         for resource in reversed(self._owned):
             await resource.close()
-        if self._owned and runtime_default_is(self._store):
-            set_default_state_store(None)
         self._initialized = False
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextvars import ContextVar
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,8 +42,21 @@ ENTRY_POINT_GROUP = "aos.agents"
 T = TypeVar("T")
 log = logging.getLogger("aos.runtime")
 
-_default_store: StateStore | None = None
-_default_store_lock = asyncio.Lock()
+
+# The store of the kernel initialized in this async context (the task that awaited `initialize()` and the work it
+# starts): what an object created there without a store, such as `ContextMCPServer(agent_id)`, reads and writes.
+# Context-local, so two kernels in two tasks never see each other's.
+_context_store: ContextVar[StateStore | None] = ContextVar("aos_context_store", default=None)
+
+
+def use_context_store(store: StateStore | None) -> None:
+    """Make `store` the one objects created in this context without a store use (the kernel, at initialize)."""
+    _context_store.set(store)
+
+
+def context_store() -> StateStore | None:
+    """The store of the kernel initialized in this context, if any."""
+    return _context_store.get()
 
 
 async def build_state_store(config: AOSConfig) -> StateStore:
@@ -165,29 +179,19 @@ def build_orchestrations(store: Any, dispatcher: Any) -> Any:
     return DurableOrchestrations(store, dispatcher)
 
 
-def dependency_health() -> dict[str, Any]:
-    """Circuit breaker states by dependency, for the health route (empty when no breaker was ever used)."""
-    breakers = sys.modules.get("services.reliability.breaker")
-    return dict(breakers.breaker_states()) if breakers is not None else {}
+def build_breakers() -> Any:
+    """The kernel's circuit breakers, one per dependency name (services.reliability.BreakerRegistry)."""
+    from services.reliability import BreakerRegistry
+
+    return BreakerRegistry()
 
 
-async def default_state_store() -> StateStore:
-    """The process-wide store used by objects created without one, such as `ContextMCPServer(agent_id)`."""
-    global _default_store
-    async with _default_store_lock:
-        if _default_store is None:
-            _default_store = await build_state_store(AOSConfig())
-        return _default_store
+def build_reasoner(config: AOSConfig, clock: Clock | None = None, breakers: Any = None) -> Any:
+    """The reasoner `ml` settings ask for, behind its cache; its API key from the SecretStore when one is named."""
+    from services.ml.factory import build_reasoner as build
 
-
-def set_default_state_store(store: StateStore | None) -> None:
-    """Make `store` the process default (the warm kernel does this with its own store)."""
-    global _default_store
-    _default_store = store
-
-
-def runtime_default_is(store: StateStore | None) -> bool:
-    return store is not None and store is _default_store
+    secrets = build_secret_store(config) if config.ml.api_key_secret else None
+    return build(config.ml, secrets=secrets, clock=clock, breakers=breakers)
 
 
 def builtin_agent_types() -> Iterator[tuple[str, Any]]:

@@ -33,17 +33,6 @@ def _isolated_aos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AOS_DATA_DIR", str(tmp_path / "data"))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_default_store() -> object:
-    """`ContextMCPServer(agent_id)` without a store uses a process default; never share it between tests."""
-    yield
-    from aos_core import runtime
-    from services.ml.factory import set_default_reasoner
-
-    runtime.set_default_state_store(None)
-    set_default_reasoner(None)  # built from the config of the test that first asked; never share it either
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """The suite runs in a random order (pytest-randomly); say how to replay this one, even under -q."""
     seed = getattr(config.option, "randomly_seed", None)

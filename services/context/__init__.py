@@ -1,5 +1,12 @@
 """Agent context: the storage-backed ContextMCPServer."""
 
-from services.context.server import ContextMCPServer, merge_patch
+from __future__ import annotations
 
-__all__ = ["ContextMCPServer", "merge_patch"]
+from aos_core.lazy import lazy_exports
+
+_HOMES = {
+    "ContextMCPServer": "services.context.server",
+    "merge_patch": "services.context.server",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -1,4 +1,4 @@
-"""HTTP operation for an agent's reasoning steps, added to the host-neutral API (`aos_core.api`) on import.
+"""The handler of the reasoning-steps operation (declared in `services.context.operations`).
 
 `GET /api/agents/{agent_id}/turns/{event_id}`: the steps of the model-and-tools loops the agent ran while
 handling that event (services.context.turns), in order: the task, each model turn, each tool result, a stop.
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from aos_core import api
-from aos_core import api_models as m
 from services.context.turns import read_turns
 
 if TYPE_CHECKING:
@@ -47,12 +46,3 @@ async def get_turns(aos: AgentOperatingSystem, request: api.ApiRequest, caller: 
     steps = await read_turns(aos.store, agent_id, event_id, limit=_MAX_STEPS)
     body = AgentTurns(agent_id=agent_id, event_id=event_id, steps=[TurnStep.model_validate(s) for s in steps])
     return api.ApiResponse(200, body.model_dump(mode="json"))
-
-
-api.register_operations({"get_turns": api.Operation(get_turns, "reader")})
-m.register_paths({"/api/agents/{agent_id}/turns/{event_id}": {"get": {
-    "operationId": "get_turns", "summary": "The steps of the agent's model-and-tools loops for one event",
-    "parameters": [m.AGENT_PARAM, {"name": "event_id", "in": "path", "required": True,
-                                   "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-    "responses": {**m.ok(200, "the steps, in order (none when the agent ran no loop for it)", AgentTurns),
-                  **m.problems(400, 401, 403, 404)}}}}, [TurnStep, AgentTurns])

@@ -71,11 +71,13 @@ class ContextMCPServer:
         return self._store
 
     async def initialize(self) -> None:
-        """Attach to the default store when none was given, and load the stored context."""
+        """Without a store given: the store of the kernel initialized in this context, else the one the settings
+        name (a server used without a kernel). Then load the stored context."""
         if self._store is None:
-            from aos_core.runtime import default_state_store
+            from aos_core.config import AOSConfig
+            from aos_core.runtime import build_state_store, context_store
 
-            self._store = await default_state_store()
+            self._store = context_store() or await build_state_store(AOSConfig())
         await self.reload()
 
     async def reload(self) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from services.dashboard.page import dashboard_page
+from aos_core.lazy import lazy_exports
 
-__all__ = ["dashboard_page"]
+_HOMES = {
+    "dashboard_page": "services.dashboard.page",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -11,6 +11,13 @@ import hashlib
 import re
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
+
+from aos_core.api import ApiRequest, ApiResponse
+
+if TYPE_CHECKING:
+    from aos_core.auth import Caller
+    from aos_core.kernel import AgentOperatingSystem
 
 _BLOCK = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 
@@ -33,3 +40,9 @@ def dashboard_page() -> tuple[bytes, dict[str, str]]:
     headers = {"Cache-Control": "no-cache", "Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff",
                "Referrer-Policy": "no-referrer"}
     return text.encode("utf-8"), headers
+
+
+async def serve(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
+    """`GET /api/dashboard` (services.dashboard.operations)."""
+    body, headers = dashboard_page()
+    return ApiResponse(200, body, dict(headers), "text/html")

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-from services.governance.audit import SqliteAuditLog
-from services.governance.chain import ChainVerifier, InvalidAuditEntry, verify_entries
-from services.governance.decisions import DecisionCreate, DecisionLog, DecisionOption, DecisionRecord
-from services.governance.factory import open_audit_log
-from services.governance.policy import PolicyDecision, PolicyDenied, PolicyEngine, PolicyRequest
-from services.governance.risks import Risk, RiskCreate, RiskRegistry, RiskUpdate
+from aos_core.lazy import lazy_exports
 
-__all__ = [
-    "ChainVerifier",
-    "DecisionCreate",
-    "DecisionLog",
-    "DecisionOption",
-    "DecisionRecord",
-    "InvalidAuditEntry",
-    "PolicyDecision",
-    "PolicyDenied",
-    "PolicyEngine",
-    "PolicyRequest",
-    "Risk",
-    "RiskCreate",
-    "RiskRegistry",
-    "RiskUpdate",
-    "SqliteAuditLog",
-    "open_audit_log",
-    "verify_entries",
-]
+_HOMES = {
+    "SqliteAuditLog": "services.governance.audit",
+    "ChainVerifier": "services.governance.chain",
+    "InvalidAuditEntry": "services.governance.chain",
+    "verify_entries": "services.governance.chain",
+    "DecisionCreate": "services.governance.decisions",
+    "DecisionLog": "services.governance.decisions",
+    "DecisionOption": "services.governance.decisions",
+    "DecisionRecord": "services.governance.decisions",
+    "open_audit_log": "services.governance.factory",
+    "PolicyDecision": "services.governance.policy",
+    "PolicyDenied": "services.governance.policy",
+    "PolicyEngine": "services.governance.policy",
+    "PolicyRequest": "services.governance.policy",
+    "Risk": "services.governance.risks",
+    "RiskCreate": "services.governance.risks",
+    "RiskRegistry": "services.governance.risks",
+    "RiskUpdate": "services.governance.risks",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

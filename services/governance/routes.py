@@ -1,6 +1,4 @@
-"""HTTP operations for risks and decisions, added to the host-neutral API (`aos_core.api`) on import.
-
-`function_app.py` imports this module and maps its routes to these operations:
+"""The handlers of the risk and decision operations (declared in `services.governance.operations`):
 `GET/POST /api/risks`, `GET/PATCH/DELETE /api/risks/{risk_id}` (DELETE closes a risk: risks are never erased,
 their history stays), `GET /api/decisions` and `GET /api/decisions/{decision_id}`.
 """
@@ -12,7 +10,6 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from aos_core import api
-from aos_core import api_models as m
 from services.governance.decisions import DecisionLog, DecisionRecord
 from services.governance.risks import Risk, RiskCreate, RiskRegistry, RiskUpdate
 
@@ -84,61 +81,3 @@ async def list_decisions(aos: AgentOperatingSystem, request: api.ApiRequest, cal
 async def get_decision(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller) -> api.ApiResponse:
     decision = await _decisions(aos).get(api.path_id(request, "decision_id"))
     return api.ApiResponse(200, decision.model_dump(mode="json"))
-
-
-api.register_operations({
-    "list_risks": api.Operation(list_risks, "reader"),
-    "create_risk": api.Operation(create_risk, "operator", has_body=True),
-    "get_risk": api.Operation(get_risk, "reader"),
-    "update_risk": api.Operation(update_risk, "operator", has_body=True),
-    "close_risk": api.Operation(close_risk, "operator"),
-    "list_decisions": api.Operation(list_decisions, "reader"),
-    "get_decision": api.Operation(get_decision, "reader"),
-})
-
-_RISK_ID = {"name": "risk_id", "in": "path", "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
-_PAGE = [{"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
-         {"name": "limit", "in": "query", "required": False,
-          "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]
-m.register_paths({
-    "/api/risks": {
-        "get": {"operationId": "list_risks", "summary": "Risks, filtered by status, owner or minimum score",
-                "parameters": [*_PAGE, {"name": "status", "in": "query", "required": False,
-                                        "schema": {"type": "string"}},
-                               {"name": "owner", "in": "query", "required": False, "schema": {"type": "string"}},
-                               {"name": "min_score", "in": "query", "required": False,
-                                "schema": {"type": "integer", "minimum": 1, "maximum": 25}}],
-                "responses": {**m.ok(200, "risks", RiskList), **m.problems(400, 401, 403)}},
-        "post": {"operationId": "create_risk", "summary": "Raise a risk", "requestBody": m.json_body(RiskCreate),
-                 "responses": {**m.links(m.ok(201, "raised", Risk), 201, **{
-                     name: (op, {"risk_id": "$response.body#/id"}) for name, op in (
-                         ("GetRisk", "get_risk"), ("UpdateRisk", "update_risk"), ("CloseRisk", "close_risk"))}),
-                               **m.problems(400, 401, 403, 409, 413, 422)}}},
-    "/api/risks/{risk_id}": {
-        "parameters": [_RISK_ID],
-        "get": {"operationId": "get_risk", "summary": "One risk with its history",
-                "responses": {**m.ok(200, "the risk", Risk), **m.problems(400, 401, 403, 404)}},
-        "patch": {"operationId": "update_risk", "summary": "Change a risk (each change is kept in its history)",
-                  "requestBody": m.json_body(RiskUpdate),
-                  "responses": {**m.ok(200, "updated", Risk), **m.problems(400, 401, 403, 404, 409, 413, 422)}},
-        "delete": {"operationId": "close_risk", "summary": "Close a risk (its record and history stay)",
-                   "parameters": [{"name": "resolution", "in": "query", "required": False,
-                                   "schema": {"type": "string", "maxLength": 2000}}],
-                   "responses": {**m.ok(200, "closed", Risk), **m.problems(400, 401, 403, 404, 409)}}},
-    "/api/decisions": {"get": {
-        "operationId": "list_decisions", "summary": "Agent decisions, newest id order, by agent",
-        "parameters": [*_PAGE, {"name": "agent_id", "in": "query", "required": False, "schema": {"type": "string"}}],
-        "responses": {**m.links(m.ok(200, "decisions", DecisionList), 200, **{
-            name: (op, {"decision_id": "$response.body#/decisions/0/id"}) for name, op in (
-                ("GetFirstDecision", "get_decision"), ("RateFirstDecision", "post_feedback"))}),
-                      **m.problems(400, 401, 403)}}},
-    "/api/decisions/{decision_id}": {"get": {
-        "operationId": "get_decision", "summary": "One decision: inputs, options, rationale, confidence, outcome",
-        "parameters": [{"name": "decision_id", "in": "path", "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-        "responses": {**m.links(m.ok(200, "the decision", DecisionRecord), 200, **{
-            name: (op, {"decision_id": "$response.body#/id"}) for name, op in (
-                ("RateDecision", "post_feedback"), ("ListFeedback", "list_feedback"))}),
-                      **m.problems(400, 401, 403, 404)}}},
-}, [Risk, RiskCreate, RiskUpdate, RiskList, DecisionRecord, DecisionList], requests=(RiskCreate, RiskUpdate))

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-from services.learning.dpo import (
-    DecisionLike,
-    InvalidDatasetError,
-    PreferenceDataset,
-    build_dataset,
-    build_pairs,
-    read_jsonl,
-    to_jsonl,
-)
-from services.learning.feedback import Feedback, FeedbackCreate, FeedbackService, InvalidFeedbackError
-from services.learning.trigger import TrainingDecision, TrainingTrigger
+from aos_core.lazy import lazy_exports
 
-__all__ = [
-    "DecisionLike",
-    "Feedback",
-    "FeedbackCreate",
-    "FeedbackService",
-    "InvalidDatasetError",
-    "InvalidFeedbackError",
-    "PreferenceDataset",
-    "TrainingDecision",
-    "TrainingTrigger",
-    "build_dataset",
-    "build_pairs",
-    "read_jsonl",
-    "to_jsonl",
-]
+_HOMES = {
+    "DecisionLike": "services.learning.dpo",
+    "InvalidDatasetError": "services.learning.dpo",
+    "PreferenceDataset": "services.learning.dpo",
+    "build_dataset": "services.learning.dpo",
+    "build_pairs": "services.learning.dpo",
+    "read_jsonl": "services.learning.dpo",
+    "to_jsonl": "services.learning.dpo",
+    "Feedback": "services.learning.feedback",
+    "FeedbackCreate": "services.learning.feedback",
+    "FeedbackService": "services.learning.feedback",
+    "InvalidFeedbackError": "services.learning.feedback",
+    "TrainingDecision": "services.learning.trigger",
+    "TrainingTrigger": "services.learning.trigger",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -1,4 +1,4 @@
-"""HTTP operations for feedback on decisions, added to the host-neutral API (`aos_core.api`) on import.
+"""The handlers of the feedback operations (declared in `services.learning.operations`).
 
 `POST /api/decisions/{decision_id}/feedback` (thumbs, a score or a correction) and `GET` of the same route;
 the DPO dataset builder turns decisions plus this feedback into preference pairs.
@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ValidationError
 
 from aos_core import api
-from aos_core import api_models as m
 from services.governance.decisions import DecisionLog
-from services.learning.feedback import Feedback, FeedbackCreate, FeedbackService, InvalidFeedbackError
+from services.learning.feedback import Feedback, FeedbackService, InvalidFeedbackError
 
 if TYPE_CHECKING:
     from aos_core.auth import Caller
@@ -48,19 +47,3 @@ async def list_feedback(aos: AgentOperatingSystem, request: api.ApiRequest, call
     await DecisionLog(aos.store, clock=aos.clock).get(decision_id)  # 404 for an unknown decision
     items = await _service(aos).for_decision(decision_id)
     return api.ApiResponse(200, FeedbackList(feedback=items).model_dump(mode="json"))
-
-
-api.register_operations({
-    "post_feedback": api.Operation(post_feedback, "operator", has_body=True),
-    "list_feedback": api.Operation(list_feedback, "reader"),
-})
-_DECISION_ID = {"name": "decision_id", "in": "path", "required": True,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
-m.register_paths({"/api/decisions/{decision_id}/feedback": {
-    "parameters": [_DECISION_ID],
-    "post": {"operationId": "post_feedback", "summary": "Rate a decision: thumbs, a score, or a correction",
-             "requestBody": m.json_body(FeedbackCreate),
-             "responses": {**m.ok(201, "recorded", Feedback), **m.problems(400, 401, 403, 404, 413, 422)}},
-    "get": {"operationId": "list_feedback", "summary": "The feedback given on a decision",
-            "responses": {**m.ok(200, "feedback", FeedbackList), **m.problems(400, 401, 403, 404)}}}},
-    [Feedback, FeedbackCreate, FeedbackList], requests=(FeedbackCreate,))

@@ -10,8 +10,7 @@ Everything is imported lazily, so `import services.mcp` loads neither `mcp` nor 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from aos_core.lazy import lazy_exports
 
 _EXPORTS = {
     "AccessDeniedError": "services.mcp.principal",
@@ -27,10 +26,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'services.mcp' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -27,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from aos_core.errors import AOSError, ConfigError, NotFoundError
 from aos_core.ports import Clock, SecretStore
-from services.reliability import CircuitBreaker, OperationTimeoutError, get_breaker, retry_async, with_timeout
+from services.reliability import (
+    BreakerRegistry,
+    CircuitBreaker,
+    OperationTimeoutError,
+    retry_async,
+    with_timeout,
+)
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -180,8 +186,9 @@ class McpClients:
     """The MCP servers one agent may call, and `call_tool` across them."""
 
     def __init__(self, specs: Iterable[McpServerSpec], *, secrets: SecretStore | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, breakers: BreakerRegistry | None = None) -> None:
         self.specs = {spec.name: spec for spec in specs}
+        self._breakers = breakers or BreakerRegistry()  # the kernel's, so health shows them
         self._secrets, self._clock = secrets, clock
         self._connections: dict[str, _Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -189,7 +196,7 @@ class McpClients:
 
     @classmethod
     def for_agent(cls, agent_config: Mapping[str, Any], config: AOSConfig, *, secrets: SecretStore | None = None,
-                  clock: Clock | None = None) -> McpClients:
+                  clock: Clock | None = None, breakers: BreakerRegistry | None = None) -> McpClients:
         """The servers in the agent config's `mcp_servers`: names from `config.mcp.servers`, or inline specs."""
         specs = []
         for entry in agent_config.get("mcp_servers", []):
@@ -200,11 +207,11 @@ class McpClients:
                 specs.append(parse_spec({"name": entry, **config.mcp.servers[entry]}, f"mcp.servers.{entry}"))
             else:
                 specs.append(parse_spec(entry, "mcp_servers"))
-        return cls(specs, secrets=secrets, clock=clock)
+        return cls(specs, secrets=secrets, clock=clock, breakers=breakers)
 
     def breaker(self, server: str) -> CircuitBreaker:
         spec = self.specs[server]
-        return get_breaker(f"mcp:{server}", failure_threshold=spec.failure_threshold, timeout=spec.reset_timeout,
+        return self._breakers.get(f"mcp:{server}", failure_threshold=spec.failure_threshold, timeout=spec.reset_timeout,
                            expected_exception=(ConnectionError, TimeoutError), clock=self._clock)
 
     async def _client(self, server: str) -> Client:

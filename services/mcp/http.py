@@ -192,15 +192,14 @@ class _Endpoint:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-_endpoints: dict[int, tuple[AgentOperatingSystem, _Endpoint]] = {}
+_RESOURCE = "mcp.http_endpoint"  # the kernel keeps its endpoint under this name (aos.resources)
 
 
 async def _endpoint(aos: AgentOperatingSystem) -> _Endpoint:
-    entry = _endpoints.get(id(aos))
-    if entry is not None and entry[0] is aos and entry[1].loop is asyncio.get_running_loop():
-        return entry[1]
-    endpoint = _Endpoint(aos)
-    _endpoints[id(aos)] = (aos, endpoint)
+    endpoint: _Endpoint | None = aos.resources.get(_RESOURCE)
+    if endpoint is not None and endpoint.loop is asyncio.get_running_loop():
+        return endpoint
+    endpoint = aos.resources[_RESOURCE] = _Endpoint(aos)
     aos.on_shutdown(lambda: close_mcp_http(aos))
     await endpoint.ready()
     return endpoint
@@ -208,9 +207,9 @@ async def _endpoint(aos: AgentOperatingSystem) -> _Endpoint:
 
 async def close_mcp_http(aos: AgentOperatingSystem) -> None:
     """Stop the in-process endpoint of `aos` (its shutdown does this); a no-op if none runs."""
-    entry = _endpoints.pop(id(aos), None)
-    if entry is not None:
-        await entry[1].close()
+    endpoint = aos.resources.pop(_RESOURCE, None)
+    if endpoint is not None:
+        await endpoint.close()
 
 
 async def handle_mcp_http(aos: AgentOperatingSystem, method: str, path: str, headers: Mapping[str, str],

@@ -1,4 +1,4 @@
-"""`/api/mcp` as an operation of the host-neutral API (`aos_core.api`), added on import.
+"""The handler of `/api/mcp` (declared in `services.mcp.operations`).
 
 The `mcp` package is imported on the first MCP request, not when the app starts, so cold start stays cheap.
 The host has checked the function key; the MCP server checks each tool against the caller's roles.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aos_core import api
-from aos_core import api_models as m
 
 if TYPE_CHECKING:
     from aos_core.auth import Caller
@@ -31,18 +30,3 @@ async def mcp(aos: AgentOperatingSystem, request: api.ApiRequest, caller: Caller
         detail = body.decode("utf-8", "replace").strip() or "the MCP endpoint refused the request"
         return api.Problem(status, "MCP request refused", detail).response()
     return api.ApiResponse(status, body, headers, media or "application/json")
-
-
-api.register_operations({"mcp": api.Operation(mcp, "reader", has_body=True)})
-_JSON_OR_PROBLEM = {"content": {"application/json": {"schema": {"type": "object"}},
-                                 "application/problem+json": {"schema": m.ref("Problem")}}}
-m.register_paths({"/api/mcp": {"post": {
-    "operationId": "mcp", "summary": "The OS as an MCP server (streamable HTTP, stateless, JSON responses)",
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-    "responses": {"200": {"description": "a JSON-RPC response",
-                          "content": {"application/json": {"schema": {"type": "object"}}}},
-                  "202": {"description": "a notification was accepted"},
-                  # The MCP server answers bad JSON-RPC with a JSON-RPC error; the API layer with a problem.
-                  **{str(code): {"description": title, **_JSON_OR_PROBLEM}
-                     for code, title in ((400, "Bad request"), (401, "Unauthorized"), (403, "Forbidden"),
-                                         (406, "Not acceptable"), (413, "Body too large"))}}}}}, [])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from services.messaging.message_bus import MessageBus, Subscription
-from services.messaging.sqlite_bus import SqliteEventBus
+from aos_core.lazy import lazy_exports
 
-__all__ = ["MessageBus", "SqliteEventBus", "Subscription"]
+_HOMES = {
+    "MessageBus": "services.messaging.message_bus",
+    "Subscription": "services.messaging.message_bus",
+    "SqliteEventBus": "services.messaging.sqlite_bus",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

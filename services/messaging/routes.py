@@ -1,4 +1,4 @@
-"""HTTP operation for dead letters, added to the host-neutral API (`aos_core.api`) on import.
+"""The handler of the dead-letter operation (declared in `services.messaging.operations`).
 
 `GET /api/deadletters`: the Service Bus messages that could never become events, as the topic triggers
 recorded them (`services.messaging.topic_trigger`), in key order, paged with `after` (the last id seen).
@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from aos_core import api
-from aos_core import api_models as m
 from aos_core.event_records import DEADLETTERS
 
 if TYPE_CHECKING:
@@ -56,14 +55,3 @@ async def list_deadletters(aos: AgentOperatingSystem, request: api.ApiRequest, c
     items = [_dead_letter(doc.key, doc.value) for doc in docs]
     next_url = f"/api/deadletters?after={items[-1].id}&limit={limit}" if len(items) == limit else None
     return api.ApiResponse(200, DeadLetterList(deadletters=items, next=next_url).model_dump(mode="json"))
-
-
-api.register_operations({"list_deadletters": api.Operation(list_deadletters, "reader")})
-m.register_paths({"/api/deadletters": {"get": {
-    "operationId": "list_deadletters", "summary": "Messages that could never become events, with the reason",
-    "parameters": [{"name": "after", "in": "query", "required": False,
-                    "schema": {"type": "string", "pattern": "^[0-9a-f]{1,64}$"}},
-                   {"name": "limit", "in": "query", "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
-    "responses": {**m.ok(200, "dead letters in key order", DeadLetterList), **m.problems(400, 401, 403)}}}},
-    [DeadLetter, DeadLetterList])

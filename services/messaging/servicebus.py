@@ -55,30 +55,6 @@ def to_message(event: Event, *, session_id: str | None = None) -> ServiceBusMess
     )
 
 
-def _client_key(connection: ServiceBusConnection) -> tuple[str, str]:
-    return connection.name, connection.connection_string or connection.namespace or ""
-
-
-_clients: dict[tuple[str, str], Any] = {}
-
-
-def servicebus_client(connection: ServiceBusConnection, **kwargs: Any) -> Any:
-    """The process's one `ServiceBusClient` for `connection` (an AMQP connection is expensive; share it)."""
-    key = _client_key(connection)
-    client = _clients.get(key)
-    if client is None:
-        client = _clients[key] = connection.client(**kwargs)
-    return client
-
-
-async def close_clients() -> None:
-    """Close every cached client (worker shutdown, tests)."""
-    clients = list(_clients.values())
-    _clients.clear()
-    for client in clients:
-        await client.close()
-
-
 class ServiceBusSender:
     """Sends events to topics in as few batches as fit, with one sender link per topic kept open."""
 
@@ -167,12 +143,16 @@ class ServiceBusEventBus:
         self.connection = connection
         self._sender = sender
         self._clock = clock
+        self._client: Any = None  # this bus's own AMQP connection, opened on the first send
 
     @property
     def sender(self) -> ServiceBusSender:
         if self._sender is None:
-            client = servicebus_client(self.connection)
-            self._sender = ServiceBusSender(client, namespace=self.connection.namespace or "", clock=self._clock)
+            # One client per bus, and the kernel keeps one bus: an AMQP connection is expensive, so it is shared
+            # by every send of the kernel and closed with it.
+            self._client = self.connection.client()
+            self._sender = ServiceBusSender(self._client, namespace=self.connection.namespace or "",
+                                            clock=self._clock)
         return self._sender
 
     async def create_subscription(self, topic: str, name: str, *, filter: SubscriptionFilter | None = None,
@@ -214,6 +194,9 @@ class ServiceBusEventBus:
         raise self._receive_side("conversation")
 
     async def close(self) -> None:
-        """Close this bus's sender links; the process-wide client stays for the next bus (see close_clients)."""
+        """Close this bus's sender links and the client it opened."""
         if self._sender is not None:
             await self._sender.close()
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()

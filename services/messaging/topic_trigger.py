@@ -14,15 +14,15 @@ import logging
 from typing import Any
 
 from aos_core.errors import NotFoundError
-from aos_core.runtime import with_aos
 from services.messaging.cloudevents_amqp import InvalidMessage, event_from_message
 
 log = logging.getLogger("aos.servicebus")
 
 
-async def receive_topic_message(message: Any, *, direct: bool = False) -> dict[str, Any]:
-    """Handle one `azure.functions.ServiceBusMessage`; returns the event's record as a dict, or for a message
-    that was dead-lettered `{"message_id", "status": "deadlettered", "reason"}`.
+async def receive_topic_message(aos: Any, message: Any, *, direct: bool = False) -> dict[str, Any]:
+    """Handle one `azure.functions.ServiceBusMessage` with the kernel `aos` (the trigger hands it over);
+    returns the event's record as a dict, or for a message that was dead-lettered
+    `{"message_id", "status": "deadlettered", "reason"}`.
 
     `direct`: it came from the messages topic, and goes to the agent named by the event's subject; otherwise
     from the events topic, routed by subscriptions.
@@ -35,20 +35,15 @@ async def receive_topic_message(message: Any, *, direct: bool = False) -> dict[s
         if direct and not event.subject:
             raise InvalidMessage("a direct message needs the target agent id as its subject")
     except InvalidMessage as exc:
-        reason = str(exc)
-        return await with_aos(lambda aos: _dead_letter(aos, message, _topic(aos, direct), reason))
-
-    async def submit(aos: Any) -> dict[str, Any]:
-        topic = _topic(aos, direct)
-        try:
-            record = await aos.submit(event, topic=topic, to_agent=event.subject if direct else None)
-        except NotFoundError as exc:  # no agent of that id: another delivery cannot change that
-            if not direct:
-                raise
-            return await _dead_letter(aos, message, topic, f"unknown agent: {exc}")
-        return record.to_dict()
-
-    return await with_aos(submit)
+        return await _dead_letter(aos, message, _topic(aos, direct), str(exc))
+    topic = _topic(aos, direct)
+    try:
+        record = await aos.submit(event, topic=topic, to_agent=event.subject if direct else None)
+    except NotFoundError as exc:  # no agent of that id: another delivery cannot change that
+        if not direct:
+            raise
+        return await _dead_letter(aos, message, topic, f"unknown agent: {exc}")
+    return record.to_dict()
 
 
 def _topic(aos: Any, direct: bool) -> str:

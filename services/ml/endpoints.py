@@ -18,7 +18,7 @@ from aos_core.ports import Clock, SecretStore
 from services.ml import telemetry
 from services.ml.chat import ChatRequest, ChatResult, openai_body, parse_openai
 from services.ml.reasoner import ReasoningRequest, ReasoningResult, clip
-from services.reliability import CircuitBreaker, get_breaker, is_transient, retry_async, with_timeout
+from services.reliability import CircuitBreaker, is_transient, retry_async, with_timeout
 
 if TYPE_CHECKING:
     import httpx
@@ -80,7 +80,7 @@ class RemoteReasoner:
         self._timer: Clock = clock or SystemClock()
         self.sleep = sleep
         # One breaker per endpoint URL for the whole process; the name carries no key or query string.
-        self.breaker = breaker or get_breaker(f"ml:{url.split('?', 1)[0]}", clock=clock)
+        self.breaker = breaker or CircuitBreaker(name=f"ml:{url.split('?', 1)[0]}", clock=clock)
         self._client = client
         self._own_client = client is None
 

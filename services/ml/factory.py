@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aos_core.config import AOSConfig, MLSettings
+from aos_core.config import MLSettings
 from aos_core.errors import ConfigError
 from aos_core.ports import Clock, SecretStore
 from services.ml.cache import CachedReasoner, ResponseCache
 from services.ml.chat import parse_tool_rules
 from services.ml.reasoner import InvalidRequestError, Reasoner, RuleBasedReasoner
 
-_default: CachedReasoner | None = None
-_lock = threading.Lock()  # the build is synchronous: no await while holding it
+if TYPE_CHECKING:
+    from services.reliability import BreakerRegistry
 
 
-def build_reasoner(settings: MLSettings, *, secrets: SecretStore | None = None,
-                   clock: Clock | None = None) -> CachedReasoner:
-    """`local` (rule-based), `azureml` or `openai` per `ml.reasoner`, behind a ResponseCache sized by config."""
+def build_reasoner(settings: MLSettings, *, secrets: SecretStore | None = None, clock: Clock | None = None,
+                   breakers: BreakerRegistry | None = None) -> CachedReasoner:
+    """`local` (rule-based), `azureml` or `openai` per `ml.reasoner`, behind a ResponseCache sized by config;
+    the endpoint's breaker is the one `breakers` (the kernel's) keeps for it, else a breaker of its own."""
     inner: Reasoner
     if settings.reasoner == "local":
         try:
@@ -29,11 +29,11 @@ def build_reasoner(settings: MLSettings, *, secrets: SecretStore | None = None,
         if not settings.endpoint_url:
             raise ConfigError(f"ml.endpoint_url: required when ml.reasoner is {settings.reasoner!r}")
         from services.ml.endpoints import AzureMLEndpointReasoner, AzureOpenAIChatReasoner, OpenAIChatReasoner
-        from services.reliability import get_breaker
+        from services.reliability import BreakerRegistry
 
         name = f"ml:{settings.endpoint_url.split('?', 1)[0]}"
-        breaker = get_breaker(name, failure_threshold=settings.breaker_failures, timeout=settings.breaker_timeout,
-                              clock=clock)
+        breaker = (breakers or BreakerRegistry()).get(name, failure_threshold=settings.breaker_failures,
+                                                      timeout=settings.breaker_timeout, clock=clock)
         common: dict[str, Any] = {"secrets": secrets, "key_secret": settings.api_key_secret,
                                   "deployment": settings.deployment, "timeout": settings.timeout,
                                   "attempts": settings.attempts, "breaker": breaker, "clock": clock}
@@ -44,24 +44,3 @@ def build_reasoner(settings: MLSettings, *, secrets: SecretStore | None = None,
             inner = cls(settings.endpoint_url, **common)
     cache = ResponseCache(max_entries=settings.cache_max_entries, ttl=settings.cache_ttl, clock=clock)
     return CachedReasoner(inner, cache, clock=clock)
-
-
-async def default_reasoner() -> CachedReasoner:
-    """The process-wide reasoner built from `AOSConfig().ml` on first use (agents call this)."""
-    global _default
-    with _lock:
-        if _default is None:
-            config = AOSConfig()
-            secrets = None
-            if config.ml.api_key_secret:
-                from aos_core.runtime import build_secret_store
-
-                secrets = build_secret_store(config)
-            _default = build_reasoner(config.ml, secrets=secrets)
-        return _default
-
-
-def set_default_reasoner(reasoner: CachedReasoner | None) -> None:
-    """Replace the process-wide reasoner (tests; a host that builds its own)."""
-    global _default
-    _default = reasoner

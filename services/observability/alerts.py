@@ -89,7 +89,7 @@ class HealthSnapshot:
     events_failed: int = 0
     dead_letters: Mapping[str, int] = field(default_factory=dict)  # "topic/subscription" -> depth
     agents: Mapping[str, str] = field(default_factory=dict)  # agent id -> lifecycle state
-    breakers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # reliability.breaker_states()
+    breakers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # aos.breakers.states()
 
 
 class AlertEvaluator:
@@ -191,8 +191,6 @@ class KernelAlerts:
         for doc in poison:
             name = f"{doc.value.get('topic', '?')}/runtime"
             dead[name] = dead.get(name, 0) + 1
-        from aos_core.runtime import dependency_health
-
         snapshot = HealthSnapshot(events_processed=processed - last_processed, events_failed=failed - last_failed,
-                                  dead_letters=dead, agents=agents, breakers=dependency_health())
+                                  dead_letters=dead, agents=agents, breakers=aos.breakers.states())
         return await self.evaluator.evaluate(snapshot)

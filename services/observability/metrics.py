@@ -95,14 +95,13 @@ def gauge(name: str, read: Callable[[], Mapping[tuple[tuple[str, str], ...], flo
 
 def register_gauges(*, agents_by_state: Callable[[], Mapping[str, int]] | None = None,
                     dead_letters: Callable[[], Mapping[tuple[str, str], int]] | None = None,
-                    breakers: bool = True) -> None:
-    """The standard AOS gauges. Callbacks run on the exporter's thread: return cached numbers, do no I/O."""
+                    breakers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None) -> None:
+    """The standard AOS gauges (`breakers`: e.g. a kernel's `aos.breakers.states`). Callbacks run on the
+    exporter's thread: return cached numbers, do no I/O."""
     if agents_by_state is not None:
         gauge(AGENTS_BY_STATE, lambda: {(("state", state),): n for state, n in agents_by_state().items()})
     if dead_letters is not None:
         gauge(DEAD_LETTERS, lambda: {(("topic", t), ("subscription", s)): n for (t, s), n in dead_letters().items()})
-    if breakers:
-        from services.reliability import breaker_states
-
+    if breakers is not None:
         gauge(BREAKER_STATE, lambda: {(("name", name),): _BREAKER_VALUE[snap["state"]]
-                                      for name, snap in breaker_states().items()})
+                                      for name, snap in breakers().items()})

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from services.reliability.breaker import (
-    CircuitBreaker,
-    CircuitOpenError,
-    breaker_states,
-    clear_breakers,
-    get_breaker,
-)
+from services.reliability.breaker import BreakerRegistry, CircuitBreaker, CircuitOpenError
 from services.reliability.idempotency import (
     IdempotencyInProgress,
     IdempotencyMismatch,
@@ -21,6 +15,7 @@ from services.reliability.state_machine import InvalidTriggerError, StateMachine
 from services.reliability.timeouts import OperationTimeoutError, with_timeout
 
 __all__ = [
+    "BreakerRegistry",
     "CircuitBreaker",
     "CircuitOpenError",
     "IdempotencyInProgress",
@@ -30,9 +25,6 @@ __all__ = [
     "OperationTimeoutError",
     "StateMachine",
     "StoredResponse",
-    "breaker_states",
-    "clear_breakers",
-    "get_breaker",
     "is_transient",
     "request_hash",
     "retry_async",

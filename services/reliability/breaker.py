@@ -1,9 +1,9 @@
 """One circuit breaker per dependency: closed -> open after N failures -> half-open after a timeout -> closed.
 
 Every adapter that calls something that can be down (Service Bus, Blob Storage, Key Vault, an MCP server)
-wraps the call in the breaker named after that dependency, taken from the process-wide registry
-(`get_breaker("servicebus")`), so all callers share one view of its health and the health route can show
-it (`breaker_states()`). Time comes from an aos_core Clock, so tests drive it with ManualClock.
+wraps the call in the breaker named after that dependency, taken from its kernel's registry
+(`aos.breakers.get("servicebus")`), so all callers share one view of its health and the health route can
+show it (`aos.breakers.states()`). Time comes from an aos_core Clock, so tests drive it with ManualClock.
 """
 
 from __future__ import annotations
@@ -199,29 +199,27 @@ class CircuitBreaker:
         return f"CircuitBreaker({self.name!r}, state={self.state!r})"
 
 
-# --- the process-wide registry ---------------------------------------------------------------------
-
-_registry: dict[str, CircuitBreaker] = {}
-_registry_lock = threading.Lock()
+# --- the breakers of one kernel ---------------------------------------------------------------------
 
 
-def get_breaker(name: str, **kwargs: Any) -> CircuitBreaker:
-    """The one breaker for dependency `name`, created with `kwargs` on first use (later kwargs are ignored)."""
-    with _registry_lock:
-        breaker = _registry.get(name)
-        if breaker is None:
-            breaker = _registry[name] = CircuitBreaker(name=name, **kwargs)
-        return breaker
+class BreakerRegistry:
+    """One breaker per dependency name, shared by everything one kernel runs (its agents, reasoner, MCP
+    clients); the health route and the breaker-state gauge read them. The kernel owns one (`aos.breakers`)."""
 
+    def __init__(self) -> None:
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
 
-def breaker_states() -> dict[str, dict[str, Any]]:
-    """`{name: snapshot}` of every registered breaker, for the health route and the breaker-state gauge."""
-    with _registry_lock:
-        breakers = list(_registry.values())
-    return {b.name: b.snapshot() for b in breakers}
+    def get(self, name: str, **kwargs: Any) -> CircuitBreaker:
+        """The breaker for dependency `name`, created with `kwargs` on first use (later kwargs are ignored)."""
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                breaker = self._breakers[name] = CircuitBreaker(name=name, **kwargs)
+            return breaker
 
-
-def clear_breakers() -> None:
-    """Forget every registered breaker (tests; a new app configuration)."""
-    with _registry_lock:
-        _registry.clear()
+    def states(self) -> dict[str, dict[str, Any]]:
+        """`{name: snapshot}` of every breaker, for the health route and the breaker-state gauge."""
+        with self._lock:
+            breakers = list(self._breakers.values())
+        return {b.name: b.snapshot() for b in breakers}

@@ -20,9 +20,8 @@ from datetime import timedelta
 from typing import Any
 
 from aos_core.workflow import WorkflowDefinition, WorkflowStep
+from services.workflows.names import ACTIVITY
 
-ORCHESTRATOR = "aos_workflow"
-ACTIVITY = "aos_workflow_step"
 WAIT = "wait"  # a step kind of the orchestration itself: no activity, an external event or its deadline
 RETRY_INTERVAL_MS = 500
 

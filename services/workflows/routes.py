@@ -1,4 +1,4 @@
-"""HTTP operations for workflows run as Durable orchestrations, added to the host-neutral API on import.
+"""The handlers of the workflow operations (declared in `services.workflows.operations`).
 
 `POST /api/workflows` starts one (`{"id"?, "name", "steps", "input"}` -> 202 with `Location:
 /api/workflows/{id}`), `GET /api/workflows/{id}` is its status, custom status, output and each step's state,
@@ -18,7 +18,6 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aos_core import api
-from aos_core import api_models as m
 from aos_core.errors import ConflictError, NotFoundError
 from aos_core.workflow import WorkflowDefinition, WorkflowStep
 from services.dispatch.durable import call_client
@@ -154,38 +153,3 @@ async def terminate_workflow(aos: AgentOperatingSystem, request: api.ApiRequest,
     if aos.audit is not None:
         await aos.audit.append(caller.name, "workflow.terminated", f"workflow/{workflow_id}", {"reason": reason})
     return _accepted(workflow_id, "terminating")
-
-
-api.register_operations({
-    "start_workflow": api.Operation(start_workflow, "operator", has_body=True),
-    "get_workflow": api.Operation(get_workflow, "reader"),
-    "raise_workflow_event": api.Operation(raise_workflow_event, "operator", has_body=True),
-    "terminate_workflow": api.Operation(terminate_workflow, "operator"),
-})
-
-_WORKFLOW_ID = {"name": "workflow_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": _ID}}
-_ACCEPTED = {"202": {**m.ok(202, "accepted", WorkflowAccepted)["202"],
-                     "headers": {"Location": {"schema": {"type": "string"}}}}}
-m.register_paths({
-    "/api/workflows": {"post": {
-        "operationId": "start_workflow", "summary": "Start a workflow (a Durable orchestration); idempotent by id",
-        "requestBody": m.json_body(WorkflowStart),
-        "responses": {**m.links(_ACCEPTED, 202, GetWorkflow=("get_workflow", {"workflow_id": "$response.body#/id"}),
-                                RaiseWorkflowEvent=("raise_workflow_event", {"workflow_id": "$response.body#/id"}),
-                                TerminateWorkflow=("terminate_workflow", {"workflow_id": "$response.body#/id"})),
-                      **m.problems(400, 401, 403, 409, 413, 503)}}},
-    "/api/workflows/{workflow_id}": {
-        "parameters": [_WORKFLOW_ID],
-        "get": {"operationId": "get_workflow", "summary": "A workflow's status, steps and output",
-                "responses": {**m.ok(200, "the workflow", WorkflowStatus), **m.problems(400, 401, 403, 404, 503)}},
-        "delete": {"operationId": "terminate_workflow", "summary": "Terminate a running workflow",
-                   "parameters": [{"name": "reason", "in": "query", "required": False,
-                                   "schema": {"type": "string", "maxLength": 500}}],
-                   "responses": {**_ACCEPTED, **m.problems(400, 401, 403, 404, 409, 503)}}},
-    "/api/workflows/{workflow_id}/events/{name}": {"post": {
-        "operationId": "raise_workflow_event", "summary": "Raise an external event a `wait` step waits for",
-        "parameters": [_WORKFLOW_ID, {"name": "name", "in": "path", "required": True,
-                                      "schema": {"type": "string", "pattern": _EVENT}}],
-        "requestBody": {"required": False, "content": {"application/json": {"schema": {}}}},
-        "responses": {**_ACCEPTED, **m.problems(400, 401, 403, 404, 409, 413, 503)}}},
-}, [WorkflowStart, WorkflowStatus, WorkflowAccepted, StepState], requests=(WorkflowStart,))

@@ -13,7 +13,7 @@ from typing import Any
 from aos_core.errors import AgentUnavailableError, ConflictError
 from aos_core.ports import StateStore
 from services.dispatch.durable import DurableEntityDispatcher, call_client, current_binding
-from services.workflows.orchestrator import ORCHESTRATOR
+from services.workflows.names import ORCHESTRATOR
 
 RECORDS = "orchestrations/"
 Binding = tuple[Any, Any]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ from services.governance import PolicyEngine
 from services.ml.chat import ChatRequest, ChatResult
 from services.ml.endpoints import OpenAIChatReasoner
 from services.ml.local_server import LocalScoringServer
-from services.reliability import clear_breakers
 from services.storage.sqlite import SqliteStateStore
 from tests.support.agents import Thinker
 from tests.support.chat_server import chat_server
@@ -55,12 +54,6 @@ class CrashOnce:
     async def close(self) -> None:
         await self.inner.close()
 
-
-@pytest.fixture(autouse=True)
-def _breakers() -> Iterator[None]:
-    clear_breakers()
-    yield
-    clear_breakers()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sys
 import threading
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,3 +168,27 @@ def test_outside_a_functions_worker_nothing_is_tagged() -> None:
     assert "azure_functions_worker.dispatcher" not in sys.modules
     assert runtime.caller_invocation_id() is None
     assert runtime.run_with_aos(lambda aos: asyncio.sleep(0, "ok")) == "ok"
+
+
+async def test_a_server_without_a_store_uses_the_kernel_initialized_in_its_own_context(tmp_path: Path) -> None:
+    # No process-wide default: two kernels started in two tasks each hand their own store to the servers
+    # created there, and after a kernel shuts down nothing keeps pointing at its store.
+    from aos_core.config import AOSConfig
+    from aos_core.kernel import AgentOperatingSystem
+    from aos_core.runtime import context_store
+    from services.context import ContextMCPServer
+
+    async def kernel_and_server(name: str) -> tuple[object, object]:
+        aos = AgentOperatingSystem(AOSConfig(storage={"backend": "memory"}, data_dir=tmp_path / name))
+        await aos.initialize()
+        await asyncio.sleep(0)  # let the other task initialize its kernel meanwhile
+        server = ContextMCPServer("probe")
+        await server.initialize()
+        stores = (aos.store, server.store)
+        await aos.shutdown()
+        assert context_store() is None
+        return stores
+
+    (store_a, server_a), (store_b, server_b) = await asyncio.gather(kernel_and_server("a"), kernel_and_server("b"))
+    assert server_a is store_a and server_b is store_b and store_a is not store_b
+    assert context_store() is None  # the tasks' contexts were their own

@@ -23,8 +23,6 @@ from services.messaging.servicebus import (
     BusUnavailableError,
     ServiceBusEventBus,
     ServiceBusSender,
-    close_clients,
-    servicebus_client,
     to_message,
 )
 from services.storage.connections import resolve_servicebus_connection
@@ -124,27 +122,29 @@ async def test_unreachable_namespace_with_the_real_client() -> None:
         port = sock.getsockname()[1]  # nothing listens here once the socket closes
     conn = resolve_servicebus_connection("SB", {"SB": f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=k;"
                                                       "SharedAccessKey=v;UseDevelopmentEmulator=true"})
-    client = servicebus_client(conn, retry_total=0)
+    client = conn.client(retry_total=0)
     try:
         bus = ServiceBusEventBus(conn, sender=ServiceBusSender(client, attempts=1))
         with pytest.raises(BusUnavailableError, match="unreachable"):
             await bus.publish("agent.events", order(1))
         await bus.close()
     finally:
-        await close_clients()
+        await client.close()
 
 
-async def test_one_client_per_process_and_receive_side_is_the_trigger() -> None:
+async def test_one_client_per_bus_closed_with_it_and_receive_side_is_the_trigger() -> None:
     conn = resolve_servicebus_connection("ServiceBusConnection", {"ServiceBusConnection": CONN})
+    bus_a, bus_b = ServiceBusEventBus(conn), ServiceBusEventBus(conn)
     try:
-        assert servicebus_client(conn) is servicebus_client(conn)
-        bus_a, bus_b = ServiceBusEventBus(conn), ServiceBusEventBus(conn)
-        assert bus_a.sender._client is bus_b.sender._client
+        assert bus_a.sender._client is bus_a.sender._client  # every send of one bus (one kernel) shares it
+        assert bus_a.sender._client is not bus_b.sender._client  # another kernel's bus has its own
         await bus_a.create_subscription("agent.events", "all")  # provisioned by infra: nothing to do
         with pytest.raises(NotImplementedError, match="Functions Service Bus trigger"):
             await bus_a.receive("agent.events", "all")
     finally:
-        await close_clients()
+        await bus_a.close()
+        await bus_b.close()
+    assert bus_a._client is None
 
 
 async def test_build_event_bus_resolves_the_connection_at_start(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from aos_core import AOSConfig
 from aos_core.errors import ConfigError, NotFoundError
 from aos_core.testing import ManualClock
 from services.mcp.client import McpClients, McpConnectionError, McpServerSpec, McpToolError
-from services.reliability import CircuitOpenError, OperationTimeoutError, clear_breakers
+from services.reliability import CircuitOpenError, OperationTimeoutError
 from services.secrets import EnvironmentSecretStore
 from tests.services.mcp.conftest import serve
 
@@ -25,12 +25,6 @@ TOOL_SERVER = str(Path(__file__).with_name("tool_server.py"))
 def stdio(name: str = "tools", *extra: str, **settings: Any) -> McpServerSpec:
     return McpServerSpec(name=name, command=sys.executable, args=[TOOL_SERVER, *extra], **settings)
 
-
-@pytest.fixture(autouse=True)
-def _breakers() -> Iterator[None]:
-    clear_breakers()  # breakers are process-wide by name
-    yield
-    clear_breakers()
 
 
 @pytest.fixture

@@ -69,3 +69,18 @@ async def test_bad_requests_are_4xx_and_the_endpoint_keeps_serving(kernel: Agent
     assert status == 200 and answer["result"]["isError"] is True
     status, answer = await rpc(kernel, "tools/list")
     assert status == 200
+
+
+async def test_each_kernel_has_its_own_endpoint_stopped_with_it(kernel: AgentOperatingSystem, tmp_path: Any) -> None:
+    # The endpoint is kept by its kernel, not by the process: a second kernel (the standby loop's, a test's)
+    # gets its own, and shutting one kernel down leaves the other serving.
+    from aos_core.config import AOSConfig
+    from services.storage import InMemoryStateStore
+
+    other = AgentOperatingSystem(AOSConfig(data_dir=tmp_path / "other"), store=InMemoryStateStore())
+    await other.initialize()
+    assert (await rpc(kernel, "tools/list"))[0] == 200 and (await rpc(other, "tools/list"))[0] == 200
+    assert kernel.resources["mcp.http_endpoint"] is not other.resources["mcp.http_endpoint"]
+    await other.shutdown()
+    assert "mcp.http_endpoint" not in other.resources
+    assert (await rpc(kernel, "tools/list"))[0] == 200

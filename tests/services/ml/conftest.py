@@ -5,7 +5,6 @@ from collections.abc import Iterator
 import pytest
 
 from services.ml.local_server import LocalScoringServer
-from services.reliability import clear_breakers
 
 API_KEY = "test-endpoint-key"
 
@@ -16,9 +15,3 @@ def scoring_server() -> Iterator[LocalScoringServer]:
     with LocalScoringServer(api_key=API_KEY) as server:
         yield server
 
-
-@pytest.fixture(autouse=True)
-def _fresh_breakers() -> Iterator[None]:
-    clear_breakers()
-    yield
-    clear_breakers()

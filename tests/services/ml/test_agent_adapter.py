@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from agents import PurposeDrivenAgent
-from aos_core.config import MLSettings
+from aos_core.config import AOSConfig, MLSettings
 from aos_core.errors import ConfigError
+from aos_core.kernel import AgentOperatingSystem
 from services.ml import AdapterRegistry, CachedReasoner, RuleBasedReasoner
-from services.ml.factory import build_reasoner, default_reasoner, set_default_reasoner
+from services.ml.factory import build_reasoner
 from services.storage import InMemoryStateStore
 
 
@@ -42,14 +43,17 @@ async def test_promotion_and_rollback_take_effect_on_the_next_call() -> None:
     assert agent.describe()["adapter_name"] == "ceo"
 
 
-async def test_default_reasoner_comes_from_config() -> None:
-    set_default_reasoner(None)
-    try:
-        reasoner = await default_reasoner()
-        assert isinstance(reasoner.inner, RuleBasedReasoner)
-        assert reasoner is await default_reasoner()
-    finally:
-        set_default_reasoner(None)
+async def test_agents_reason_with_their_kernels_reasoner_built_from_the_kernels_config() -> None:
+    aos = AgentOperatingSystem(AOSConfig(storage={"backend": "memory"}, messaging={"backend": "sqlite"},
+                                         ml={"cache_max_entries": 7}))
+    assert isinstance(aos.reasoner.inner, RuleBasedReasoner) and aos.reasoner is aos.reasoner
+    assert aos.reasoner.cache.max_entries == 7  # the kernel's settings, not a fresh AOSConfig() from the environment
+    store = InMemoryStateStore()
+    bound, alone = CEOAgent(), CEOAgent()
+    bound.bind(store, host=aos)
+    assert bound.own_reasoner() is aos.reasoner
+    alone.bind(store)
+    assert alone.own_reasoner() is not aos.reasoner and alone.own_reasoner() is alone.own_reasoner()
 
 
 def test_remote_reasoner_needs_an_endpoint_url() -> None:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from aos_core.testing import ManualClock
 from services.observability import configure_logging, correlation, metrics, tracing
-from services.reliability import CircuitBreaker, clear_breakers, get_breaker
+from services.reliability import BreakerRegistry, CircuitBreaker
 
 
 @pytest.fixture
@@ -21,11 +21,9 @@ def reader() -> Iterator[InMemoryMetricReader]:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     metrics.use_meter_provider(provider)
-    clear_breakers()
     yield reader
     metrics.use_meter_provider(None)
     provider.shutdown()
-    clear_breakers()
 
 
 def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], Any]]]:
@@ -49,9 +47,10 @@ async def test_counters_histograms_and_gauges(reader: InMemoryMetricReader) -> N
     metrics.histogram(metrics.HANDLING_DURATION, 0.25, type="order.created")
     metrics.histogram(metrics.HANDLING_DURATION, 0.75, type="order.created")
     states = {"running": 3, "failed": 1}
+    breakers = BreakerRegistry()
     metrics.register_gauges(agents_by_state=lambda: states,
-                            dead_letters=lambda: {("agent.events", "kernel"): 4})
-    breaker = get_breaker("servicebus", failure_threshold=1, clock=ManualClock())
+                            dead_letters=lambda: {("agent.events", "kernel"): 4}, breakers=breakers.states)
+    breaker = breakers.get("servicebus", failure_threshold=1, clock=ManualClock())
     assert isinstance(breaker, CircuitBreaker)
     breaker.on_failure()
     got = points(reader)

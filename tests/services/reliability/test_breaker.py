@@ -1,24 +1,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from aos_core.errors import AgentUnavailableError
 from aos_core.testing import ManualClock
-from services.reliability import CircuitBreaker, CircuitOpenError, breaker_states, clear_breakers, get_breaker
+from services.reliability import BreakerRegistry, CircuitBreaker, CircuitOpenError
 
 
 class Down(Exception):
     pass
-
-
-@pytest.fixture(autouse=True)
-def _empty_registry() -> Iterator[None]:
-    clear_breakers()
-    yield
-    clear_breakers()
 
 
 async def fail() -> None:
@@ -156,12 +148,14 @@ def test_sync_calls_share_the_breaker() -> None:
 
 async def test_registry_has_one_breaker_per_dependency_and_reports_states() -> None:
     clock = ManualClock()
-    a = get_breaker("servicebus", failure_threshold=1, expected_exception=Down, clock=clock)
-    assert get_breaker("servicebus") is a
-    get_breaker("blob", clock=clock)
+    breakers = BreakerRegistry()
+    a = breakers.get("servicebus", failure_threshold=1, expected_exception=Down, clock=clock)
+    assert breakers.get("servicebus") is a
+    breakers.get("blob", clock=clock)
     with pytest.raises(Down):
         await a.call(fail)
-    states = breaker_states()
+    assert BreakerRegistry().states() == {}  # another kernel's registry knows none of them
+    states = breakers.states()
     assert set(states) == {"servicebus", "blob"}
     assert states["servicebus"]["state"] == "open"
     assert states["servicebus"]["last_error"] == "Down"
