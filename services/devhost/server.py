@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from aos_core import strict_json
 from aos_core.clock import SystemClock
@@ -79,7 +80,9 @@ class DevHost:
         self.timers = Timers(timer_triggers(functions), self.db, self.invoker, self.clock, self.extra_inputs,
                              leases=self.leases)
         self._resumes: set[asyncio.Task[None]] = set()
-        self.app = Starlette(routes=[
+        prefix = f"/{settings.route_prefix}".lower() if settings.route_prefix else None
+        self._function_prefix = prefix + "/" if prefix else None
+        self.host_app = Starlette(routes=[
             Route("/", self._root),
             Route("/admin", self._admin_page),
             Route("/admin/status", self._admin_status),
@@ -88,6 +91,29 @@ class DevHost:
             Route("/{path:path}", self._function, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
                                                             "OPTIONS"]),
         ], lifespan=self._lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:  # a plain function: ASGI 3 to uvicorn
+            await self._dispatch(scope, receive, send)
+
+        self.app = app
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app uvicorn serves. A request for an HTTP function (under the route prefix) goes straight to the
+        triggers: it is the hot path, and the host's own routes and middleware have nothing to add to it."""
+        if scope["type"] == "http" and self._function_prefix is not None:
+            raw = scope.get("raw_path") or scope["path"].encode()
+            if raw[:len(self._function_prefix)].decode("latin-1").lower() == self._function_prefix:
+                await self._serve_function(scope, receive, send)
+                return
+        await self.host_app(scope, receive, send)
+
+    async def _serve_function(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self._function(Request(scope, receive))
+        except Exception:  # a fault of the host itself: the same answer the host's other routes give
+            log.exception("serving %s %s failed", scope["method"], scope["path"])
+            response = problem(500, "Internal Server Error", "the local host failed; see its log")
+        await response(scope, receive, send)
 
     def extra_inputs(self, spec: FunctionSpec) -> dict[str, Any]:
         """Inputs besides the trigger: a binding JSON string per durableClient binding."""
