@@ -203,7 +203,8 @@ def wrk(url: str, script: str, seconds: float, connections: int, env: dict[str, 
     client = (client_after.ru_utime - client_before.ru_utime) + (client_after.ru_stime - client_before.ru_stime)
     server = cpu_seconds(server_pids) - server_before
     summary = json.loads(next(line for line in out.splitlines() if line.startswith("WRK "))[4:])
-    summary.update(client_cpu_s=round(client, 2), server_cpu_s=round(server, 2))
+    summary.update(client_cpu_s=round(client, 2), server_cpu_s=round(server, 2),
+                   server_cpu_us_per_request=round(server / max(1, summary["requests"]) * 1e6))
     bound = None
     if server <= 0 or client / server > CLIENT_SHARE_LIMIT:
         bound = f"client-bound: wrk used {client:.1f} CPU s, the servers {server:.1f}"
@@ -223,6 +224,28 @@ def host_env(tmp: Path) -> dict[str, str]:
     env.update({"AOS_CONFIG_DIR": str(tmp / "config"), "AOS_DEVHOST__FUNCTION_KEY": KEY,
                 "AOS_DEVHOST__MASTER_KEY": MASTER_KEY})
     return env
+
+
+def bare_round(metric: str, path: str, script: str, seconds: float, connections: int, env: dict[str, str]
+               ) -> tuple[float, str | None]:
+    """One wrk round against the bare Starlette app; its req/s and why it is client-bound (None if it is not)."""
+    port = free_port()
+    proc = start([sys.executable, "-c", BASELINE, str(port)], f"http://127.0.0.1:{port}/api/health")
+    try:
+        summary, bound = wrk(f"http://127.0.0.1:{port}{path}", script, seconds, connections, env, [proc.pid])
+        rps = summary["requests"] / summary["seconds"]
+        report(metric, rps, "req/s", bound, connections=connections, **summary)
+        return rps, bound
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def serve(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    """`aos serve` (one instance) of the real function_app over a fresh data folder in `tmp`."""
+    return start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
+                  "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=host_env(tmp),
+                 stdout=subprocess.DEVNULL)
 
 
 def instances(base: str) -> list[dict[str, Any]]:
@@ -278,19 +301,9 @@ def events_per_s(count: int, seconds: float, connections: int) -> None:
 def health(seconds: float, connections: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="aos-bench-http-health-"))
     env = {"AOS_BENCH_KEY": KEY}
+    baseline, bound = bare_round("baseline_rps", "/api/health", GET_LUA, seconds, connections, env)
     port = free_port()
-    proc = start([sys.executable, "-c", BASELINE, str(port)], f"http://127.0.0.1:{port}/api/health")
-    try:
-        summary, bound = wrk(f"http://127.0.0.1:{port}/api/health", GET_LUA, seconds, connections, env, [proc.pid])
-        baseline = summary["requests"] / summary["seconds"]
-        report("baseline_rps", baseline, "req/s", bound, connections=connections, **summary)
-    finally:
-        proc.terminate()
-        proc.wait(20)
-    port = free_port()
-    proc = start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
-                  "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=host_env(tmp),
-                 stdout=subprocess.DEVNULL)
+    proc = serve(tmp, port)
     try:
         summary, host_bound = wrk(f"http://127.0.0.1:{port}/api/health", GET_LUA, seconds, connections, env,
                                   [proc.pid])
@@ -339,20 +352,10 @@ def exactly_once(client: httpx.Client, before: dict[str, int], accepted: list[st
 
 def messages(seconds: float, connections: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="aos-bench-http-messages-"))
-    port = free_port()
-    proc = start([sys.executable, "-c", BASELINE, str(port)], f"http://127.0.0.1:{port}/api/health")
-    try:
-        summary, bound = wrk(f"http://127.0.0.1:{port}/api/post", POST_LUA, seconds, connections, {}, [proc.pid])
-        baseline = summary["requests"] / summary["seconds"]
-        report("baseline_post_rps", baseline, "req/s", bound, connections=connections, **summary)
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    baseline, bound = bare_round("baseline_post_rps", "/api/post", POST_LUA, seconds, connections, {})
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
-                  "--log-level", "warning"], f"{base}/api/health", cwd=ROOT, env=host_env(tmp),
-                 stdout=subprocess.DEVNULL)
+    proc = serve(tmp, port)
     try:
         with httpx.Client(base_url=base, headers={"x-functions-key": KEY}, timeout=60) as client:
             for i in range(AGENTS):  # live: registered and warmed by one applied message each
