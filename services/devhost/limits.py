@@ -48,22 +48,13 @@ async def read_body(request: Request, limit: int, seconds: float) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.strip().isdigit() and int(length) > limit:
         raise BodyRejected(413, "Payload Too Large", _too_large(limit))
-    if (length is None or length.strip() == "0") and "transfer-encoding" not in request.headers:
-        return b""  # HTTP/1.1: a request with neither header has no body; nothing to wait for
     body = bytearray()
-    receive = request.receive
     try:
         async with asyncio.timeout(seconds):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnect
-                chunk = message.get("body", b"")
+            async for chunk in request.stream():
                 if len(body) + len(chunk) > limit:
                     raise BodyRejected(413, "Payload Too Large", _too_large(limit))
                 body += chunk
-                if not message.get("more_body", False):
-                    break
     except TimeoutError:
         raise BodyRejected(408, "Request Timeout", f"the request body did not arrive within {seconds:g} s") from None
     except ClientDisconnect:  # nobody is left to read the answer: end the request quietly, not with a traceback

@@ -45,7 +45,6 @@ from services.messaging.sqlite_bus import SqliteEventBus
 from services.sqlite import SqliteDatabase
 
 log = logging.getLogger("aos.devhost")
-_WEBHOOK_BYTES = WEBHOOK_PATH.encode()
 _WEBHOOK_METHODS = ("GET", "POST", "DELETE", "PUT")
 
 
@@ -105,9 +104,6 @@ class DevHost:
         triggers: it is the hot path, and the host's own routes and middleware have nothing to add to it."""
         if scope["type"] == "http":
             raw = scope.get("raw_path") or scope["path"].encode()
-            if raw.startswith(_WEBHOOK_BYTES) and scope["method"] in _WEBHOOK_METHODS:  # every Durable signal
-                await self._serve(self._webhook, scope, receive, send)
-                return
             if self._function_prefix is not None and \
                     raw[:len(self._function_prefix)].decode("latin-1").lower() == self._function_prefix:
                 await self._serve(self._function, scope, receive, send)
