@@ -3,6 +3,12 @@
   baseline_rps          GET on a bare Starlette app on uvicorn answering the same small JSON as /api/health
   health_rps            GET /api/health through `aos serve` and the real function_app (one instance)
   health_vs_baseline    health_rps / baseline_rps (target >= 0.5)
+  baseline_post_rps     POST on the bare app, which reads the body and answers 202 with a small JSON
+  messages_rps          POST /api/agents/{id}/messages to 100 live tally agents, one new event id per request, each
+                        committed before its 202; with its p99 (target < 20 ms at 32 connections). Counted only when,
+                        afterwards, every agent's total grew by exactly the number of ids accepted for it (each
+                        accepted id applied once) and every request was answered 2xx
+  messages_vs_baseline  messages_rps / baseline_post_rps (target >= 0.25)
   events_per_s          end to end, for `aos serve --instances 1` and `--instances 2`: events POSTed to
                         /api/events in batches of 100 (unique ids) to 100 tally agents for the run's duration, counted
                         from the first request until every accepted event is applied by its agent's entity
@@ -41,6 +47,7 @@ MASTER_KEY = "bench-master-key"  # the host page (/admin/status) needs the maste
 ADMIN = {"x-functions-key": MASTER_KEY}
 AGENTS = 100
 BATCH = 100  # events per POST, as the events target counts them
+ROUNDS = ("health", "messages", "events")
 CLIENT_SHARE_LIMIT = 0.5  # wrk's CPU over the servers' CPU above which a figure is client-bound
 BASELINE = """
 from starlette.applications import Starlette
@@ -51,8 +58,58 @@ import uvicorn, sys
 async def health(request):
     return JSONResponse({"status": "ok", "checks": {"kernel": "ok", "live_agents": 0}})
 
-uvicorn.run(Starlette(routes=[Route("/api/health", health)]), host="127.0.0.1", port=int(sys.argv[1]),
-            log_level="warning", access_log=False)
+async def post(request):
+    await request.body()
+    return JSONResponse({"id": "e", "status": "pending", "status_url": "/api/events/e"}, status_code=202)
+
+uvicorn.run(Starlette(routes=[Route("/api/health", health), Route("/api/post", post, methods=["POST"])]),
+            host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+# Each wrk thread sends messages with ids of its own (run, thread, counter) to agent m<counter % agents> and writes
+# the id of every request it sends, and of every one accepted, to files of its own, for the check afterwards.
+MESSAGES_LUA = """
+local run, agents = os.getenv("AOS_BENCH_RUN"), tonumber(os.getenv("AOS_BENCH_AGENTS"))
+local ids = os.getenv("AOS_BENCH_IDS")
+local threads, made = {}, 0
+function setup(thread) made = made + 1; thread:set("tid", made); table.insert(threads, thread) end
+local counter, prefix, sent, out = 0, "", nil, nil
+accepted = 0  -- a global: `done` reads it from each thread
+function init(args)
+  prefix = run .. "-" .. tostring(tid) .. "-"
+  sent, out = io.open(ids .. ".sent." .. tostring(tid), "w"), io.open(ids .. ".accepted." .. tostring(tid), "w")
+  sent:setvbuf("line")
+  out:setvbuf("line")
+end
+function request()
+  counter = counter + 1
+  sent:write(prefix, counter, "\\n")
+  return wrk.format("POST", "/api/agents/m" .. tostring(counter % agents) .. "/messages",
+                    {["Content-Type"] = "application/json", ["x-functions-key"] = os.getenv("AOS_BENCH_KEY")},
+                    string.format('{"id":"%s%d","type":"bench.message","data":{"n":%d}}', prefix, counter, counter))
+end
+function response(status, headers, body)
+  if status == 202 or status == 200 then
+    accepted = accepted + 1
+    out:write(string.match(body, '"id":"([^"]+)"'), "\\n")
+  end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("accepted") end
+  io.write(string.format('WRK {"requests": %d, "accepted": %d, "non_2xx": %d, "socket_errors": %d, "seconds": %f, '
+           .. '"p50_ms": %.2f, "p99_ms": %.2f}\\n', summary.requests, total, summary.errors.status,
+           summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+           summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
+end
+"""
+POST_LUA = """
+wrk.method, wrk.body = "POST", '{"id":"e","type":"bench.message","data":{"n":1}}'
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+  io.write(string.format('WRK {"requests": %d, "non_2xx": %d, "seconds": %f, "p50_ms": %.2f, "p99_ms": %.2f}\\n',
+           summary.requests, summary.errors.status, summary.duration / 1e6, latency:percentile(50) / 1e3,
+           latency:percentile(99) / 1e3))
+end
 """
 # Each wrk thread posts batches of events with ids of its own (run, thread, counter); `done` prints the counts.
 EVENTS_LUA = """
@@ -83,8 +140,9 @@ end
 GET_LUA = """
 wrk.headers["x-functions-key"] = os.getenv("AOS_BENCH_KEY")
 function done(summary, latency, requests)
-  io.write(string.format('WRK {"requests": %d, "non_2xx": %d, "seconds": %f}\\n', summary.requests,
-           summary.errors.status, summary.duration / 1e6))
+  io.write(string.format('WRK {"requests": %d, "non_2xx": %d, "seconds": %f, "p50_ms": %.2f, "p99_ms": %.2f}\\n',
+           summary.requests, summary.errors.status, summary.duration / 1e6, latency:percentile(50) / 1e3,
+           latency:percentile(99) / 1e3))
 end
 """
 
@@ -145,7 +203,8 @@ def wrk(url: str, script: str, seconds: float, connections: int, env: dict[str, 
     client = (client_after.ru_utime - client_before.ru_utime) + (client_after.ru_stime - client_before.ru_stime)
     server = cpu_seconds(server_pids) - server_before
     summary = json.loads(next(line for line in out.splitlines() if line.startswith("WRK "))[4:])
-    summary.update(client_cpu_s=round(client, 2), server_cpu_s=round(server, 2))
+    summary.update(client_cpu_s=round(client, 2), server_cpu_s=round(server, 2),
+                   server_cpu_us_per_request=round(server / max(1, summary["requests"]) * 1e6))
     bound = None
     if server <= 0 or client / server > CLIENT_SHARE_LIMIT:
         bound = f"client-bound: wrk used {client:.1f} CPU s, the servers {server:.1f}"
@@ -165,6 +224,28 @@ def host_env(tmp: Path) -> dict[str, str]:
     env.update({"AOS_CONFIG_DIR": str(tmp / "config"), "AOS_DEVHOST__FUNCTION_KEY": KEY,
                 "AOS_DEVHOST__MASTER_KEY": MASTER_KEY})
     return env
+
+
+def bare_round(metric: str, path: str, script: str, seconds: float, connections: int, env: dict[str, str]
+               ) -> tuple[float, str | None]:
+    """One wrk round against the bare Starlette app; its req/s and why it is client-bound (None if it is not)."""
+    port = free_port()
+    proc = start([sys.executable, "-c", BASELINE, str(port)], f"http://127.0.0.1:{port}/api/health")
+    try:
+        summary, bound = wrk(f"http://127.0.0.1:{port}{path}", script, seconds, connections, env, [proc.pid])
+        rps = summary["requests"] / summary["seconds"]
+        report(metric, rps, "req/s", bound, connections=connections, **summary)
+        return rps, bound
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def serve(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    """`aos serve` (one instance) of the real function_app over a fresh data folder in `tmp`."""
+    return start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
+                  "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=host_env(tmp),
+                 stdout=subprocess.DEVNULL)
 
 
 def instances(base: str) -> list[dict[str, Any]]:
@@ -220,19 +301,9 @@ def events_per_s(count: int, seconds: float, connections: int) -> None:
 def health(seconds: float, connections: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="aos-bench-http-health-"))
     env = {"AOS_BENCH_KEY": KEY}
+    baseline, bound = bare_round("baseline_rps", "/api/health", GET_LUA, seconds, connections, env)
     port = free_port()
-    proc = start([sys.executable, "-c", BASELINE, str(port)], f"http://127.0.0.1:{port}/api/health")
-    try:
-        summary, bound = wrk(f"http://127.0.0.1:{port}/api/health", GET_LUA, seconds, connections, env, [proc.pid])
-        baseline = summary["requests"] / summary["seconds"]
-        report("baseline_rps", baseline, "req/s", bound, connections=connections, **summary)
-    finally:
-        proc.terminate()
-        proc.wait(20)
-    port = free_port()
-    proc = start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
-                  "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=host_env(tmp),
-                 stdout=subprocess.DEVNULL)
+    proc = serve(tmp, port)
     try:
         summary, host_bound = wrk(f"http://127.0.0.1:{port}/api/health", GET_LUA, seconds, connections, env,
                                   [proc.pid])
@@ -244,17 +315,86 @@ def health(seconds: float, connections: int) -> None:
         proc.wait(20)
 
 
+def totals(client: httpx.Client) -> dict[str, int]:
+    """Each message agent's tally total, from its committed context."""
+    return {f"m{i}": int(client.get(f"/api/agents/m{i}/context").json()["state"].get("total", 0))
+            for i in range(AGENTS)}
+
+
+def read_ids(folder: Path, kind: str) -> list[str]:
+    return [line for f in sorted(folder.glob(f"ids.{kind}.*")) for line in f.read_text().split()]
+
+
+def exactly_once(client: httpx.Client, before: dict[str, int], accepted: list[str], sent: list[str]) -> str | None:
+    """Why the run does not count (None when it does): every accepted id must be applied, and each agent's total
+    must have grown by exactly the number of distinct ids applied to it. A request still in flight when wrk
+    stopped has no answer but may have been applied: it is looked up like the others (applied or unknown)."""
+    answered = set(accepted)
+    if len(set(sent)) != len(sent) or not answered <= set(sent):
+        return "the ids sent were not distinct"
+    expected = dict.fromkeys(before, 0)
+    deadline = time.monotonic() + 300
+    for event_id in sent:  # msg-<thread>-<counter> went to m<counter % agents>
+        while True:
+            answer = client.get(f"/api/events/{event_id}")
+            status = answer.json().get("status") if answer.status_code == 200 else None
+            if status != "pending" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # polling the host's progress
+        if status == "completed":
+            expected[f"m{int(event_id.rsplit('-', 1)[1]) % AGENTS}"] += 1
+        elif answer.status_code != 404 or event_id in answered:
+            return f"event {event_id} ended {status or answer.status_code}"
+    applied = {agent: total - before[agent] for agent, total in totals(client).items()}
+    wrong = {a: (applied[a], n) for a, n in expected.items() if applied[a] != n}
+    return f"not applied exactly once (agent: applied, ids applied): {dict(list(wrong.items())[:5])}" if wrong else None
+
+
+def messages(seconds: float, connections: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-http-messages-"))
+    baseline, bound = bare_round("baseline_post_rps", "/api/post", POST_LUA, seconds, connections, {})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = serve(tmp, port)
+    try:
+        with httpx.Client(base_url=base, headers={"x-functions-key": KEY}, timeout=60) as client:
+            for i in range(AGENTS):  # live: registered and warmed by one applied message each
+                client.post("/api/agents", json={"type": "tally", "id": f"m{i}"}).raise_for_status()
+                client.post(f"/api/agents/m{i}/messages", params={"wait": "30"},
+                            json={"id": f"warm-m{i}", "type": "bench.warm"}).raise_for_status()
+            before = totals(client)
+            env = {"AOS_BENCH_RUN": "msg", "AOS_BENCH_AGENTS": str(AGENTS), "AOS_BENCH_KEY": KEY,
+                   "AOS_BENCH_IDS": str(tmp / "ids")}
+            summary, bound = wrk(base, MESSAGES_LUA, seconds, connections, env, [proc.pid])
+            checked = exactly_once(client, before, read_ids(tmp, "accepted"), read_ids(tmp, "sent"))
+        if checked is None and (summary["non_2xx"] or summary["socket_errors"]):
+            checked = f"{summary['non_2xx']} non-2xx answers and {summary['socket_errors']} socket errors"
+        rps = summary["accepted"] / summary["seconds"]
+        report("messages_rps", rps, "req/s", bound or checked, connections=connections, agents=AGENTS,
+               applied_exactly_once=checked is None, **summary)
+        report("messages_vs_baseline", rps / baseline, "ratio", bound or checked, target=0.25,
+               p99_ms=summary["p99_ms"], p99_target_ms=20)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="short rounds (a smoke run)")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2], help="instance counts (default 1 2)")
+    parser.add_argument("--rounds", nargs="+", choices=ROUNDS, default=list(ROUNDS),
+                        help="which rounds to run (default all: health messages events)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/http.py drives load with wrk, which is not installed (Debian/Ubuntu: apt-get install wrk)")
     seconds = 3.0 if args.small else 10.0
-    health(seconds, args.connections)
-    for count in args.instances:
+    if "health" in args.rounds:
+        health(seconds, args.connections)
+    if "messages" in args.rounds:
+        messages(seconds, args.connections)
+    for count in args.instances if "events" in args.rounds else []:
         events_per_s(count, seconds, args.connections)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import time
 import uuid
 from collections import deque
@@ -54,7 +55,7 @@ class Invoker:
 
     async def invoke(self, spec: FunctionSpec, kwargs: dict[str, Any], *, quiet: bool = False) -> Any:
         """Run `spec.func(**kwargs)`; re-raises what the function raises after logging and recording it."""
-        invocation_id = str(uuid.uuid4())
+        invocation_id = str(uuid.UUID(int=random.getrandbits(128), version=4))  # a label, not a secret: no urandom
         if spec.wants_context:
             kwargs = {**kwargs, "context": InvocationContext(invocation_id, spec.name, self._directory)}
         started, t0 = datetime.now(UTC), time.perf_counter()

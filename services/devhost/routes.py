@@ -104,6 +104,12 @@ class _Segment:
         return 1 if self.checks else 2
 
 
+def split_path(path: str) -> list[str]:
+    # `path` is the raw (still percent-encoded) path, so an encoded "/" stays inside its segment.
+    stripped = path.strip("/")
+    return [unquote(p) if "%" in p else p for p in stripped.split("/")] if stripped else []
+
+
 @dataclass
 class RouteTemplate:
     """A parsed route template; `match(path)` gives the route parameters or None."""
@@ -138,8 +144,10 @@ class RouteTemplate:
         return tuple(s.rank for s in self.segments)
 
     def match(self, path: str) -> dict[str, str] | None:
-        # `path` is the raw (still percent-encoded) path, so an encoded "/" stays inside its segment.
-        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        return self.match_parts(split_path(path))
+
+    def match_parts(self, parts: list[str]) -> dict[str, str] | None:
+        """`match` for a path already split by `split_path` (a router splits it once for all its templates)."""
         params: dict[str, str] = {}
         for i, seg in enumerate(self.segments):
             if seg.catch_all:
@@ -186,8 +194,13 @@ class Router:
 
     def find(self, method: str, path: str) -> tuple[HttpRoute | None, dict[str, str], set[str]]:
         allowed: set[str] = set()
+        parts = split_path(path)
+        first = parts[0].lower() if parts else None
         for route in self._routes:
-            params = route.template.match(path)
+            head = route.template.segments[0].literal if route.template.segments else None
+            if head is not None and head != first:
+                continue  # a literal first segment that differs: this template cannot match
+            params = route.template.match_parts(parts)
             if params is None:
                 continue
             if route.methods is None or method.upper() in route.methods:

@@ -30,6 +30,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 7071, data: Path | None = None
     from services.devhost.settings import load_host_settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    use_fast_event_loops()  # before any loop exists: the front door's, the server's and the kernel's
     app_dir = app_dir.resolve()
     # The folder has one owner: this host, or the supervisor of the instances this one is a worker of.
     worker = bool(os.environ.get("AOS_DEVHOST__SUPERVISOR_PID"))
@@ -51,5 +52,20 @@ def serve(*, host: str = "127.0.0.1", port: int = 7071, data: Path | None = None
         print(banner(dev_host, settings.sources), flush=True)
         config = uvicorn.Config(dev_host.app, host=host, port=port, log_level="warning", access_log=False,
                                 lifespan="on", timeout_graceful_shutdown=10, http=guarded_protocol(settings))
-        asyncio.run(uvicorn.Server(config).serve())
+        uvicorn.Server(config).run()  # on the loop uvicorn picks (uvloop when installed)
     return 0
+
+
+def use_fast_event_loops() -> None:
+    """Make every event loop this process creates from now on a uvloop one, when uvloop is installed.
+
+    uvicorn runs the server's loop on uvloop by itself; the kernel's loops (aos_core.runtime) and the front door
+    of `--instances` come from the policy, and a request crosses from the server's loop to the kernel's and back,
+    which uvloop makes cheaper. Without uvloop (a development dependency, not one a deployment installs)
+    asyncio's own loops serve the same way.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

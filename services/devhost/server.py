@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from aos_core import strict_json
 from aos_core.clock import SystemClock
@@ -44,6 +45,7 @@ from services.messaging.sqlite_bus import SqliteEventBus
 from services.sqlite import SqliteDatabase
 
 log = logging.getLogger("aos.devhost")
+_WEBHOOK_METHODS = ("GET", "POST", "DELETE", "PUT")
 
 
 class DevHost:
@@ -79,19 +81,50 @@ class DevHost:
         self.timers = Timers(timer_triggers(functions), self.db, self.invoker, self.clock, self.extra_inputs,
                              leases=self.leases)
         self._resumes: set[asyncio.Task[None]] = set()
-        self.app = Starlette(routes=[
+        self._binding: str | None = None
+        prefix = f"/{settings.route_prefix}".lower() if settings.route_prefix else None
+        self._function_prefix = prefix + "/" if prefix else None
+        self.host_app = Starlette(routes=[
             Route("/", self._root),
             Route("/admin", self._admin_page),
             Route("/admin/status", self._admin_status),
             Route("/admin/servicebus/topics/{topic}/messages", self._post_topic, methods=["POST"]),
-            Route(WEBHOOK_PATH + "{path:path}", self._webhook, methods=["GET", "POST", "DELETE", "PUT"]),
+            Route(WEBHOOK_PATH + "{path:path}", self._webhook, methods=list(_WEBHOOK_METHODS)),
             Route("/{path:path}", self._function, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
                                                             "OPTIONS"]),
         ], lifespan=self._lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
 
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:  # a plain function: ASGI 3 to uvicorn
+            await self._dispatch(scope, receive, send)
+
+        self.app = app
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app uvicorn serves. A request for an HTTP function (under the route prefix) goes straight to the
+        triggers: it is the hot path, and the host's own routes and middleware have nothing to add to it."""
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or scope["path"].encode()
+            if self._function_prefix is not None and \
+                    raw[:len(self._function_prefix)].decode("latin-1").lower() == self._function_prefix:
+                await self._serve(self._function, scope, receive, send)
+                return
+        await self.host_app(scope, receive, send)
+
+    async def _serve(self, endpoint: Callable[[Request], Awaitable[Response]], scope: Scope, receive: Receive,
+                     send: Send) -> None:
+        try:
+            response = await endpoint(Request(scope, receive))
+        except Exception:  # a fault of the host itself: the same answer the host's other routes give
+            log.exception("serving %s %s failed", scope["method"], scope["path"])
+            response = problem(500, "Internal Server Error", "the local host failed; see its log")
+        await response(scope, receive, send)
+
     def extra_inputs(self, spec: FunctionSpec) -> dict[str, Any]:
-        """Inputs besides the trigger: a binding JSON string per durableClient binding."""
-        return {name: client_binding(self.settings) for name in spec.durable_clients}
+        """Inputs besides the trigger: a binding JSON string per durableClient binding (the same for every call:
+        it names only this host's endpoints and keys, so it is written once)."""
+        if self._binding is None:
+            self._binding = client_binding(self.settings)
+        return {name: self._binding for name in spec.durable_clients}
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -139,7 +172,8 @@ class DevHost:
 
     async def _webhook(self, request: Request) -> Response:
         raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
-        return await self.webhooks.handle(request, raw[len(WEBHOOK_PATH):] if raw else request.path_params["path"])
+        return await self.webhooks.handle(request, raw[len(WEBHOOK_PATH):] if raw else request.scope["path"][
+            len(WEBHOOK_PATH):])
 
     def _admin_allowed(self, request: Request) -> bool:
         # From any address, loopback too: a local process is not necessarily the developer.

@@ -81,9 +81,7 @@ class ServiceBusTriggers:
             await self._bus.create_subscription(trigger.topic, trigger.subscription,
                                                 max_delivery_count=self._settings.max_delivery_count,
                                                 lock_duration=self._settings.lock_duration)
-            for i in range(max(1, self._settings.max_concurrent_calls)):
-                self._tasks.append(asyncio.create_task(self._receive_loop(trigger),
-                                                       name=f"servicebus:{trigger.spec.name}:{i}"))
+            self._tasks.append(asyncio.create_task(self._receive_loop(trigger), name=f"servicebus:{trigger.spec.name}"))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -93,23 +91,41 @@ class ServiceBusTriggers:
         self._tasks.clear()
 
     async def _receive_loop(self, trigger: SubscriptionTrigger) -> None:
-        while not self._stopping:
-            try:
-                messages = await self._bus.receive(trigger.topic, trigger.subscription, max_messages=1, max_wait=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("receiving from %s/%s failed", trigger.topic, trigger.subscription)
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
+        # One receiver per subscription locks as many messages as there are free slots (maxConcurrentCalls) and
+        # runs each in a task of its own: one poll of the bus per interval, however many calls may run at once.
+        limit = max(1, self._settings.max_concurrent_calls)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping:
+                if len(running) >= limit:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
-                    await self.process(trigger, message)
+                    messages = await self._bus.receive(trigger.topic, trigger.subscription,
+                                                       max_messages=limit - len(running), max_wait=1.0)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # settling failed (bus closed, disk full): the lock expires and it comes back
-                    log.exception("message %s on %s/%s could not be settled", message.event.id, trigger.topic,
-                                  trigger.subscription)
+                except Exception:
+                    log.exception("receiving from %s/%s failed", trigger.topic, trigger.subscription)
+                    await asyncio.sleep(1.0)
+                    continue
+                for message in messages:
+                    task = asyncio.create_task(self._settle(trigger, message))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _settle(self, trigger: SubscriptionTrigger, message: BusMessage) -> None:
+        try:
+            await self.process(trigger, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # settling failed (bus closed, disk full): the lock expires and it comes back
+            log.exception("message %s on %s/%s could not be settled", message.event.id, trigger.topic,
+                          trigger.subscription)
 
     async def process(self, trigger: SubscriptionTrigger, message: BusMessage) -> bool:
         """Run the function on one locked message and settle it; True when it completed."""
