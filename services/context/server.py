@@ -61,8 +61,8 @@ _MIN_LOG_BYTES = 4096  # a log below this is never compacted: small states are s
 
 def _log_limit(snapshot_bytes: int) -> int:
     # A commit rewrites the log (half the limit on average) and a snapshot costs `snapshot_bytes` once per limit's
-    # worth of deltas: a limit near sqrt(snapshot x 256) keeps both small next to one event's own work.
-    return max(_MIN_LOG_BYTES, math.isqrt(snapshot_bytes * 256))
+    # worth of deltas: a limit near sqrt(snapshot x 1024) keeps both small next to one event's own work.
+    return max(_MIN_LOG_BYTES, math.isqrt(snapshot_bytes * 1024))
 
 
 class ContextMCPServer:
