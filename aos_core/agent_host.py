@@ -1,0 +1,273 @@
+"""Hosting agents: what the dispatcher and the lifecycle manager call on the kernel.
+
+`activate` brings an agent live from its record and context; `run_in_mailbox` applies one event to one agent
+exactly once (the result document is the durable answer), with the recovery back-off and bounded attempts of a
+failing handler; what a handling sent (messages, workflows) goes out after its commit. `AgentOperatingSystem`
+mixes this in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aos_core.agent_context import AgentContext, Outgoing
+from aos_core.errors import AgentUnavailableError, InvalidEventError, NotFoundError, RegistrationError
+from aos_core.etag import retry_on_conflict
+from aos_core.event_records import EventRecord, EventRecords
+from aos_core.events import AgentId, Event
+from aos_core.lifecycle import AgentState, Lifecycle, LifecycleManager
+from aos_core.ports import Agent, AgentResult, AuditLog, Clock, EventBus, Orchestrations, Policy, StateStore, Telemetry
+from aos_core.registry import AgentRecord, AgentRegistry
+from aos_core.telemetry import EVENTS_PROCESSED, HANDLING_DURATION, SPAN_HANDLER
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from aos_core.config import AOSConfig
+    from aos_core.dispatch import LocalDispatcher
+
+log = logging.getLogger("aos.kernel")
+
+
+class AgentHosting:
+    """Activation, exactly-once application, supervision hooks (a mixin of AgentOperatingSystem)."""
+
+    config: AOSConfig
+    clock: Clock
+    hosted: bool
+    audit: AuditLog | None
+    policy: Policy | None
+    telemetry: Telemetry
+    orchestrations: Orchestrations | None
+    records: EventRecords
+    dispatcher: LocalDispatcher
+    lifecycle: LifecycleManager
+    counts: dict[str, int]
+    _pinned: dict[str, Agent]
+    _durable: bool
+
+    if TYPE_CHECKING:  # provided by AgentOperatingSystem and EventIntake
+        @property
+        def registry(self) -> AgentRegistry: ...
+
+        @property
+        def store(self) -> StateStore: ...
+
+        @property
+        def bus(self) -> EventBus: ...
+
+        def _spawn(self, work: Awaitable[Any]) -> None: ...
+
+        async def submit(self, event: Event, *, topic: str | None = None, to_agent: str | None = None,
+                         actor: str = "kernel") -> EventRecord: ...
+
+        async def _finish(self, event: Event, result: AgentResult) -> AgentResult: ...
+
+    def _perpetual(self, target: AgentId) -> bool:
+        if target.key in self._pinned:
+            return False  # an object registered in this process lives here
+        agent_class = self.registry.agent_class(target.type) if self.registry.has_type(target.type) else None
+        return bool(getattr(agent_class, "perpetual", False))
+
+    async def _address(self, agent_id: str) -> AgentId:
+        agent = self._pinned.get(agent_id) or self.dispatcher.live_agent(agent_id)
+        if agent is not None:
+            return AgentId(agent.agent_type, agent_id)
+        record = await self.registry.require(agent_id)
+        return AgentId(record.type, agent_id)
+
+    async def _send_outbox(self, sender: str, outbox: list[Outgoing]) -> None:
+        if self.hosted:
+            # Through the bus, whose triggers submit them: the message survives this process, and its
+            # deterministic id lets the event records drop a copy if this handling runs again.
+            for out in outbox:
+                topic = self.config.messaging.topic(direct=out.to_agent is not None)
+                await self.bus.publish(topic, self.telemetry.inject(out.event))
+            return
+        for out in outbox:
+            self._spawn(self.submit(out.event, to_agent=out.to_agent, actor=f"agent:{sender}"))
+
+    async def _start_workflows(self, sender: str, workflows: list[dict[str, Any]]) -> None:
+        for spec in workflows:
+            if self.orchestrations is None:
+                log.warning("agent %s started workflow %s, but this kernel runs no orchestrations (they need the "
+                            "local host or Azure Functions); it does not run", sender, spec["id"])
+                continue
+            definition = {k: v for k, v in spec.items() if k != "id"}
+            await self.orchestrations.start(spec["id"], definition, started_by=f"agent:{sender}")
+
+    # --- what the dispatcher calls (AgentHost) -------------------------------------------------------
+
+    def pinned(self, agent_id: str) -> bool:
+        return agent_id in self._pinned
+
+    async def activate(self, agent_id: AgentId) -> Agent:
+        key = agent_id.key
+        record = await self.registry.get(key)
+        if record is None:
+            agent_class = self.registry.agent_class(agent_id.type)  # type subscriptions create on first use
+            record = await self.registry.add(AgentRecord(
+                id=key, type=agent_id.type, capabilities=list(getattr(agent_class, "capabilities", ())),
+                created_at=self.clock.now().isoformat()))
+        if record.type != agent_id.type:
+            raise RegistrationError(f"agent {key!r} is of type {record.type!r}, not {agent_id.type!r}")
+        lifecycle = self.lifecycle.get(key) or (Lifecycle.from_dict(record.lifecycle) if record.lifecycle
+                                                else Lifecycle())
+        if lifecycle.state in (AgentState.TERMINATED, AgentState.FAILED):
+            raise AgentUnavailableError(f"agent {key!r} is {lifecycle.state}: {lifecycle.reason or 'no reason'}")
+        for dep in record.depends_on:
+            await self.dispatcher.ensure_live(await self._address(dep))
+        agent = self._pinned.get(key)
+        if agent is None:
+            agent = self.registry.agent_class(record.type).create(key, record.config)
+            agent.agent_type = record.type  # a class may be registered under another type name
+        if agent.perpetual:
+            agent.bind(self.store, clock=self.clock, dedupe_window=self.config.dispatch.dedupe_window)  # type: ignore[attr-defined]
+        await agent.initialize()
+        await self._settle_last_applied(agent)
+        now = self.clock.now()
+        if lifecycle.state == AgentState.CREATED:
+            lifecycle.transition(AgentState.INITIALIZED, at=now)
+        if lifecycle.state in (AgentState.INITIALIZED, AgentState.SLEEPING):
+            lifecycle.transition(AgentState.RUNNING, at=now)
+            await self._persist_lifecycle(key, lifecycle, record)
+        self.lifecycle.track(key, lifecycle)
+        return agent
+
+    async def run_in_mailbox(self, target: AgentId, event: Event, *, fresh: bool = False) -> AgentResult:
+        """Apply `event` to one agent, holding its mailbox: at most once, exactly.
+
+        The result document stored here, before the mailbox is released, is the durable answer to "has this
+        agent dealt with this event": a redelivery finds it and applies nothing. Only a crash between the
+        agent's commit and that write can leave it out; the context then names the event as its last applied
+        one, and `activate` writes the missing result before anything else runs.
+
+        A handling that fails is retried after the agent's recovery back-off, up to `dispatch.max_attempts`
+        times; then the event is failed with the reason and dead-lettered, and the agent goes on.
+        """
+        key = target.key
+        if not fresh and await self.records.has_result(event.id, key):  # fresh: accepted just now, by us
+            return AgentResult(key, "duplicate")
+        attempts = self.config.dispatch.max_attempts
+        error = "not attempted"
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._available(key)
+                agent = await self.dispatcher.ensure_live(target)
+            except (NotFoundError, RegistrationError):
+                raise
+            except AgentUnavailableError as exc:
+                lifecycle = self.lifecycle.get(key)
+                status = "failed" if lifecycle is not None and lifecycle.state == AgentState.FAILED else "rejected"
+                return await self._finish(event, AgentResult(key, status, error=str(exc)))
+            except Exception as exc:  # could not be activated: a failure of the agent, recovered like one
+                error = f"activation failed: {type(exc).__name__}: {exc}"
+                await self._record_failure(key, event, error, attempt)
+                continue
+            result = await self._apply(agent, event)
+            if result.status != "failed":
+                return await self._finish(event, result)
+            error = result.error or "failed"
+            await self.dispatcher.drop(key, save=False)  # its state may be half-changed: reload on next use
+            if attempt < attempts:  # the last failure is the event's, not the agent's: it goes on after it
+                await self._record_failure(key, event, error, attempt)
+        return await self._finish(event, AgentResult(key, "failed", error=f"{error} (after {attempts} attempts)"))
+
+    async def _available(self, key: str) -> None:
+        # An agent that failed in an earlier process is not supervised here yet: take it on, so its recovery
+        # runs and the event waits for it instead of being turned away.
+        if self.lifecycle.get(key) is None and not self.dispatcher.is_live(key):
+            record = await self.registry.get(key)
+            if record is not None and record.lifecycle:
+                stored = Lifecycle.from_dict(record.lifecycle)
+                if stored.state == AgentState.FAILED:
+                    self.lifecycle.track(key, stored)
+        await self.lifecycle.wait_available(key)
+
+    async def _record_failure(self, key: str, event: Event, error: str, attempt: int) -> None:
+        log.warning("agent %s failed on event %s (attempt %d): %s", key, event.id, attempt, error)
+        await self.lifecycle.record_failure(key, error)
+
+    async def _apply(self, agent: Agent, event: Event) -> AgentResult:
+        ctx = AgentContext(agent.agent_id, event, self.clock, audit=self.audit, policy=self.policy)
+        started = self.clock.monotonic()
+        dispatch = self.config.dispatch
+        try:
+            with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
+                async with asyncio.timeout(dispatch.handler_timeout):  # no extra task, unlike wait_for
+                    status, result = await agent.process(event, ctx, durable=self._durable,
+                                                         retries=dispatch.commit_retries)
+        except InvalidEventError as exc:
+            return AgentResult(agent.agent_id, "rejected", error=str(exc))
+        except TimeoutError:
+            return AgentResult(agent.agent_id, "failed",
+                               error=f"the handler did not finish within {dispatch.handler_timeout:g}s")
+        except Exception as exc:
+            return AgentResult(agent.agent_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        if status == "duplicate":  # its commit landed before a crash that lost the result: say it is done
+            status, result = "completed", None
+        self.telemetry.increment(EVENTS_PROCESSED, type=event.type, status=status)
+        self.counts["processed"] += 1
+        self.telemetry.histogram(HANDLING_DURATION, self.clock.monotonic() - started, type=event.type)
+        lifecycle = self.lifecycle.get(agent.agent_id)
+        if lifecycle is not None and lifecycle.restarts:
+            await self.lifecycle.record_success(agent.agent_id)
+        if ctx.outbox:
+            try:
+                await self._send_outbox(agent.agent_id, ctx.outbox)
+            except Exception as exc:  # the state is committed; say what was not sent rather than fail it
+                log.error("agent %s: sending its outbox for event %s failed: %s", agent.agent_id, event.id, exc)
+                return AgentResult(agent.agent_id, status, result, extra={"outbox_error": str(exc)})
+        if ctx.workflows:
+            try:
+                await self._start_workflows(agent.agent_id, ctx.workflows)
+            except Exception as exc:  # as for the outbox: committed, so say what did not start
+                log.error("agent %s: starting workflows for event %s failed: %s", agent.agent_id, event.id, exc)
+                return AgentResult(agent.agent_id, status, result, extra={"workflow_error": str(exc)})
+        return AgentResult(agent.agent_id, status, result)
+
+    async def _settle_last_applied(self, agent: Agent) -> None:
+        # The one event whose commit may have landed without its result document (a crash in between) is the
+        # last one the context names: write that result now, before any other event can follow it.
+        context = getattr(agent, "context", None)
+        last = getattr(context, "last_applied", None)
+        if last is None or await self.records.has_result(last, agent.agent_id):
+            return
+        if await self.records.exists(last):
+            await self.records.add_result(last, AgentResult(agent.agent_id, "completed", extra={"settled": True}))
+
+    async def deactivate(self, agent: Agent) -> None:
+        await agent.sleep()
+        lifecycle = self.lifecycle.get(agent.agent_id)
+        if lifecycle is not None and lifecycle.state == AgentState.RUNNING:
+            await self.lifecycle.transition(agent.agent_id, AgentState.SLEEPING)
+        self.lifecycle.forget(agent.agent_id)
+
+    # --- what the lifecycle manager calls (Supervisor) ------------------------------------------------
+
+    async def check_health(self, agent_id: str) -> bool | str:
+        agent = self.dispatcher.live_agent(agent_id)
+        return True if agent is None else await agent.health_check()
+
+    async def restart(self, agent_id: str) -> None:
+        await self.dispatcher.drop(agent_id, save=False)
+        await self.dispatcher.ensure_live(await self._address(agent_id))
+
+    async def on_change(self, agent_id: str, lifecycle: Lifecycle) -> None:
+        await self._persist_lifecycle(agent_id, lifecycle)
+
+    async def _persist_lifecycle(self, agent_id: str, lifecycle: Lifecycle, record: AgentRecord | None = None
+                                 ) -> None:
+        first = [record]  # the caller's copy is tried once; after a lost race, the record is read again
+
+        async def attempt() -> None:
+            current = first.pop() if first else None
+            current = current or await self.registry.get(agent_id)
+            if current is not None:
+                current.lifecycle = lifecycle.to_dict()
+                await self.registry.save(current)
+
+        await retry_on_conflict(attempt, key=f"registry/agents/{agent_id}", what="lifecycle update")
+
