@@ -13,6 +13,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.azurite import running_azurite
+from tests.support.host_process import KEY, HostProcess
+
+AGENT_CONFIG = {"agents": {"instances": [{"type": "tally", "id": "t"}]}}
 
 _REQUEST = re.compile(r" ([0-9a-f-]{36}) info: \w+: RequestMethod=(\w+) RequestURL=(\S+)")
 _OPERATION = re.compile(r" ([0-9a-f-]{36}) info: DispatchMiddleware: Operation=(\w+)")
@@ -76,3 +84,38 @@ def _shape(url: str) -> str:
         return f"{parts[0]} (container{', list' if 'comp=list' in query else ''})"
     keep = {"events", "results", "context", "registry", "agents", "snapshots", "memory", "handover", "health"}
     return "/".join(p if p in keep else "*" for p in parts[1:])
+
+
+def measure_messages(folder: Path, events: int) -> dict[str, Requests]:
+    """The requests `events` direct messages to a live `tally` cost on Azurite, without and with `?wait=10`.
+
+    `aos serve` runs with AOS_STORAGE__BACKEND=azure on an Azurite of its own; five messages first make the agent
+    live and the containers exist, as every later event finds them."""
+    debug = folder / "azurite-debug.log"
+    with running_azurite(debug=debug) as azurite:
+        settings = {"AOS_STORAGE__BACKEND": "azure", "AzureWebJobsStorage": azurite.connection_string}
+        host = HostProcess(folder, settings, AGENT_CONFIG)
+        host.start()
+        try:
+            with httpx.Client(base_url=host.base, headers={"x-functions-key": KEY}, timeout=30) as http:
+                for _ in range(5):
+                    r = http.post("/api/agents/t/messages", params={"wait": 10}, json={"type": "warm"})
+                    assert r.status_code == 200, r.text
+                log = RequestLog(debug)
+                found = {"requests_per_message": _count(log, http, events, {}, 202),
+                         "requests_per_message_wait": _count(log, http, events, {"wait": 10}, 200)}
+                total = http.get("/api/agents/t/context").json()["state"]["total"]
+                assert total == 5 + 2 * events, total
+        finally:
+            host.stop()
+    return found
+
+
+def _count(log: RequestLog, http: httpx.Client, events: int, params: dict[str, Any], status: int) -> Requests:
+    log.settle()
+    log.mark()
+    for n in range(events):
+        r = http.post("/api/agents/t/messages", params=params, json={"type": "hit", "data": {"n": n}})
+        assert r.status_code == status, r.text
+    log.settle()
+    return log.requests()
