@@ -57,6 +57,7 @@ def merge_patch(target: JSON, patch: JSON) -> JSON:
 
 _LAYOUT = 2
 _MIN_LOG_BYTES = 4096  # a log below this is never compacted: small states are snapshotted rarely
+_READ_ATTEMPTS = 5  # head-then-snapshot reads that may each race a commit dropping that snapshot
 
 
 def _log_limit(snapshot_bytes: int) -> int:
@@ -124,14 +125,23 @@ class ContextMCPServer:
 
     async def reload(self) -> dict[str, Any]:
         """Read the stored context again (after a ConflictError, say) and return the state."""
-        doc = await self.store.get(self._key)
-        value: dict[str, Any] = doc.value if doc else {}
+        for _ in range(_READ_ATTEMPTS):
+            doc = await self.store.get(self._key)
+            value: dict[str, Any] = doc.value if doc else {}
+            if doc is not None and value.get("layout") != _LAYOUT:
+                break
+            try:
+                state, _ = await self._base_state(value.get("bases", [[0, None, 0]])[-1])
+                break
+            except NotFoundError:  # a commit elsewhere snapshotted and dropped it since: read the new head
+                continue
+        else:
+            raise ConflictError(self._key, f"the context changed under {_READ_ATTEMPTS} reads in a row; try again")
         self._changes.clear()
         if doc is None or value.get("layout") == _LAYOUT:
             self._bases = [list(b) for b in value.get("bases", [[0, None, 0]])]
             self._log = list(value.get("log", []))
             self._log_bytes = int(value.get("log_bytes", 0))
-            state, _ = await self._base_state(self._bases[-1])
             self._state = track(apply_ops(state, _ops(self._log)), self._changes)
         else:  # written by an earlier release: the state is in the document; the next commit snapshots it
             self._bases, self._log, self._log_bytes = [], [], 0

@@ -3,11 +3,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aos_core.errors import ConflictError, NotFoundError
-from aos_core.ports import StateStore
+from aos_core.ports import Document, StateStore
 from services.context import ContextMCPServer, merge_patch
 from services.storage import InMemoryStateStore, SqliteStateStore
 
@@ -200,3 +201,33 @@ async def test_a_context_of_the_earlier_layout_is_read_and_moved_on(store: State
     assert again.state == {"n": 4} and again.has_applied("e3") and again.has_applied("e4")
     assert (await again.get_version(3))["state"] == {"n": 3}
     assert (await again.get_version(4))["state"] == {"n": 4}
+
+
+async def test_a_reader_racing_commits_that_drop_its_snapshot_reads_the_new_head() -> None:
+    class Racing(InMemoryStateStore):
+        """Runs `race` in the middle of the reader's first snapshot read: between its head and its snapshot."""
+
+        race: Any = None
+
+        async def get(self, key: str) -> Document | None:
+            if self.race is not None and "/snapshots/" in key:
+                race, self.race = self.race, None
+                await race()
+            return await super().get(key)
+
+    store = Racing()
+    writer = ContextMCPServer("x", store, history_limit=1)
+    await writer.initialize()
+    writer.state["blob"] = "a" * 5000  # past the log limit: each of these commits writes a snapshot
+    await writer.save_state()
+
+    async def two_more_snapshots() -> None:
+        for char in "bc":
+            writer.state["blob"] = char * 5000
+            await writer.save_state()
+
+    store.race = two_more_snapshots
+    reader = ContextMCPServer("x", store, history_limit=1)
+    await reader.initialize()
+    assert reader.version == 3 and reader.state["blob"] == "c" * 5000
+    assert len(await store.list("context/x/snapshots/")) == 1
