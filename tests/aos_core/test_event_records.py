@@ -255,19 +255,24 @@ class ReadCounting(InMemoryStateStore):
         return await super().list(prefix, **kwargs)
 
 
+def start_waiter(er: EventRecords, clock: ManualClock, seconds: float) -> tuple[asyncio.Task[Any], list[float]]:
+    """A task waiting for event "w", and the list that gets the clock's time when it returns."""
+    woke_at: list[float] = []
+
+    async def waiter() -> EventRecord | None:
+        record = await er.wait("w", seconds)
+        woke_at.append(clock.monotonic())
+        return record
+
+    return asyncio.create_task(waiter()), woke_at
+
+
 async def test_wait_wakes_when_the_result_is_written_here_and_reads_nothing() -> None:
     clock = ManualClock()
     store = ReadCounting()
     er = EventRecords(store, clock)
     await er.accept(Event(id="w", type="t"), ["a", "b"])
-    woke_at: list[float] = []
-
-    async def waiter() -> EventRecord | None:
-        record = await er.wait("w", 10.0)
-        woke_at.append(clock.monotonic())
-        return record
-
-    task = asyncio.create_task(waiter())
+    task, woke_at = start_waiter(er, clock, 10.0)
     await clock.advance(0.1)
     await er.add_result("w", AgentResult("a", "completed"))
     await clock.advance(0.05)
@@ -285,14 +290,7 @@ async def test_wait_reads_storage_ever_less_often_for_results_written_elsewhere(
     here, elsewhere = EventRecords(store, clock), EventRecords(store, clock)
     assert await here.wait("unknown", 5) is None
     await here.accept(Event(id="w", type="t"), ["a"])
-    woke_at: list[float] = []
-
-    async def waiter() -> EventRecord | None:
-        record = await here.wait("w", 5.0)
-        woke_at.append(clock.monotonic())
-        return record
-
-    task = asyncio.create_task(waiter())
+    task, woke_at = start_waiter(here, clock, 5.0)
     await clock.advance(0.6)
     await elsewhere.add_result("w", AgentResult("a", "completed"))  # another instance's mailbox
     await clock.advance(1.0)

@@ -97,7 +97,7 @@ def measure_messages(folder: Path, events: int) -> dict[str, Requests]:
         host = HostProcess(folder, settings, AGENT_CONFIG)
         host.start()
         try:
-            with httpx.Client(base_url=host.base, headers={"x-functions-key": KEY}, timeout=30) as http:
+            with httpx.Client(base_url=host.base, headers={"x-functions-key": KEY}, timeout=120) as http:
                 for _ in range(5):
                     r = http.post("/api/agents/t/messages", params={"wait": 10}, json={"type": "warm"})
                     assert r.status_code == 200, r.text
