@@ -48,11 +48,11 @@ class Changes:
     def delta(self, state: dict[str, Any]) -> list[Op]:
         """The operations that turn the last committed state into `state` (plain JSON, safe to store)."""
         ops: list[Op] = []
-        kept: list[Path] = []
-        for path in sorted(self._paths, key=lambda p: (len(p), p)):
-            if any(path[: len(done)] == done for done in kept):
+        kept: set[Path] = set()
+        for path in sorted(self._paths, key=lambda p: (len(p), p)):  # a parent is kept before its children
+            if any(path[:depth] in kept for depth in range(len(path))):
                 continue  # inside a path already written whole
-            kept.append(path)
+            kept.add(path)
             found, value = _resolve(state, path)
             ops.append([list(path), plain(value)] if found else [list(path)])
         return ops

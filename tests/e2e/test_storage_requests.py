@@ -1,8 +1,9 @@
 """What an event costs on Azure Storage, counted from Azurite's debug log with `aos serve` on the Azure backend.
 
 Storage bills per request and each one is a round trip, so these ceilings are behaviour users pay for: a direct
-message to a live agent never lists a container or deletes anything, its context is written once, and `?wait`
-on the instance that applies the event adds no request at all (the waiter is woken in process).
+message to a live agent never lists a container, writes its context once and copies no history (nothing to
+delete: a snapshot, and the delete of an old one, come every 50 or so events, more than this test sends), and
+`?wait` on the instance that applies the event adds no request at all (the waiter is woken in process).
 """
 
 from __future__ import annotations
