@@ -33,6 +33,7 @@ class Requests:
     methods: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
     paths: Counter[str] = field(default_factory=Counter)
+    writes: Counter[str] = field(default_factory=Counter)  # PUT requests by path
 
     @property
     def total(self) -> int:
@@ -69,6 +70,8 @@ class RequestLog:
         for match in _REQUEST.finditer(text):
             found.methods[match.group(2)] += 1
             found.paths[_shape(match.group(3))] += 1
+            if match.group(2) == "PUT":
+                found.writes[_shape(match.group(3))] += 1
         for match in _OPERATION.finditer(text):
             found.operations[match.group(2)] += 1
         return found
@@ -91,6 +94,7 @@ def measure_messages(folder: Path, events: int) -> dict[str, Requests]:
 
     `aos serve` runs with AOS_STORAGE__BACKEND=azure on an Azurite of its own; five messages first make the agent
     live and the containers exist, as every later event finds them."""
+    folder.mkdir(parents=True, exist_ok=True)
     debug = folder / "azurite-debug.log"
     with running_azurite(debug=debug) as azurite:
         settings = {"AOS_STORAGE__BACKEND": "azure", "AzureWebJobsStorage": azurite.connection_string}
