@@ -23,12 +23,15 @@ from typing import Any, Literal
 from aos_core.errors import ConflictError
 from aos_core.events import Event
 from aos_core.ports import JSON, AgentResult, Clock, StateStore
+from aos_core.result_board import ResultBoard
 
 Status = Literal["pending", "completed", "failed", "rejected"]
 _PREFIX = "events/"
 DEADLETTERS = "deadletters/"  # poison events and messages, keyed by a sha256 of where they came from and their id
 _SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
-_WAIT_STEPS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+# How often a caller waiting for an event that another instance handles reads its record again; results written
+# on this instance wake the caller at once, without reading (aos_core.result_board).
+_POLL_STEPS = (0.5, 1.0, 2.0)
 
 
 def key_slug(value: str) -> str:
@@ -86,6 +89,7 @@ class EventRecords:
         self._store = store
         self._clock = clock
         self._purge_cursor: str | None = None  # where the last purge pass stopped
+        self.board = ResultBoard()
 
     async def accept(self, event: Event, targets: list[str], *, kind: str = "event", topic: str | None = None
                      ) -> tuple[EventRecord, bool]:
@@ -100,14 +104,17 @@ class EventRecords:
                 existing.repeat = True
                 return existing, False
             raise  # created and deleted in between: let the caller's retry decide
+        self.board.accepted(event.id, value)
         return self._from(value, []), True
 
     async def add_result(self, event_id: str, result: AgentResult) -> bool:
         """Store one target's result; a second result for the same target (a redelivery) is ignored (False)."""
+        value = result.to_dict()
         try:
-            await self._store.put(_result_key(event_id, result.agent_id), result.to_dict(), if_none_match=True)
+            await self._store.put(_result_key(event_id, result.agent_id), value, if_none_match=True)
         except ConflictError:
             return False
+        self.board.post(event_id, value)
         return True
 
     async def has_result(self, event_id: str, agent_id: str) -> bool:
@@ -121,6 +128,11 @@ class EventRecords:
         """Note that these targets' mailboxes elsewhere (Durable entities) hold the event, so a resend of the
         pending event does not queue it a second time."""
         key = f"{record_key(event_id)}/handover"
+        try:  # the first hand-over of an event (nearly all of them): one write, no read
+            await self._store.put(key, {"agents": list(dict.fromkeys(agents))}, if_none_match=True)
+            return
+        except ConflictError:
+            pass
         doc = await self._store.get(key)
         known = list(doc.value.get("agents", [])) if doc is not None and isinstance(doc.value, dict) else []
         merged = list(dict.fromkeys([*known, *agents]))
@@ -149,16 +161,42 @@ class EventRecords:
         return self._from(doc.value, results)
 
     async def wait(self, event_id: str, seconds: float) -> EventRecord | None:
-        """The record once it is no longer pending, or as it is after `seconds` of the clock."""
+        """The record once it is no longer pending, or as it is after `seconds` of the clock.
+
+        Results written on this instance wake the caller without a read; storage is read again (at a slow
+        back-off) only while a target's result has not been written here, as when another instance runs it.
+        """
         deadline = self._clock.monotonic() + seconds
+        record = self._posted(event_id) or await self.get(event_id)
         step = 0
         while True:
-            record = await self.get(event_id)
             left = deadline - self._clock.monotonic()
             if record is None or record.status != "pending" or left <= 0:
                 return record
-            await self._clock.sleep(min(_WAIT_STEPS[min(step, len(_WAIT_STEPS) - 1)], left))
-            step += 1
+            woke = await self.board.changed(event_id, min(_POLL_STEPS[min(step, len(_POLL_STEPS) - 1)], left),
+                                            self._clock)
+            posted = self._posted(event_id, record)
+            if woke and posted is not None:
+                record = posted
+            else:
+                step += 1
+                record = self._posted(event_id, await self.get(event_id)) or record
+
+    def _posted(self, event_id: str, read: EventRecord | None = None) -> EventRecord | None:
+        """The record as this instance knows it (accepted or read here) with the results posted here."""
+        posted = self.board.get(event_id)
+        value = posted.record if posted is not None and posted.record is not None else None
+        if value is None and read is not None:
+            value = {"id": read.id, "type": read.type, "kind": read.kind, "topic": read.topic,
+                     "targets": read.targets, "accepted_at": read.accepted_at}
+        if value is None:
+            return None
+        results = {str(r["agent_id"]): r for r in (read.results if read is not None else [])}
+        results.update(posted.results if posted is not None else {})
+        record = self._from(value, list(results.values()))
+        if read is not None:
+            record.event = read.event
+        return record
 
     async def purge(self, older_than: float, *, limit: int = 500) -> int:
         """Delete records (and their results) accepted more than `older_than` seconds ago; returns how many.

@@ -58,8 +58,10 @@ def azurite() -> Iterator[Azurite]:
 
 
 @contextmanager
-def running_azurite() -> Iterator[Azurite]:
-    """Start an Azurite of its own (an empty storage account), stop it on exit; skips when Node.js is missing."""
+def running_azurite(debug: Path | None = None) -> Iterator[Azurite]:
+    """Start an Azurite of its own (an empty storage account), stop it on exit; skips when Node.js is missing.
+
+    `debug`: a file where Azurite logs every request it serves (what `tests/support/azurite_requests.py` counts)."""
     node_with(AZURITE, "Azurite")
     ports = {"blob": _free_port(), "queue": _free_port(), "table": _free_port()}
     workspace = tempfile.mkdtemp(prefix="azurite-")
@@ -68,6 +70,7 @@ def running_azurite() -> Iterator[Azurite]:
         "--blobHost", "127.0.0.1", "--blobPort", str(ports["blob"]),
         "--queueHost", "127.0.0.1", "--queuePort", str(ports["queue"]),
         "--tableHost", "127.0.0.1", "--tablePort", str(ports["table"]),
+        *(["--debug", str(debug)] if debug is not None else []),
     ]
     process = subprocess.Popen(command, cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

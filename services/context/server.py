@@ -1,12 +1,23 @@
 """ContextMCPServer: an agent's working memory, stored between invocations with ETag concurrency.
 
 Layout in the StateStore (one agent):
-  context/<agent_id>                    {"agent_id", "version", "state", "applied", "memory_count", "updated_at"}
-  context/<agent_id>/history/<version>  the state as of that version (the last `history_limit` kept)
-  context/<agent_id>/memory/<seq>       appended memory entries
+  context/<agent_id>                         the head: {"agent_id", "layout": 2, "version", "applied",
+                                             "memory_count", "updated_at", "bases", "log"}
+  context/<agent_id>/snapshots/<version>-<n> the whole state as of a base version, with the log that led to it
+  context/<agent_id>/memory/<seq>            appended memory entries
 
-`applied` holds the ids of the last events whose effects are in `state`, written in the same document, so
-a redelivered event is recognised and never applied twice. The MCP exposure of this store is added on
+A commit writes the head once, with an ETag precondition: the new version, the event id in `applied`, and the
+commit's delta appended to `log` (the paths the agent changed, `services.context.tracked`). The state is the
+last base's snapshot with the log replayed, so an event costs what it changed, not the size of the state. Once
+the log outgrows a share of the snapshot (`_log_limit`), the commit first writes a new snapshot (create-only,
+under a name of its own) and starts an empty log: whole-state writes are amortised over many events.
+
+The last `history_limit` versions stay readable (`get_version`): from the newest kept base at or before them,
+with the deltas after it (each snapshot keeps the log that led to it). Older snapshots are deleted once no
+version in that window needs them.
+
+`applied` holds the ids of the last events whose effects are in the state, written in the same head, so a
+redelivered event is recognised and never applied twice. The MCP exposure of this store is added on
 top of this class; this module is the storage-backed core.
 """
 
@@ -14,6 +25,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import math
+import secrets
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +35,10 @@ from typing import Any
 from aos_core.errors import ConflictError, NotFoundError
 from aos_core.events import validate_id
 from aos_core.ports import JSON, Clock, StateStore
+from services.context.tracked import Changes, TrackedDict, apply_ops, plain, track
+from services.storage.keys import encode_value
 
+log = logging.getLogger("aos.context")
 _PREFIX = "context/"
 
 
@@ -36,6 +53,17 @@ def merge_patch(target: JSON, patch: JSON) -> JSON:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+_LAYOUT = 2
+_MIN_LOG_BYTES = 4096  # a log below this is never compacted: small states are snapshotted rarely
+_READ_ATTEMPTS = 5  # head-then-snapshot reads that may each race a commit dropping that snapshot
+
+
+def _log_limit(snapshot_bytes: int) -> int:
+    # A commit rewrites the log (half the limit on average) and a snapshot costs `snapshot_bytes` once per limit's
+    # worth of deltas: a limit near sqrt(snapshot x 1024) keeps both small next to one event's own work.
+    return max(_MIN_LOG_BYTES, math.isqrt(snapshot_bytes * 1024))
 
 
 class ContextMCPServer:
@@ -55,12 +83,17 @@ class ContextMCPServer:
         self._history_limit = history_limit
         self._clock = clock
         self._key = f"{_PREFIX}{agent_id}"
-        self.state: dict[str, Any] = {}
+        self._changes = Changes()
+        self._state: TrackedDict = track({}, self._changes)
         self.version = 0
         self._etag: str | None = None
         self._applied: deque[str] = deque(maxlen=dedupe_window)
         self._applied_set: set[str] = set()
         self._memory_count = 0
+        self._bases: list[list[Any]] = []  # [version, snapshot key or None (the empty state), snapshot bytes]
+        self._log: list[dict[str, Any]] = []  # the deltas after the last base
+        self._log_bytes = 0
+        self._updated_at: str | None = None
         self._loaded = False
         self.dirty = False
 
@@ -69,6 +102,18 @@ class ContextMCPServer:
         if self._store is None:
             raise RuntimeError("ContextMCPServer.initialize() must run before use")
         return self._store
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self._state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        """Replace the whole state (the next commit writes all of it)."""
+        if not isinstance(value, dict):
+            raise ValueError("context state must be a JSON object")
+        self._state = track(value, self._changes)
+        self._changes.mark(())
 
     async def initialize(self) -> None:
         """Without a store given: the store of the kernel initialized in this context, else the one the settings
@@ -81,26 +126,45 @@ class ContextMCPServer:
         await self.reload()
 
     async def reload(self) -> dict[str, Any]:
-        """Read the stored document again (after a ConflictError, say) and return the state."""
-        doc = await self.store.get(self._key)
-        value: dict[str, Any] = doc.value if doc else {}
-        self.state = value.get("state") or {}
+        """Read the stored context again (after a ConflictError, say) and return the state."""
+        for _ in range(_READ_ATTEMPTS):
+            doc = await self.store.get(self._key)
+            value: dict[str, Any] = doc.value if doc else {}
+            if doc is not None and value.get("layout") != _LAYOUT:
+                break
+            try:
+                state, _ = await self._base_state(value.get("bases", [[0, None, 0]])[-1])
+                break
+            except NotFoundError:  # a commit elsewhere snapshotted and dropped it since: read the new head
+                continue
+        else:
+            raise ConflictError(self._key, f"the context changed under {_READ_ATTEMPTS} reads in a row; try again")
+        self._changes.clear()
+        if doc is None or value.get("layout") == _LAYOUT:
+            self._bases = [list(b) for b in value.get("bases", [[0, None, 0]])]
+            self._log = list(value.get("log", []))
+            self._log_bytes = int(value.get("log_bytes", 0))
+            self._state = track(apply_ops(state, _ops(self._log)), self._changes)
+        else:  # written by an earlier release: the state is in the document; the next commit snapshots it
+            self._bases, self._log, self._log_bytes = [], [], 0
+            self._state = track(value.get("state") or {}, self._changes)
         self.version = int(value.get("version", 0))
         self._etag = doc.etag if doc else None
         self._applied.clear()
         self._applied.extend(value.get("applied", []))
         self._applied_set = set(self._applied)
         self._memory_count = int(value.get("memory_count", 0))
+        self._updated_at = value.get("updated_at")
         self._loaded = True
         self.dirty = False
-        return self.state
+        return self._state
 
     # --- the API agents use ------------------------------------------------------------------------
 
     async def load_state(self) -> dict[str, Any]:
         if not self._loaded:
             await self.reload()
-        return self.state
+        return self._state
 
     @property
     def last_applied(self) -> str | None:
@@ -124,63 +188,80 @@ class ContextMCPServer:
         self, state: dict[str, Any] | None = None, *, applied_event_id: str | None = None,
         expected_version: int | None = None,
     ) -> int:
-        """Write `state` (default: the current one) as the next version and return it.
+        """Commit the state (`state`, or the current one with its changes) as the next version and return it.
 
         `applied_event_id` is recorded in the same write. ConflictError if another writer got there first
         (or `expected_version` is not the stored version); the caller reloads and retries.
         """
         if not self._loaded:
             await self.reload()
-        if expected_version is not None and expected_version != self.version:
-            raise ConflictError(self._key, f"expected version {expected_version}, stored version is {self.version}")
-        new_state = self.state if state is None else state
-        if not isinstance(new_state, dict):
-            raise ValueError("context state must be a JSON object")
+        self._check_version(expected_version)
+        if state is not None and state is not self._state:
+            self.state = state
         applied = list(self._applied)
         if applied_event_id is not None and applied_event_id not in self._applied_set:
             applied.append(applied_event_id)
             applied = applied[-self._applied.maxlen:] if self._applied.maxlen else applied
         version = self.version + 1
         now = self._now().isoformat()
-        document = {
-            "agent_id": self.agent_id, "version": version, "state": new_state, "applied": applied,
-            "memory_count": self._memory_count, "updated_at": now,
-        }
-        if self._history_limit > 0:
-            # History first: if we crash before the main write, the orphan is overwritten by the next save.
-            await self.store.put(self._history_key(version), {"version": version, "state": new_state, "at": now,
-                                                              "event_id": applied_event_id})
-        if self._etag is None:
-            self._etag = await self.store.put(self._key, document, if_none_match=True)
-        else:
-            self._etag = await self.store.put(self._key, document, if_match=self._etag)
-        self.state, self.version = new_state, version
+        delta = {"version": version, "at": now, "event_id": applied_event_id,
+                 "ops": self._changes.delta(self._state)}
+        logged, log_bytes = [*self._log, delta], self._log_bytes + len(encode_value(delta))
+        bases, snapshot_key = self._bases, None
+        if not bases or log_bytes > _log_limit(bases[-1][2]):
+            snapshot_key = f"{self._key}/snapshots/{version:012d}-{secrets.token_hex(4)}"
+            await self.store.put(snapshot_key, {"version": version, "at": now, "state": plain(self._state),
+                                                "log": logged}, if_none_match=True)
+            size = (bases[-1][2] if bases else 0) + log_bytes  # an estimate: only the next log limit uses it
+            bases, logged, log_bytes = [*bases, [version, snapshot_key, size]], [], 0
+        bases, dropped = self._prune(bases, version)
+        head = {"agent_id": self.agent_id, "layout": _LAYOUT, "version": version, "applied": applied,
+                "memory_count": self._memory_count, "updated_at": now, "bases": bases, "log": logged,
+                "log_bytes": log_bytes}
+        try:
+            if self._etag is None:
+                etag = await self.store.put(self._key, head, if_none_match=True)
+            else:
+                etag = await self.store.put(self._key, head, if_match=self._etag)
+        except ConflictError:
+            if snapshot_key is not None:  # nobody names it: remove it rather than leave it behind
+                await self._discard(snapshot_key)
+            raise
+        self._etag, self.version, self._updated_at = etag, version, now
+        self._bases, self._log, self._log_bytes = bases, logged, log_bytes
+        self._changes.clear()
         if applied_event_id is not None:
             self.mark_applied(applied_event_id)
         self.dirty = False
-        if self._history_limit > 0 and version > self._history_limit:
-            await self.store.delete(self._history_key(version - self._history_limit))
+        for base in dropped:
+            await self._discard(base[1])
         return version
 
     async def replace(self, state: dict[str, Any], *, expected_version: int | None = None) -> int:
         return await self.save_state(state, expected_version=expected_version)
 
     async def patch(self, patch: dict[str, Any], *, expected_version: int | None = None) -> int:
-        """Apply a JSON merge patch to the state."""
+        """Apply a JSON merge patch to the state (in place: only the patched paths are written)."""
         if not self._loaded:
             await self.reload()
-        return await self.save_state(merge_patch(self.state, patch), expected_version=expected_version)
+        self._check_version(expected_version)
+        if not isinstance(patch, dict):
+            return await self.save_state(merge_patch(self._state, patch))
+        _merge_in_place(self._state, patch)
+        return await self.save_state()
 
     async def history(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Stored past versions, oldest first."""
-        docs = await self.store.list(f"{self._key}/history/", limit=limit)
-        return [d.value for d in docs]
+        """The kept past versions (the last `history_limit`, the current one included), oldest first."""
+        first, last = self._window()
+        return await self._versions(max(first, last - limit + 1), last)
 
     async def get_version(self, version: int) -> dict[str, Any]:
-        doc = await self.store.get(self._history_key(version))
-        if doc is None:
+        """`{"version", "state", "at", "event_id"}` as of `version`; NotFoundError outside the kept history."""
+        first, last = self._window()
+        found = await self._versions(version, version) if first <= version <= last else []
+        if not found:
             raise NotFoundError(f"{self.agent_id}: version {version} is not in the history")
-        return doc.value
+        return found[0]
 
     async def append_memory(self, entry: JSON) -> int:
         """Append an entry to the agent's long-term memory and return its sequence number."""
@@ -227,11 +308,97 @@ class ContextMCPServer:
         await self.reload()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"agent_id": self.agent_id, "version": self.version, "state": self.state,
+        return {"agent_id": self.agent_id, "version": self.version, "state": plain(self._state),
                 "memory_count": self._memory_count, "applied": list(self._applied)}
 
-    def _history_key(self, version: int) -> str:
-        return f"{self._key}/history/{version:012d}"
+    # --- storage layout ----------------------------------------------------------------------------
+
+    def _check_version(self, expected_version: int | None) -> None:
+        if expected_version is not None and expected_version != self.version:
+            raise ConflictError(self._key, f"expected version {expected_version}, stored version is {self.version}")
+
+    def _prune(self, bases: list[list[Any]], version: int) -> tuple[list[list[Any]], list[list[Any]]]:
+        """The bases the history window still needs, and the snapshots no longer needed."""
+        oldest = version - self._history_limit + 1
+        keep = list(bases)
+        while len(keep) > 1 and keep[1][0] <= oldest:
+            keep.pop(0)
+        return keep, [b for b in bases if b not in keep and b[1] is not None]
+
+    def _window(self) -> tuple[int, int]:
+        return max(1, self.version - self._history_limit + 1), self.version
+
+    async def _base_state(self, base: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The state of a base and its snapshot document ({} for the empty base)."""
+        if base[1] is None:
+            return {}, {}
+        doc = await self.store.get(base[1])
+        if doc is None:
+            raise NotFoundError(f"{self.agent_id}: the snapshot {base[1]} named by the context is missing")
+        return doc.value["state"], doc.value
+
+    async def _versions(self, first: int, last: int) -> list[dict[str, Any]]:
+        """Each version from `first` to `last` as `{"version", "state", "at", "event_id"}`, replayed from the
+        newest base at or before `first` (versions no kept base reaches come from the earlier layout's copies)."""
+        if not self._loaded:
+            await self.reload()
+        found: list[dict[str, Any]] = []
+        at = [i for i, b in enumerate(self._bases) if b[0] <= first]
+        if not at:
+            for version in range(first, min(last, self._bases[0][0] - 1 if self._bases else last) + 1):
+                doc = await self.store.get(f"{self._key}/history/{version:012d}")
+                if doc is not None:
+                    found.append(doc.value)
+            first = max(first, self._bases[0][0] if self._bases else last + 1)
+            if first > last:
+                return found
+            at = [0]
+        index = at[-1]
+        state, snapshot = await self._base_state(self._bases[index])
+        own = (snapshot.get("log") or [{}])[-1]
+        if self._bases[index][0] >= first:
+            found.append(_entry(self._bases[index][0], state, own))
+        deltas: list[dict[str, Any]] = []
+        for base in self._bases[index + 1:]:
+            deltas.extend((await self._base_state(base))[1].get("log", []))
+        deltas.extend(self._log)
+        for delta in deltas:
+            version = int(delta["version"])
+            if version <= self._bases[index][0]:
+                continue
+            if version > last:
+                break
+            state = apply_ops(state, delta["ops"])
+            if version >= first:
+                found.append(_entry(version, state, delta))
+        return found
+
+    async def _discard(self, key: str) -> None:
+        # Best effort: a snapshot left behind costs storage, never correctness (no head names it).
+        try:
+            await self.store.delete(key)
+        except Exception as exc:
+            log.warning("context %s: could not delete %s: %s", self.agent_id, key, exc)
 
     def _now(self) -> datetime:
         return self._clock.now() if self._clock else datetime.now(UTC)
+
+
+def _ops(deltas: list[dict[str, Any]]) -> list[Any]:
+    return [op for delta in deltas for op in delta["ops"]]
+
+
+def _entry(version: int, state: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    return {"version": version, "state": copy.deepcopy(state), "at": delta.get("at"),
+            "event_id": delta.get("event_id")}
+
+
+def _merge_in_place(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    # RFC 7386 on the tracked state, so only the patched paths are marked changed.
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_in_place(target[key], value)
+        else:
+            target[key] = merge_patch(None, value)

@@ -123,8 +123,7 @@ async def test_save_state_outside_an_event_writes_at_once() -> None:
     await agent.initialize()
     agent.state["total"] = 41
     await agent.save_state()
-    doc = await store.get("context/t2")
-    assert doc is not None and doc.value["state"]["total"] == 41
+    assert (await TallyAgent.read_context(store, "t2"))["state"]["total"] == 41
 
 
 async def test_a_goal_with_nothing_to_measure_is_not_met_and_goals_show_before_the_first_event() -> None:

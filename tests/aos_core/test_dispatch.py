@@ -8,6 +8,7 @@ from agents import PerpetualAgent
 from aos_core import AgentOperatingSystem, AOSConfig
 from aos_core.events import Event
 from aos_core.testing import ManualClock
+from services.context import ContextMCPServer
 from services.storage import SqliteStateStore
 
 
@@ -82,8 +83,8 @@ async def test_write_behind_mode_saves_on_eviction(tmp_path: Path) -> None:
         await aos.process_event(Event(type="x", subject="a"))
     await aos.process_event(Event(type="x", subject="b"))  # evicts a, which saves
     store = SqliteStateStore(tmp_path / "state.db")
-    doc = await store.get("context/a")
-    assert doc is not None and doc.value["state"]["total"] == 3
+    stored = await ContextMCPServer("a", store).load_state()
+    assert stored["total"] == 3
     await store.close()
     await aos.shutdown()
 

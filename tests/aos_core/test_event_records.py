@@ -15,7 +15,7 @@ from aos_core import AgentOperatingSystem, AOSConfig
 from aos_core.errors import NotFoundError
 from aos_core.event_records import EventRecord, EventRecords, record_key
 from aos_core.events import Event
-from aos_core.ports import AgentResult
+from aos_core.ports import AgentResult, Document
 from aos_core.testing import ManualClock
 from services.storage import InMemoryStateStore, SqliteStateStore
 
@@ -241,28 +241,63 @@ def test_an_odd_id_becomes_a_hashed_key() -> None:
     assert record_key("x" * 121) == "events/~" + hashlib.sha256(b"x" * 121).hexdigest()
 
 
-async def test_wait_returns_once_the_event_settles_polling_ever_less_often() -> None:
-    clock = ManualClock()  # an in-memory store: each poll completes within the clock's settling
-    er = EventRecords(InMemoryStateStore(), clock)
-    assert await er.wait("unknown", 5) is None
-    await er.accept(Event(id="w", type="t"), ["a"])
+class ReadCounting(InMemoryStateStore):
+    """The in-memory store, counting reads: what a wait costs in storage requests."""
+
+    reads = 0
+
+    async def get(self, key: str) -> Document | None:
+        self.reads += 1
+        return await super().get(key)
+
+    async def list(self, prefix: str = "", **kwargs: Any) -> list[Document]:  # type: ignore[override]
+        self.reads += 1
+        return await super().list(prefix, **kwargs)
+
+
+def start_waiter(er: EventRecords, clock: ManualClock, seconds: float) -> tuple[asyncio.Task[Any], list[float]]:
+    """A task waiting for event "w", and the list that gets the clock's time when it returns."""
     woke_at: list[float] = []
 
     async def waiter() -> EventRecord | None:
-        record = await er.wait("w", 1.0)
+        record = await er.wait("w", seconds)
         woke_at.append(clock.monotonic())
         return record
 
-    task = asyncio.create_task(waiter())
-    await clock.advance(0.3)
-    assert not task.done()
+    return asyncio.create_task(waiter()), woke_at
+
+
+async def test_wait_wakes_when_the_result_is_written_here_and_reads_nothing() -> None:
+    clock = ManualClock()
+    store = ReadCounting()
+    er = EventRecords(store, clock)
+    await er.accept(Event(id="w", type="t"), ["a", "b"])
+    task, woke_at = start_waiter(er, clock, 10.0)
+    await clock.advance(0.1)
     await er.add_result("w", AgentResult("a", "completed"))
-    await clock.advance(0.2)
+    await clock.advance(0.05)
+    assert not task.done()  # one of two targets answered
+    await er.add_result("w", AgentResult("b", "completed", result={"n": 1}))
     record = await asyncio.wait_for(task, 10)  # a wait that never returns fails here, not at the suite's timeout
-    # Polls at 0, 0.005, 0.015, 0.035, 0.085, 0.185, 0.385: the first after the result was stored.
-    assert record is not None and record.status == "completed"
-    assert woke_at == [pytest.approx(0.385)]
+    assert record is not None and record.status == "completed" and record.results[1]["result"] == {"n": 1}
+    assert woke_at == [pytest.approx(0.15)] and store.reads == 0 and clock.sleepers == 0
     assert (await er.wait("w", 1.0)) is not None and clock.sleepers == 0  # settled: no wait at all
+
+
+async def test_wait_reads_storage_ever_less_often_for_results_written_elsewhere() -> None:
+    clock = ManualClock()  # an in-memory store: each poll completes within the clock's settling
+    store = ReadCounting()
+    here, elsewhere = EventRecords(store, clock), EventRecords(store, clock)
+    assert await here.wait("unknown", 5) is None
+    await here.accept(Event(id="w", type="t"), ["a"])
+    task, woke_at = start_waiter(here, clock, 5.0)
+    await clock.advance(0.6)
+    await elsewhere.add_result("w", AgentResult("a", "completed"))  # another instance's mailbox
+    await clock.advance(1.0)
+    record = await asyncio.wait_for(task, 10)
+    # Reads at 0.5 (pending) and 1.5: the first after the result was stored.
+    assert record is not None and record.status == "completed"
+    assert woke_at == [pytest.approx(1.5)]
 
 
 async def test_wait_gives_up_at_its_deadline_with_the_pending_record() -> None:

@@ -24,15 +24,16 @@ def cosmos_settings(cosmosdb: CosmosServer) -> dict[str, str]:
             "AOS_STORAGE__COSMOS_DATABASE": f"aos-{uuid.uuid4().hex[:12]}"}
 
 
-async def cosmos_documents(cosmosdb: CosmosServer, database: str, prefix: str) -> dict[str, Any]:
-    """What the app left in Cosmos DB under `prefix`, read with a store of our own (key -> value)."""
+async def cosmos_contexts(cosmosdb: CosmosServer, database: str, *agent_ids: str) -> dict[str, Any]:
+    """The agents' states the app left in Cosmos DB, read with a store and context servers of our own."""
+    from services.context import ContextMCPServer
     from services.storage.connections import resolve_cosmos_connection
     from services.storage.cosmos import CosmosStateStore
 
     connection = resolve_cosmos_connection("CosmosDBConnection", {"CosmosDBConnection": cosmosdb.connection_string})
     store = CosmosStateStore(connection, database=database)
     try:
-        return {doc.key: doc.value for doc in await store.list(prefix)}
+        return {agent_id: dict(await ContextMCPServer(agent_id, store).load_state()) for agent_id in agent_ids}
     finally:
         await store.close()
 
@@ -67,9 +68,9 @@ def test_tally_flow_on_cosmos_survives_a_restart_exactly_once(make_host: Any, co
         assert {x["agent_id"]: x["result"] for x in r.json()["results"]} == {"all-events": {"total": 4},
                                                                               "orders": {"total": 4}}
     assert not (host.data / "state.db").exists()  # state went to Cosmos DB, not to the embedded store
-    stored = asyncio.run(cosmos_documents(cosmosdb, settings["AOS_STORAGE__COSMOS_DATABASE"], "context/"))
-    assert stored["context/orders"]["state"] == {"total": 4, "by_type": {"order.created": 3, "order.shipped": 1}}
-    assert stored["context/all-events"]["state"]["total"] == 4
+    stored = asyncio.run(cosmos_contexts(cosmosdb, settings["AOS_STORAGE__COSMOS_DATABASE"], "orders", "all-events"))
+    assert stored["orders"] == {"total": 4, "by_type": {"order.created": 3, "order.shipped": 1}}
+    assert stored["all-events"]["total"] == 4
 
 
 def test_launch_product_x_on_cosmos(make_host: Any, cosmosdb: CosmosServer) -> None:
