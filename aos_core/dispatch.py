@@ -19,6 +19,7 @@ from typing import Protocol
 from aos_core.errors import RegistrationError
 from aos_core.events import AgentId, Event
 from aos_core.ports import Agent, AgentResult, Clock
+from aos_core.single_flight import SingleFlight
 
 
 class AgentHost(Protocol):
@@ -57,7 +58,7 @@ class LocalDispatcher:
         self.idle_timeout = idle_timeout
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._mailboxes: dict[str, _Mailbox] = {}
-        self._activating: dict[str, asyncio.Future[_Live]] = {}
+        self._activating: SingleFlight[str, _Live] = SingleFlight()
         self._deactivating: dict[str, asyncio.Event] = {}
         self._shrinking = False
         self._shrink_again = False
@@ -118,28 +119,18 @@ class LocalDispatcher:
                 del self._mailboxes[key]
 
     async def _activate(self, agent_id: AgentId) -> _Live:
-        key = agent_id.key
-        pending = self._activating.get(key)
-        if pending is not None:  # someone is already loading it: share the result
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Live] = asyncio.get_running_loop().create_future()
-        self._activating[key] = future
-        try:
-            saving = self._deactivating.get(key)
-            if saving is not None:  # let the previous incarnation finish saving before we load
-                await saving.wait()
-            agent = await self._host.activate(agent_id)
-            live = _Live(agent, self._clock.monotonic())
-            self._live[key] = live
-            self.activations += 1
-            future.set_result(live)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: the error goes to this caller
-            raise
-        finally:
-            del self._activating[key]
+        live = await self._activating.run(agent_id.key, lambda: self._load(agent_id))  # one load, shared
         await self._shrink()
+        return live
+
+    async def _load(self, agent_id: AgentId) -> _Live:
+        key = agent_id.key
+        saving = self._deactivating.get(key)
+        if saving is not None:  # let the previous incarnation finish saving before we load
+            await saving.wait()
+        agent = await self._host.activate(agent_id)
+        live = self._live[key] = _Live(agent, self._clock.monotonic())
+        self.activations += 1
         return live
 
     async def _shrink(self) -> None:

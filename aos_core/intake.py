@@ -21,6 +21,7 @@ from aos_core.errors import AgentUnavailableError, NotFoundError, PolicyDenied, 
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event
 from aos_core.ports import AgentResult, AuditLog, Dispatcher, Policy, PolicyRequest, Telemetry
+from aos_core.single_flight import SingleFlight
 from aos_core.telemetry import EVENTS_FAILED, SPAN_PROCESS
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class EventIntake:
     policy: Policy | None
     telemetry: Telemetry
     counts: dict[str, int]
-    _inflight: dict[tuple[str, str], asyncio.Future[AgentResult]]
+    _delivering: SingleFlight[tuple[str, str], AgentResult]
 
     if TYPE_CHECKING:  # provided by AgentOperatingSystem
         async def _require_initialized(self) -> None: ...
@@ -134,22 +135,7 @@ class EventIntake:
 
     async def _deliver_once(self, target: AgentId, event: Event, *, fresh: bool) -> AgentResult:
         # A resend that arrives while this process still delivers the event joins that delivery.
-        key = (event.id, target.key)
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[AgentResult] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await self._deliver(target, event, fresh=fresh)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._inflight[key]
+        return await self._delivering.run((event.id, target.key), lambda: self._deliver(target, event, fresh=fresh))
 
     async def _deliver(self, target: AgentId, event: Event, *, fresh: bool = False) -> AgentResult:
         try:

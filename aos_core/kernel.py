@@ -55,6 +55,7 @@ from aos_core.runtime import (
     use_context_store,
 )
 from aos_core.scheduler import Scheduler
+from aos_core.single_flight import SingleFlight
 from aos_core.telemetry import (
     LOOP_BLOCKED,
     NoTelemetry,
@@ -112,7 +113,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._pinned: dict[str, Agent] = {}
         self._deps: dict[str, tuple[str, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # messages agents sent, being delivered
-        self._inflight: dict[tuple[str, str], asyncio.Future[AgentResult]] = {}  # (event id, agent) delivering
+        self._delivering: SingleFlight[tuple[str, str], AgentResult] = SingleFlight()  # (event id, agent)
         self._loops: set[asyncio.Task[Any]] = set()  # scheduler, lifecycle and eviction loops
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []  # what services started on this kernel
         self.resources: dict[str, Any] = {}  # what services keep per kernel (e.g. the MCP endpoint), by name

@@ -7,7 +7,6 @@ after `ttl` seconds on the Clock and the least recently used go first past `max_
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections import OrderedDict
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aos_core.clock import SystemClock
 from aos_core.ports import Clock
+from aos_core.single_flight import SingleFlight
 from services.ml import telemetry
 from services.ml.reasoner import Reasoner, ReasoningRequest, ReasoningResult
 
@@ -101,7 +101,7 @@ class CachedReasoner:
         self.inner = inner
         self.clock = clock or SystemClock()
         self.cache = cache if cache is not None else ResponseCache(clock=self.clock)
-        self._inflight: dict[str, asyncio.Future[ReasoningResult]] = {}
+        self._reasoning: SingleFlight[str, ReasoningResult] = SingleFlight()
 
     async def reason(self, request: ReasoningRequest) -> ReasoningResult:
         """The cached answer to `request`, or the inner reasoner's (then cached)."""
@@ -111,23 +111,11 @@ class CachedReasoner:
         if found is not None:
             self._record("hit", request, start)
             return replace(found, cached=True)
-        waiting = self._inflight.get(key)
-        if waiting is not None:
-            result = await asyncio.shield(waiting)
+        coalesced = self._reasoning.running(key)  # another caller is asking the same: share its answer
+        result = await self._reasoning.run(key, lambda: self.inner.reason(request))
+        if coalesced:
             self._record("coalesced", request, start)
             return replace(result, cached=True)
-        future: asyncio.Future[ReasoningResult] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await self.inner.reason(request)
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # consumed here so an unawaited future logs nothing
-            raise
-        finally:
-            self._inflight.pop(key, None)
-        future.set_result(result)
         self.cache.put(key, result)
         self._record("miss", request, start)
         return result

@@ -6,7 +6,6 @@ error message. Concurrent reads of one name share one request. Only imported whe
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,6 +14,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from aos_core.clock import SystemClock
 from aos_core.errors import AOSError, ConfigError
 from aos_core.ports import Clock
+from aos_core.single_flight import SingleFlight
 from services.secrets.environment import check_secret_name
 
 
@@ -31,7 +31,7 @@ class KeyVaultSecretStore:
         self._ttl = ttl
         self._clock = clock or SystemClock()
         self._cache: dict[str, tuple[str | None, float]] = {}
-        self._inflight: dict[str, asyncio.Future[str | None]] = {}
+        self._fetching: SingleFlight[str, str | None] = SingleFlight()  # one fetch per name at a time
 
     @classmethod
     def from_url(cls, vault_url: str, *, client_id: str | None = None, ttl: float = 300.0,
@@ -58,23 +58,12 @@ class KeyVaultSecretStore:
         cached = self._cache.get(name)
         if cached is not None and cached[1] > now:
             return cached[0]
-        pending = self._inflight.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._inflight[name] = future
-        try:
-            value = await self._fetch(name)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so a future nobody else awaited does not warn
-            raise
-        else:
-            self._cache[name] = (value, self._clock.monotonic() + self._ttl)
-            future.set_result(value)
-            return value
-        finally:
-            del self._inflight[name]
+        return await self._fetching.run(name, lambda: self._fetch_and_cache(name))
+
+    async def _fetch_and_cache(self, name: str) -> str | None:
+        value = await self._fetch(name)
+        self._cache[name] = (value, self._clock.monotonic() + self._ttl)
+        return value
 
     async def _fetch(self, name: str) -> str | None:
         try:
