@@ -102,6 +102,7 @@ async def tick(timer: func.TimerRequest, client: df.DurableOrchestrationClient) 
 
 @app.entity_trigger(context_name="context", entity_name=ENTITY_NAME)
 def agent(context: df.DurableEntityContext) -> None:
+    from aos_core.runtime import run_with_aos
     from services.dispatch import run_agent_entity
 
-    run_agent_entity(context)
+    run_agent_entity(context, run_with_aos)  # the entity body runs on the worker's warm kernel

@@ -107,7 +107,6 @@ REACH_ALLOWED = {
     "services/devhost/": "the local host",
     "services/cli/": "the CLI's local mode",
     "services/workflows/functions.py": "the orchestrator and activity functions the app registers",
-    "services/dispatch/durable.py": "the body of the `agent` entity function, which hands the kernel to the agent",
 }
 
 

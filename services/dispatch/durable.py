@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from aos_core.errors import AgentUnavailableError
 from aos_core.events import AgentId, Event
 from aos_core.ports import AgentResult
-from aos_core.runtime import run_with_aos
 from aos_core.telemetry import SPAN_ENTITY
 
 T = TypeVar("T")
@@ -143,8 +142,15 @@ def _initial(key: str) -> dict[str, Any]:
     return {"agent_id": key, "type": None, "lifecycle": "created", "version": 0, "delivered": 0}
 
 
-def run_agent_entity(context: Any) -> None:
-    """The `agent` entity function: operations `deliver`, `status` and `terminate`.
+class KernelRunner(Protocol):
+    """Runs `work(aos)` on the worker's warm kernel and blocks until it is done (`aos_core.runtime.run_with_aos`)."""
+
+    def __call__(self, work: Callable[[Any], Awaitable[T]], timeout: float | None = None) -> T: ...
+
+
+def run_agent_entity(context: Any, run_with_aos: KernelRunner) -> None:
+    """The `agent` entity function: operations `deliver`, `status` and `terminate`, run on the kernel that
+    `run_with_aos` (given by the app's entity function) reaches.
 
     A failed operation does not roll back entity state in the Python SDK, so each operation validates and does
     its work first and sets the new state last.
@@ -153,7 +159,7 @@ def run_agent_entity(context: Any) -> None:
     operation = context.operation_name
     state = context.get_state(lambda: _initial(key), expected_type=dict)
     if operation == "deliver":
-        _deliver(context, key, state)
+        _deliver(context, key, state, run_with_aos)
     elif operation == "status":
         info = run_with_aos(lambda aos: aos.get_agent(key), _QUERY_TIMEOUT)
         context.set_result({**state, "agent": info})
@@ -165,7 +171,7 @@ def run_agent_entity(context: Any) -> None:
         raise ValueError(f"entity {ENTITY_NAME} has no operation {operation!r} (deliver, status, terminate)")
 
 
-def _deliver(context: Any, key: str, state: dict[str, Any]) -> None:
+def _deliver(context: Any, key: str, state: dict[str, Any], run_with_aos: KernelRunner) -> None:
     raw = context.get_input(expected_type=dict)
     try:
         event = Event.model_validate(raw)
