@@ -40,6 +40,7 @@ from aos_core.errors import ConflictError, NotFoundError
 from aos_core.etag import update_document
 from aos_core.graph import topological_order
 from aos_core.ports import JSON, Clock, IdFactory, StateStore
+from aos_core.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class WorkflowEngine:
         self._runner = uuid.uuid4().hex  # this engine as a lease holder (not an id of the domain: not from `ids`)
         self._lease_ttl = lease_ttl
         self._actions: dict[str, Action] = {}
-        self._active: dict[str, asyncio.Future[dict[str, Any]]] = {}  # one run per workflow in this process
+        self._active: SingleFlight[str, dict[str, Any]] = SingleFlight()  # one run per workflow in this process
         self._locks: dict[str, asyncio.Lock] = {}
 
     def register_action(self, name: str, fn: Action) -> Action:
@@ -147,15 +148,7 @@ class WorkflowEngine:
 
         A finished workflow is returned as is; a second call while one runs in this process waits for it.
         """
-        if (active := self._active.get(workflow_id)) is not None:
-            return await asyncio.shield(active)
-        task = asyncio.ensure_future(self._run(workflow_id))
-        self._active[workflow_id] = task
-        try:
-            return await task
-        finally:
-            if self._active.get(workflow_id) is task:
-                del self._active[workflow_id]
+        return await self._active.run(workflow_id, lambda: self._run(workflow_id))
 
     async def resume_all(self) -> list[str]:
         """Continue every pending or running workflow (after a restart); return their ids.
