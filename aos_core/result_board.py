@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from aos_core.clock import sleep_or_wake
 from aos_core.ports import JSON, Clock
 
 CAPACITY = 4096
@@ -28,7 +29,7 @@ class Posted:
 
     record: dict[str, Any] | None = None
     results: dict[str, dict[str, JSON]] = field(default_factory=dict)
-    wakers: list[asyncio.Future[None]] = field(default_factory=list)
+    wakers: list[asyncio.Event] = field(default_factory=list)
 
 
 class ResultBoard:
@@ -46,26 +47,22 @@ class ResultBoard:
         entry.results[str(result["agent_id"])] = result
         wakers, entry.wakers = entry.wakers, []
         for waker in wakers:
-            if not waker.done():
-                waker.set_result(None)
+            waker.set()
 
     def get(self, event_id: str) -> Posted | None:
         return self._events.get(event_id)
 
     async def changed(self, event_id: str, seconds: float, clock: Clock) -> bool:
         """Wait until a result for `event_id` is posted (True) or `seconds` of the clock pass (False)."""
-        waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        woke = asyncio.Event()
         entry = self._entry(event_id)
-        entry.wakers.append(waker)
-        timer = asyncio.ensure_future(clock.sleep(seconds))
+        entry.wakers.append(woke)
         try:
-            await asyncio.wait((waker, timer), return_when=asyncio.FIRST_COMPLETED)
+            await sleep_or_wake(clock, seconds, woke)
         finally:
-            timer.cancel()
-            if not waker.done():
-                waker.cancel()
-                entry.wakers.remove(waker)
-        return not waker.cancelled()
+            if not woke.is_set():
+                entry.wakers.remove(woke)
+        return woke.is_set()
 
     def _entry(self, event_id: str) -> Posted:
         entry = self._events.get(event_id)
