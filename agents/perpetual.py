@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from agents.base import BaseAgent
@@ -120,6 +120,42 @@ class PerpetualAgent(BaseAgent):
                 ctx.outbox.clear()
                 await context.reload()
         raise ConflictError(f"context/{self.agent_id}", f"gave up after {retries + 1} lost races")
+
+    async def process_many(self, items: list[tuple[Event, AgentContext]], *, durable: bool = True,
+                           around: Callable[[Event, Awaitable[JSON]], Awaitable[JSON]] | None = None
+                           ) -> list[tuple[str, JSON]]:
+        """Apply several events in order and commit them together: one write with all their ids.
+
+        Each handler runs through `around(event, work)` when given (the kernel's span and timeout). If a handler
+        raises or the commit loses a race, nothing is committed: the state is reloaded and the error raised, and
+        the caller applies the events one at a time instead. At most `dedupe_window` events per call.
+        """
+        context = self.context
+        if context is None:
+            raise RuntimeError(f"agent {self.agent_id} is not initialized")
+        outcomes: list[tuple[str, JSON]] = []
+        applied: list[str] = []
+        try:
+            for event, ctx in items:
+                if context.has_applied(event.id):
+                    outcomes.append(("duplicate", None))
+                    continue
+                self._context, self._handling = ctx, True
+                try:
+                    work = self.handle(event, ctx)
+                    outcomes.append(("completed", await (around(event, work) if around is not None else work)))
+                finally:
+                    self._context, self._handling = None, False
+                applied.append(event.id)
+            if durable and applied:
+                await context.save_state(applied_event_ids=applied)
+            elif not durable:
+                for event_id in applied:
+                    context.mark_applied(event_id)
+        except BaseException:
+            await context.reload()  # drop every change the batch made
+            raise
+        return outcomes
 
     async def sleep(self) -> None:
         if self.context is not None and self.context.dirty:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aos_core.agent_context import AgentContext, Outgoing
 from aos_core.errors import AgentUnavailableError, InvalidEventError, NotFoundError, RegistrationError
@@ -176,6 +176,73 @@ class AgentHosting:
                 await self._record_failure(key, event, error, attempt)
         return await self._finish(event, AgentResult(key, "failed", error=f"{error} (after {attempts} attempts)"))
 
+    async def run_many_in_mailbox(self, target: AgentId, events: list[Event]) -> list[AgentResult]:
+        """`run_in_mailbox` for several events to one agent, in order, each applied at most once, exactly.
+
+        An agent that can (a perpetual one) applies them in commits of up to `dispatch.dedupe_window` events: one
+        context write and its result documents per group. The crash between that write and the results is settled
+        as for one event (`activate` writes the results of every event the last commit applied). A group with a
+        handler that raises, times out or rejects its event is not committed at all and goes one event at a time,
+        with the retries and failure handling of `run_in_mailbox`.
+        """
+        key = target.key
+        if len(events) == 1:
+            return [await self.run_in_mailbox(target, events[0])]
+        known = await asyncio.gather(*(self.records.has_result(event.id, key) for event in events))
+        results: list[AgentResult | None] = [AgentResult(key, "duplicate") if done else None for done in known]
+        todo: list[int] = []
+        seen: set[str] = set()
+        for index, event in enumerate(events):
+            if results[index] is not None:
+                continue
+            if event.id in seen:  # the same id twice in one hand-over: applied once
+                results[index] = AgentResult(key, "duplicate")
+                continue
+            seen.add(event.id)
+            todo.append(index)
+        size = self.config.dispatch.dedupe_window
+        for offset in range(0, len(todo), size):
+            group = todo[offset:offset + size]
+            together = await self._apply_together(target, [events[i] for i in group]) if len(group) > 1 else None
+            if together is None:
+                for index in group:  # none of the group was committed: each on its own (checked above: fresh)
+                    results[index] = await self.run_in_mailbox(target, events[index], fresh=True)
+                continue
+            final = await asyncio.gather(*(self._finish(events[i], r) for i, r in zip(group, together, strict=True)))
+            for index, result in zip(group, final, strict=True):
+                results[index] = result
+        return cast(list[AgentResult], results)  # every index was given its result above
+
+    async def _apply_together(self, target: AgentId, events: list[Event]) -> list[AgentResult] | None:
+        """Apply `events` to the agent with one commit; None when they must go one at a time (the agent cannot
+        batch, is not available, or a handler raised or timed out): nothing of them was committed then."""
+        try:
+            await self._available(target.key)
+            agent = await self.dispatcher.ensure_live(target)
+        except Exception:  # the one-at-a-time path reports it, with its recovery
+            return None
+        process_many = getattr(agent, "process_many", None)
+        if process_many is None:
+            return None
+        dispatch = self.config.dispatch
+
+        async def bounded(event: Event, work: Awaitable[Any]) -> Any:
+            with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
+                async with asyncio.timeout(dispatch.handler_timeout):
+                    return await work
+
+        contexts = [AgentContext(agent.agent_id, event, self.clock, audit=self.audit, policy=self.policy)
+                    for event in events]
+        started = self.clock.monotonic()
+        try:
+            outcomes = await process_many(list(zip(events, contexts, strict=True)), durable=self._durable,
+                                          around=bounded)
+        except Exception:
+            return None
+        each = (self.clock.monotonic() - started) / len(events)
+        return [await self._applied(agent, event, ctx, status, result, each)
+                for event, ctx, (status, result) in zip(events, contexts, outcomes, strict=True)]
+
     async def _available(self, key: str) -> None:
         # An agent that failed in an earlier process is not supervised here yet: take it on, so its recovery
         # runs and the event waits for it instead of being turned away.
@@ -207,11 +274,16 @@ class AgentHosting:
                                error=f"the handler did not finish within {dispatch.handler_timeout:g}s")
         except Exception as exc:
             return AgentResult(agent.agent_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        return await self._applied(agent, event, ctx, status, result, self.clock.monotonic() - started)
+
+    async def _applied(self, agent: Agent, event: Event, ctx: AgentContext, status: str, result: Any,
+                       duration: float) -> AgentResult:
+        """What follows a committed handling: metrics, recovery noted, the handling's messages and workflows sent."""
         if status == "duplicate":  # its commit landed before a crash that lost the result: say it is done
             status, result = "completed", None
         self.telemetry.increment(EVENTS_PROCESSED, type=event.type, status=status)
         self.counts["processed"] += 1
-        self.telemetry.histogram(HANDLING_DURATION, self.clock.monotonic() - started, type=event.type)
+        self.telemetry.histogram(HANDLING_DURATION, duration, type=event.type)
         lifecycle = self.lifecycle.get(agent.agent_id)
         if lifecycle is not None and lifecycle.restarts:
             await self.lifecycle.record_success(agent.agent_id)
@@ -230,14 +302,15 @@ class AgentHosting:
         return AgentResult(agent.agent_id, status, result)
 
     async def _settle_last_applied(self, agent: Agent) -> None:
-        # The one event whose commit may have landed without its result document (a crash in between) is the
-        # last one the context names: write that result now, before any other event can follow it.
+        # The events whose commit may have landed without their result documents (a crash in between) are those
+        # the context's last commit names: write their results now, before any other event can follow them.
         context = getattr(agent, "context", None)
-        last = getattr(context, "last_applied", None)
-        if last is None or await self.records.has_result(last, agent.agent_id):
-            return
-        if await self.records.exists(last):
-            await self.records.add_result(last, AgentResult(agent.agent_id, "completed", extra={"settled": True}))
+        for event_id in getattr(context, "last_commit_applied", None) or []:
+            if await self.records.has_result(event_id, agent.agent_id):
+                continue
+            if await self.records.exists(event_id):
+                await self.records.add_result(event_id, AgentResult(agent.agent_id, "completed",
+                                                                    extra={"settled": True}))
 
     async def deactivate(self, agent: Agent) -> None:
         await agent.sleep()

@@ -44,7 +44,7 @@ class DispatchSettings(_Section):
     max_live_agents: int = Field(default=10_000, ge=1)
     idle_timeout: float = Field(default=300.0, gt=0)
     durability: Literal["commit", "memory"] = "commit"
-    dedupe_window: int = Field(default=128, ge=1)  # recent ids kept in the context: a fast path, not the truth
+    dedupe_window: int = Field(default=16, ge=1)  # recent ids kept in the context: a fast path, not the truth
     commit_retries: int = Field(default=5, ge=0)
     max_attempts: int = Field(default=3, ge=1)  # handlings of one event before it is failed and dead-lettered
     handler_timeout: float = Field(default=300.0, gt=0)  # seconds one handling may take before it is cancelled

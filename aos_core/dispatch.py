@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from aos_core.errors import RegistrationError
 from aos_core.events import AgentId, Event
 from aos_core.ports import Agent, AgentResult, Clock
 from aos_core.single_flight import SingleFlight
+
+T = TypeVar("T")
 
 
 class AgentHost(Protocol):
@@ -28,6 +30,8 @@ class AgentHost(Protocol):
     async def activate(self, agent_id: AgentId) -> Agent: ...
 
     async def run_in_mailbox(self, agent_id: AgentId, event: Event, *, fresh: bool = False) -> AgentResult: ...
+
+    async def run_many_in_mailbox(self, agent_id: AgentId, events: list[Event]) -> list[AgentResult]: ...
 
     async def deactivate(self, agent: Agent) -> None: ...
 
@@ -97,9 +101,16 @@ class LocalDispatcher:
         """Run `event` through the agent's mailbox: the host activates, applies and retries in there.
 
         `fresh`: the event was accepted by this very call, so no one can have applied it yet."""
+        return await self._holding(agent_id.key, lambda: self._host.run_in_mailbox(agent_id, event, fresh=fresh))
+
+    async def deliver_many(self, agent_id: AgentId, events: list[Event]) -> list[AgentResult]:
+        """Run `events` through the agent's mailbox in order, in one hold (the host may commit them together)."""
+        return await self._holding(agent_id.key, lambda: self._host.run_many_in_mailbox(agent_id, events))
+
+    async def _holding(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
         try:
-            async with self._mailbox(agent_id.key):
-                return await self._host.run_in_mailbox(agent_id, event, fresh=fresh)
+            async with self._mailbox(key):
+                return await work()
         finally:
             if len(self._live) > self.max_live:  # agents busy when the cache overflowed can go now
                 await self._shrink()

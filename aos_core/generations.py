@@ -13,9 +13,9 @@ group, not per change), and each still gets its own number.
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 
+from aos_core.batches import Batcher
 from aos_core.etag import update_document
 from aos_core.ports import JSON, StateStore
 
@@ -37,34 +37,16 @@ class GenerationLog:
     def __init__(self, store: StateStore, key: str) -> None:
         self._store = store
         self._key = key
-        self._waiting: list[tuple[str, asyncio.Future[int]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._groups: Batcher[None, str, int] = Batcher(self._write_group)
 
     async def record(self, item: str) -> int:
         """Name `item` as changed; its generation number, once the document that says so is written."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._writer is None or self._writer.done():
-            # The writer is a task of its own, so a caller that is cancelled does not cancel the others' write.
-            self._writer = asyncio.create_task(self._write_groups())
-        return await asyncio.shield(future)
+        return (await self._groups.submit(None, [item]))[0]
 
-    async def _write_groups(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            items = [item for item, _ in group]
-            try:
-                first = await update_document(self._store, self._key, partial(_bumped, items=items),
-                                              what=f"{self._key} update")
-            except Exception as exc:  # every caller of the group gets the failure
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                        future.exception()  # retrieved here too: a cancelled caller leaves no "never retrieved"
-                continue
-            for offset, (_, future) in enumerate(group):
-                if not future.done():
-                    future.set_result(first + offset)
+    async def _write_group(self, _: None, items: list[str]) -> list[int]:
+        first = await update_document(self._store, self._key, partial(_bumped, items=items),
+                                      what=f"{self._key} update")
+        return [first + offset for offset in range(len(items))]
 
 
 def changed_since(value: JSON, seen: int) -> list[str] | None:

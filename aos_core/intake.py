@@ -127,40 +127,70 @@ class EventIntake:
                                                       ("correlationid", event.correlationid)) if v}})
 
     async def _deliver_in_order(self, queue: list[tuple[_Intake, AgentId]]) -> None:
+        if self.remote is not None and self._perpetual(queue[0][1]):
+            await self._hand_over(self.remote, queue)
+            return
         for intake, target in queue:
             result = await self._deliver_once(target, intake.event, fresh=intake.created)
             intake.results[target.key] = result
-            if result.status == "accepted":
-                intake.handed_over.append(target.key)
+
+    async def _hand_over(self, remote: Dispatcher, queue: list[tuple[_Intake, AgentId]]) -> None:
+        """Give one perpetual agent its events, in order, in one hand-over to its entity (which joins an event
+        already on its way there); AgentUnavailableError if they could not be handed over (they stay pending)."""
+        target = queue[0][1]
+        allowed: list[_Intake] = []
+        for intake, _ in queue:
+            refusal = await self._refusal(target, intake.event)
+            if refusal is None:
+                allowed.append(intake)
+            else:
+                intake.results[target.key] = refusal
+        if not allowed:
+            return
+        results = await remote.deliver_many(target, [intake.event for intake in allowed])
+        for intake, result in zip(allowed, results, strict=True):
+            intake.results[target.key] = result
+            intake.handed_over.append(target.key)
 
     async def _deliver_once(self, target: AgentId, event: Event, *, fresh: bool) -> AgentResult:
         # A resend that arrives while this process still delivers the event joins that delivery.
         return await self._delivering.run((event.id, target.key), lambda: self._deliver(target, event, fresh=fresh))
 
     async def _deliver(self, target: AgentId, event: Event, *, fresh: bool = False) -> AgentResult:
-        try:
-            if self.policy is not None:
-                await self.policy.enforce(PolicyRequest("event.deliver", agent_id=target.key, agent_type=target.type,
-                                                        event_type=event.type, subject=f"event/{event.id}"))
-        except PolicyDenied as denied:
-            return await self._finish(event, AgentResult(target.key, "rejected", error=str(denied),
-                                                         extra={"rule_id": denied.rule_id}))
-        if self.remote is not None and self._perpetual(target):
-            return await self.remote.deliver(target, event)  # AgentUnavailableError if it cannot be handed over
+        refusal = await self._refusal(target, event)
+        if refusal is not None:
+            return refusal
         try:
             return await self.dispatcher.deliver(target, event, fresh=fresh)
         except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
             return await self._finish(event, AgentResult(target.key, "rejected", error=str(exc)))
 
+    async def _refusal(self, target: AgentId, event: Event) -> AgentResult | None:
+        """The final `rejected` result when policy does not let `event` reach `target`; None when it may."""
+        if self.policy is None:
+            return None
+        try:
+            await self.policy.enforce(PolicyRequest("event.deliver", agent_id=target.key, agent_type=target.type,
+                                                    event_type=event.type, subject=f"event/{event.id}"))
+        except PolicyDenied as denied:
+            return await self._finish(event, AgentResult(target.key, "rejected", error=str(denied),
+                                                         extra={"rule_id": denied.rule_id}))
+        return None
+
     async def apply_delivery(self, agent_id: str, event: Event) -> AgentResult:
-        """Run `event` through this agent's mailbox here (the `agent` entity's deliver operation calls this; the
-        event was accepted by `submit` on whichever instance took it in)."""
+        """Run `event` through this agent's mailbox here (see `apply_deliveries`)."""
+        return (await self.apply_deliveries(agent_id, [event]))[0]
+
+    async def apply_deliveries(self, agent_id: str, events: list[Event]) -> list[AgentResult]:
+        """Run `events` through this agent's mailbox here, in order, in as few commits as the agent allows (the
+        `agent` entity's deliver operation calls this; the events were accepted by `submit` on whichever instance
+        took them in)."""
         await self._require_initialized()
         target = await self._address(agent_id)
         try:
-            return await self.dispatcher.deliver(target, event)
+            return await self.dispatcher.deliver_many(target, events)
         except (NotFoundError, RegistrationError, AgentUnavailableError) as exc:
-            return await self._finish(event, AgentResult(agent_id, "rejected", error=str(exc)))
+            return [await self._finish(event, AgentResult(agent_id, "rejected", error=str(exc))) for event in events]
 
     async def _finish(self, event: Event, result: AgentResult) -> AgentResult:
         """Store a target's final result; a failure is also dead-lettered with its reason."""

@@ -347,6 +347,22 @@ async def test_an_entity_batch_applies_each_event_in_order() -> None:
     assert out["state"]["delivered"] == 6 and out["state"]["version"] == 5  # six operations, five applied
 
 
+async def test_one_deliver_operation_may_carry_a_list_of_events_applied_in_order() -> None:
+    # What the dispatcher signals when events to one agent waited while its previous signal was in flight.
+    await register("t1")
+    events = [{"id": f"l{n}", "source": "c", "type": f"ping.{n % 2}"} for n in range(4)]
+    out = run_entity("t1", None, [("deliver", events), ("deliver", [events[1], {"id": "l9", "source": "c",
+                                                                                 "type": "ping.0"}])])
+    first, second = (json.loads(r["result"]) for r in out["results"])
+    assert [r["status"] for r in first] == ["completed"] * 4
+    assert [r["status"] for r in second] == ["duplicate", "completed"]  # a resent event is applied once
+    assert out["state"]["delivered"] == 6 and out["state"]["version"] == 2  # the four in one commit, then one
+    context = body_of(await call("get_context", route={"agent_id": "t1"}))
+    assert context["state"]["by_type"] == {"ping.0": 3, "ping.1": 2}
+    bad = run_entity("t1", out["state"], [("deliver", [events[0], {"type": ""}]), ("deliver", [])])
+    assert all(r["isError"] for r in bad["results"]) and bad["state"] == out["state"]  # nothing applied
+
+
 # --- cold start -------------------------------------------------------------------------------------------
 
 

@@ -34,9 +34,13 @@ class AgentResult:
 
 
 class Dispatcher(Protocol):
-    """Delivers an event to one agent through that agent's serial mailbox."""
+    """Delivers events to one agent through that agent's serial mailbox."""
 
     async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult: ...
+
+    async def deliver_many(self, agent_id: AgentId, events: list[Event]) -> list[AgentResult]:
+        """`deliver` for several events to one agent, in order (one hand-over where the mailbox allows)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -29,6 +29,7 @@ import logging
 import math
 import secrets
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +90,7 @@ class ContextMCPServer:
         self._etag: str | None = None
         self._applied: deque[str] = deque(maxlen=dedupe_window)
         self._applied_set: set[str] = set()
+        self._last_commit: list[str] = []  # the events the last commit applied
         self._memory_count = 0
         self._bases: list[list[Any]] = []  # [version, snapshot key or None (the empty state), snapshot bytes]
         self._log: list[dict[str, Any]] = []  # the deltas after the last base
@@ -153,6 +155,7 @@ class ContextMCPServer:
         self._applied.clear()
         self._applied.extend(value.get("applied", []))
         self._applied_set = set(self._applied)
+        self._last_commit = list(value.get("committed", []))
         self._memory_count = int(value.get("memory_count", 0))
         self._updated_at = value.get("updated_at")
         self._loaded = True
@@ -165,6 +168,14 @@ class ContextMCPServer:
         if not self._loaded:
             await self.reload()
         return self._state
+
+    @property
+    def last_commit_applied(self) -> list[str]:
+        """The ids of the events whose effects the last commit wrote (several when a batch was committed at once);
+        the events a crash right after that commit may have left without their result documents."""
+        if self._last_commit:
+            return list(self._last_commit)
+        return [self._applied[-1]] if self._applied else []
 
     @property
     def last_applied(self) -> str | None:
@@ -186,11 +197,12 @@ class ContextMCPServer:
 
     async def save_state(
         self, state: dict[str, Any] | None = None, *, applied_event_id: str | None = None,
-        expected_version: int | None = None,
+        applied_event_ids: Sequence[str] = (), expected_version: int | None = None,
     ) -> int:
         """Commit the state (`state`, or the current one with its changes) as the next version and return it.
 
-        `applied_event_id` is recorded in the same write. ConflictError if another writer got there first
+        `applied_event_id` (or `applied_event_ids`, events applied together, at most `dedupe_window` of them) is
+        recorded in the same write. ConflictError if another writer got there first
         (or `expected_version` is not the stored version); the caller reloads and retries.
         """
         if not self._loaded:
@@ -198,14 +210,18 @@ class ContextMCPServer:
         self._check_version(expected_version)
         if state is not None and state is not self._state:
             self.state = state
+        ids = [applied_event_id] if applied_event_id is not None else list(applied_event_ids)
+        if self._applied.maxlen and len(ids) > self._applied.maxlen:
+            raise ValueError(f"{len(ids)} events in one commit; at most {self._applied.maxlen} (the dedupe window)")
         applied = list(self._applied)
-        if applied_event_id is not None and applied_event_id not in self._applied_set:
-            applied.append(applied_event_id)
-            applied = applied[-self._applied.maxlen:] if self._applied.maxlen else applied
+        applied.extend(i for i in ids if i not in self._applied_set)
+        applied = applied[-self._applied.maxlen:] if self._applied.maxlen else applied
         version = self.version + 1
         now = self._now().isoformat()
-        delta = {"version": version, "at": now, "event_id": applied_event_id,
-                 "ops": self._changes.delta(self._state)}
+        delta: dict[str, Any] = {"version": version, "at": now, "event_id": ids[-1] if ids else None,
+                                 "ops": self._changes.delta(self._state)}
+        if len(ids) > 1:
+            delta["event_ids"] = ids
         logged, log_bytes = [*self._log, delta], self._log_bytes + len(encode_value(delta))
         bases, snapshot_key = self._bases, None
         if not bases or log_bytes > _log_limit(bases[-1][2]):
@@ -216,6 +232,7 @@ class ContextMCPServer:
             bases, logged, log_bytes = [*bases, [version, snapshot_key, size]], [], 0
         bases, dropped = self._prune(bases, version)
         head = {"agent_id": self.agent_id, "layout": _LAYOUT, "version": version, "applied": applied,
+                "committed": ids,
                 "memory_count": self._memory_count, "updated_at": now, "bases": bases, "log": logged,
                 "log_bytes": log_bytes}
         try:
@@ -230,8 +247,9 @@ class ContextMCPServer:
         self._etag, self.version, self._updated_at = etag, version, now
         self._bases, self._log, self._log_bytes = bases, logged, log_bytes
         self._changes.clear()
-        if applied_event_id is not None:
-            self.mark_applied(applied_event_id)
+        for event_id in ids:
+            self.mark_applied(event_id)
+        self._last_commit = ids
         self.dirty = False
         for base in dropped:
             await self._discard(base[1])

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from aos_core.batches import Batcher
 from aos_core.errors import AgentUnavailableError
 from aos_core.events import AgentId, Event
 from aos_core.ports import AgentResult
@@ -97,31 +98,45 @@ class DurableEntityDispatcher:
     its entity from the first event on, whatever the trigger. The client comes with the invocation
     (`durable_client`); work no trigger started (a workflow step, a recovery) uses the last one seen, since a
     worker's Durable endpoint does not change.
+
+    Signals to one entity go out one at a time: events handed to an agent while its last signal is in flight
+    wait and go together in the next one (`deliver` takes one event or a list), so under load one signal carries
+    many events, and an event already on its way is not signalled a second time.
     """
 
     def __init__(self) -> None:
         self._last: Any = None
+        self._signals: Batcher[str, Event, AgentResult] = Batcher(self._signal, identity=lambda event: event.id)
 
     async def deliver(self, agent_id: AgentId, event: Event) -> AgentResult:
-        import azure.durable_functions as df
+        return (await self.deliver_many(agent_id, [event]))[0]
 
+    async def deliver_many(self, agent_id: AgentId, events: list[Event]) -> list[AgentResult]:
+        """Hand `events` to the agent's entity, in order; AgentUnavailableError if they could not be (they stay
+        pending, and a resend with the same ids signals again)."""
         binding = _client.get() or self._last
         if binding is None:
             raise AgentUnavailableError(f"no Durable client has reached this worker yet to signal "
                                         f"{ENTITY_NAME}/{agent_id.key}; the event stays pending")
         self._last = binding
+        return await self._signals.submit(agent_id.key, events)
+
+    async def _signal(self, key: str, events: list[Event]) -> list[AgentResult]:
+        import azure.durable_functions as df
+
+        payload: Any = events[0].to_dict() if len(events) == 1 else [event.to_dict() for event in events]
         for attempt in (1, 2):
             try:
-                await call_client(binding, lambda client: client.signal_entity(
-                    df.EntityId(ENTITY_NAME, agent_id.key), "deliver", event.to_dict()))
+                await call_client(self._last, lambda client: client.signal_entity(
+                    df.EntityId(ENTITY_NAME, key), "deliver", payload))
                 break
-            except Exception as exc:  # the event stays pending; a resend with the same id signals again
+            except Exception as exc:  # the events stay pending; a resend with the same id signals again
                 # A pooled keep-alive connection the host closed meanwhile: send once more on a fresh one (a
                 # signal that did arrive twice is applied once: the mailbox checks the result document).
                 if attempt == 1 and _connection_dropped(exc):
                     continue
-                raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{agent_id.key}: {exc}") from exc
-        return AgentResult(agent_id.key, "accepted")
+                raise AgentUnavailableError(f"could not signal entity {ENTITY_NAME}/{key}: {exc}") from exc
+        return [AgentResult(key, "accepted") for _ in events]
 
     @property
     def last_binding(self) -> tuple[Any, asyncio.AbstractEventLoop | None] | None:
@@ -172,31 +187,39 @@ def run_agent_entity(context: Any, run_with_aos: KernelRunner) -> None:
 
 
 def _deliver(context: Any, key: str, state: dict[str, Any], run_with_aos: KernelRunner) -> None:
-    raw = context.get_input(expected_type=dict)
+    raw = context.get_input()
+    batch = isinstance(raw, list)  # several events that waited while the previous signal was in flight
     try:
-        event = Event.model_validate(raw)
+        events = [Event.model_validate(item) for item in (raw if batch else [raw])]
     except ValidationError as exc:
-        raise ValueError(f"deliver needs a CloudEvents event: {exc.errors()[0]['msg']}") from None
+        raise ValueError(f"deliver needs a CloudEvents event or a list of them: {exc.errors()[0]['msg']}") from None
+    if not events:
+        raise ValueError("deliver needs a CloudEvents event or a list of them, not an empty list")
 
-    async def apply(aos: Any) -> tuple[AgentResult, dict[str, Any]]:
-        # The kernel decides exactly whether this agent has applied the event (from its durable result), so a
+    async def apply(aos: Any) -> tuple[list[AgentResult], dict[str, Any]]:
+        # The kernel decides exactly whether this agent has applied each event (from its durable result), so a
         # signal delivered twice applies once; its handling is bounded by dispatch.handler_timeout per attempt.
-        with aos.telemetry.event_span(SPAN_ENTITY, event, agent=key):  # continues the sender's trace
-            result = await aos.apply_delivery(key, event)
+        if batch:  # no span around them all: each handler's span continues its own event's trace
+            results = await aos.apply_deliveries(key, events)
+        else:
+            with aos.telemetry.event_span(SPAN_ENTITY, events[0], agent=key):  # continues the sender's trace
+                results = await aos.apply_deliveries(key, events)
         live = aos.dispatcher.live_agent(key)
         lifecycle = aos.lifecycle.get(key)
         if live is None or lifecycle is None:  # not live (refused or failed): ask the registry
             info = await aos.get_agent(key)
             agent_type, state = info["type"], info["state"]
+            version = ((await aos.read_context(key)) or {}).get("version", 0)
         else:  # the common case: what the kernel holds in memory, no read
             agent_type, state = live.agent_type, str(lifecycle.state)
-        snapshot = await aos.read_context(key) or {}
-        return result, {"type": agent_type, "lifecycle": state, "version": snapshot.get("version", 0)}
+            version = getattr(getattr(live, "context", None), "version", 0)
+        return results, {"type": agent_type, "lifecycle": state, "version": version}
 
     # No timeout here: the kernel bounds each handling attempt, and waiting out a recovery back-off is the point.
-    result, facts = run_with_aos(apply)
-    context.set_state({**state, **facts, "delivered": state.get("delivered", 0) + 1})
-    context.set_result(result.to_dict())
+    results, facts = run_with_aos(apply)
+    context.set_state({**state, **facts, "delivered": state.get("delivered", 0) + len(events)})
+    answers = [result.to_dict() for result in results]
+    context.set_result(answers if batch else answers[0])
 
 
 async def _terminate(aos: Any, key: str) -> None:

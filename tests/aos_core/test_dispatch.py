@@ -151,3 +151,33 @@ async def test_concurrent_first_events_activate_an_agent_once(tmp_path: Path) ->
     assert aos.dispatcher.activations == 1
     assert (await aos.agent_state("once"))["state"]["total"] == 100  # type: ignore[index]
     await aos.shutdown()
+
+
+async def test_events_handed_over_together_are_committed_together_and_a_failing_one_goes_alone(
+        tmp_path: Path) -> None:
+    # What an entity operation carrying several events does: one commit per group of up to the dedupe window.
+    aos = await kernel(tmp_path, ManualClock(), max_attempts=1, dedupe_window=4)
+    await aos.register_agent("flaky", agent_id="f1")
+
+    async def accepted(*events: Event) -> list[Event]:
+        for event in events:
+            await aos.records.accept(event, ["f1"], kind="message")
+        return list(events)
+
+    async def version() -> int:
+        return int(((await aos.read_context("f1")) or {}).get("version", 0))
+
+    six = await accepted(*(Event(id=f"ok{n}", type="hit") for n in range(6)))
+    before = await version()
+    assert [r.status for r in await aos.apply_deliveries("f1", six)] == ["completed"] * 6
+    assert await version() == before + 2  # four, then two
+    # A handler that raises: its group is not committed together; each event goes alone, as one would.
+    mixed = await accepted(Event(id="m0", type="hit"), Event(id="m1", type="boom"), Event(id="m2", type="hit"))
+    assert [r.status for r in await aos.apply_deliveries("f1", mixed)] == ["completed", "failed", "completed"]
+    assert ((await aos.read_context("f1")) or {})["state"]["ok"] == 8
+    failed = await aos.records.get("m1")
+    assert failed is not None and failed.status == "failed" and "exploded on purpose" in str(failed.results)
+    # Handed over again (a redelivered operation): nothing applies twice.
+    assert {r.status for r in await aos.apply_deliveries("f1", [*six, *mixed])} == {"duplicate"}
+    assert ((await aos.read_context("f1")) or {})["state"]["ok"] == 8
+    await aos.shutdown()

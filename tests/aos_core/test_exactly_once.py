@@ -1,8 +1,10 @@
-"""Exactly once for one agent under any interleaving of deliver, redeliver, crash and evict (hypothesis).
+"""Exactly once for one agent under any interleaving of deliver, redeliver, batch, crash and evict (hypothesis).
 
 A "crash" abandons the kernel and starts a new one on the same files, optionally right after the agent's
-commit and before its result is stored, the one point where the two are not one write. Whatever happens,
-once every id has been resent, the agent has applied each distinct id exactly once."""
+commit and before its result is stored, the one point where the two are not one write. A "batch" hands the
+agent several events at once, as an entity operation carrying many events does (committed together, up to the
+dedupe window). Whatever happens, once every id has been resent, the agent has applied each distinct id exactly
+once."""
 
 from __future__ import annotations
 
@@ -47,12 +49,13 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("redeliver"), st.integers(0, 7)),
     st.tuples(st.just("crash"), st.booleans()),
     st.tuples(st.just("evict"), st.just(0)),
+    st.tuples(st.just("batch"), st.lists(st.integers(0, 7), min_size=1, max_size=6)),
 ), min_size=1, max_size=25)
 
 
-async def _kernel(folder: Path, store: FaultyStore) -> AgentOperatingSystem:
+async def _kernel(folder: Path, store: FaultyStore, window: int) -> AgentOperatingSystem:
     # A tiny dedupe window: exactness must come from the durable results, not from recent ids.
-    config = AOSConfig(data_dir=folder, governance={"audit_backend": "none"}, dispatch={"dedupe_window": 1})
+    config = AOSConfig(data_dir=folder, governance={"audit_backend": "none"}, dispatch={"dedupe_window": window})
     aos = AgentOperatingSystem(config, store=store, clock=ManualClock())  # type: ignore[arg-type]
     await aos.initialize()
     if await aos.registry.get("t1") is None:
@@ -60,10 +63,10 @@ async def _kernel(folder: Path, store: FaultyStore) -> AgentOperatingSystem:
     return aos
 
 
-async def _play(folder: Path, ops: list[tuple[str, Any]]) -> tuple[int, set[int]]:
+async def _play(folder: Path, ops: list[tuple[str, Any]], window: int) -> tuple[int, set[int]]:
     sqlite = SqliteStateStore(folder / "state.db")
     store = FaultyStore(sqlite)
-    aos = await _kernel(folder, store)
+    aos = await _kernel(folder, store, window)
     seen: set[int] = set()
     try:
         for op, arg in ops:
@@ -79,12 +82,23 @@ async def _play(folder: Path, ops: list[tuple[str, Any]]) -> tuple[int, set[int]
                         await aos.apply_delivery("t1", event)
                 except CrashBetweenCommitAndResult:
                     await aos.shutdown()  # the process is gone; what was committed stays
-                    aos = await _kernel(folder, store)
+                    aos = await _kernel(folder, store, window)
+            elif op == "batch":
+                events = [Event(id=f"e{n}", type="hit") for n in arg]
+                for event in events:  # accepted (elsewhere) before any entity holds them
+                    if int(event.id[1:]) not in seen:
+                        await aos.records.accept(event, ["t1"], kind="message")
+                        seen.add(int(event.id[1:]))
+                try:
+                    await aos.apply_deliveries("t1", events)
+                except CrashBetweenCommitAndResult:
+                    await aos.shutdown()
+                    aos = await _kernel(folder, store, window)
             elif op == "crash":
                 store.fail_next_result = arg
                 if not arg:
                     await aos.shutdown()
-                    aos = await _kernel(folder, store)
+                    aos = await _kernel(folder, store, window)
             else:
                 await aos.dispatcher.drop("t1")
         store.fail_next_result = False
@@ -97,9 +111,41 @@ async def _play(folder: Path, ops: list[tuple[str, Any]]) -> tuple[int, set[int]
         await sqlite.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(OPS)
-def test_applied_count_equals_distinct_ids_under_any_interleaving(ops: list[tuple[str, Any]]) -> None:
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPS, st.sampled_from([1, 4]))
+def test_applied_count_equals_distinct_ids_under_any_interleaving(ops: list[tuple[str, Any]], window: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        total, seen = asyncio.run(_play(Path(tmp), ops))
+        total, seen = asyncio.run(_play(Path(tmp), ops, window))
     assert total == len(seen)
+
+
+async def test_a_crash_after_a_batch_commit_settles_every_event_of_that_commit(tmp_path: Path) -> None:
+    # Four events committed together, then the process dies before any of their results is stored. The next
+    # activation must record all four as applied: once later events have pushed them out of the context's
+    # recent ids, only those results stop a resend from applying them again.
+    sqlite = SqliteStateStore(tmp_path / "state.db")
+    store = FaultyStore(sqlite)
+    aos = await _kernel(tmp_path, store, 4)
+    batch = [Event(id=f"b{n}", type="hit") for n in range(4)]
+    for event in batch:
+        await aos.records.accept(event, ["t1"], kind="message")
+    store.fail_next_result = True
+    try:
+        await aos.apply_deliveries("t1", batch)
+    except CrashBetweenCommitAndResult:
+        pass
+    else:
+        raise AssertionError("the batch's first result write should have crashed")
+    await aos.shutdown()
+    aos = await _kernel(tmp_path, store, 4)
+    try:
+        for n in range(8):
+            await aos.send_message("t1", Event(id=f"later{n}", type="hit"))
+        resent = await aos.apply_deliveries("t1", batch)
+        assert [r.status for r in resent] == ["duplicate"] * 4
+        assert ((await aos.read_context("t1")) or {})["state"]["total"] == 12
+        records = [await aos.records.get(event.id) for event in batch]
+        assert [r.status if r else None for r in records] == ["completed"] * 4
+    finally:
+        await aos.shutdown()
+        await sqlite.close()

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.e2e.conftest import KEY, HostProcess
 from tests.e2e.test_exactly_once import _context, _drained
+from tests.support.host_process import ADMIN
 
 AGENTS = [f"burst{i}" for i in range(4)]
 
@@ -83,3 +84,24 @@ async def test_a_pipelined_burst_on_one_connection_applies_each_id_once(make_hos
     # Answered in order, one per request, each naming its own event.
     assert [(status, body["id"]) for status, body in answers] == [(202, i) for i in ids]
     await _totals_match(host, ids)
+
+
+async def test_events_to_one_agent_reach_its_entity_in_fewer_signals_than_events(make_host: Any) -> None:
+    # Each batch's events to one agent go in one signal, and signals that would follow one still in flight are
+    # merged: the entity gets fewer operations than events, and each event is still applied exactly once.
+    host: HostProcess = make_host()
+    host.start()
+    async with host.client() as http:
+        created = await http.post("/api/agents", json={"type": "tally", "id": "hot", "subscribe": ["hot.*"]})
+        assert created.status_code == 201
+        batches = [[{"id": f"hot-{b}-{n}", "type": f"hot.{n % 3}", "source": "burst"} for n in range(10)]
+                   for b in range(20)]
+        batches[7].append(batches[3][0])  # an id resent in another batch at the same moment
+        answers = await asyncio.gather(*(http.post("/api/events", json=batch) for batch in batches))
+        assert {r.status_code for r in answers} <= {200, 202}
+        ids = [event["id"] for batch in batches for event in batch[:10]]
+        statuses = await _drained(http, ids)
+        assert set(statuses.values()) == {"completed"}
+        assert (await _context(http, "hot"))["total"] == 200
+        operations = (await http.get("/admin/status", headers=ADMIN)).json()["entity_operations_processed"]
+    assert operations <= len(batches)  # one per batch at most, not one per event
