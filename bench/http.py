@@ -253,10 +253,12 @@ def instances(base: str) -> list[dict[str, Any]]:
             if i["live"]]
 
 
-def applied(client: httpx.Client) -> int:
-    """Events the bench's tally agents have applied: the sum of their committed totals (one entity operation may
-    carry several events, so the host's operation count is not it)."""
-    return sum(totals(client, "t").values())
+def delivered(base: str) -> int:
+    """Events the bench's agents' entities have taken in: the sum of their `delivered` counts, committed with each
+    entity batch (one entity operation may carry several events, so the host's operation count is not it)."""
+    entities = httpx.get(f"{base}/admin/status", headers=ADMIN, timeout=30).json()["entities"]
+    return sum(int(json.loads(e["state"] or "{}").get("delivered", 0)) for e in entities
+               if e["name"] == "agent" and e["key"].startswith("t"))
 
 
 def events_per_s(count: int, seconds: float, connections: int) -> None:
@@ -274,26 +276,35 @@ def events_per_s(count: int, seconds: float, connections: int) -> None:
             for n in range(2 * count):  # warm every instance's kernel and every agent before measuring
                 warm = [{"id": f"warm{count}-{n}-{i}", "type": f"bench.{i}", "source": "bench"} for i in range(AGENTS)]
                 client.post("/api/events", json=warm).raise_for_status()
-            deadline = time.monotonic() + 300
-            while applied(client) < 2 * count * AGENTS and time.monotonic() < deadline:
-                time.sleep(0.1)  # polling the host's progress
-            before = applied(client)
+        deadline = time.monotonic() + 300
+        while delivered(base) < 2 * count * AGENTS and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the host's progress
+        before = delivered(base)
         live = instances(base)
         pids = sorted({proc.pid, *(i["pid"] for i in live)})
         env = {"AOS_BENCH_RUN": f"run{count}", "AOS_BENCH_AGENTS": str(AGENTS), "AOS_BENCH_BATCH": str(BATCH),
                "AOS_BENCH_KEY": KEY}
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(pids)
         summary, bound = wrk(base, EVENTS_LUA, seconds, connections, env, pids)
-        accepted = summary["accepted"] * BATCH
-        deadline = time.monotonic() + 600
+        # Requests still in flight when wrk stopped are taken in too: wait until the entities stop taking events
+        # in, and count every event they took, from the first request to the last event applied.
+        accepted, deadline = summary["accepted"] * BATCH, time.monotonic() + 600
+        taken, last_change, cpu_then = before, time.perf_counter(), cpu_seconds(pids)
+        while taken < before + accepted or time.perf_counter() - last_change < 1.0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("accepted events were not all applied within 600 s")
+            time.sleep(0.1)  # polling the host's progress
+            now = delivered(base)
+            if now != taken:
+                taken, last_change, cpu_then = now, time.perf_counter(), cpu_seconds(pids)
+        events, elapsed, cpu = taken - before, last_change - started, cpu_then - cpu
         with httpx.Client(base_url=base, headers={"x-functions-key": KEY}, timeout=60) as client:
-            while applied(client) < before + accepted:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("accepted events were not all applied within 600 s")
-                time.sleep(0.2)  # polling the host's progress
-        elapsed = time.perf_counter() - started
-        report("events_per_s", accepted / elapsed, "events/s", bound, instances=count, events=accepted,
-               batch=BATCH, agents=AGENTS, connections=connections, seconds=round(elapsed, 2), **summary)
+            counted = sum(totals(client, "t").values())  # each event taken in must be applied exactly once
+        if counted != taken:
+            bound = bound or f"the agents counted {counted} events, their entities took in {taken}"
+        report("events_per_s", events / elapsed, "events/s", bound, instances=count, events=events,
+               batch=BATCH, agents=AGENTS, connections=connections, seconds=round(elapsed, 2), **summary,
+               server_cpu_us_per_event=round(cpu / max(events, 1) * 1e6))
     finally:
         proc.terminate()
         proc.wait(60)

@@ -31,6 +31,7 @@ from aos_core.telemetry import (  # noqa: F401  (the span names live with the ke
 TRACER_NAME = "aos"
 _propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
+_global_tracer = trace.get_tracer(TRACER_NAME)  # a proxy: it follows the global provider once one is set
 
 
 
@@ -41,7 +42,7 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
 
 
 def tracer() -> trace.Tracer:
-    return (_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
+    return _provider.get_tracer(TRACER_NAME) if _provider is not None else _global_tracer
 
 
 def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,8 +63,10 @@ def span(name: str, *, parent: Event | Mapping[str, Any] | str | None = None, ki
     An exception escaping the block is recorded on the span and marks it as an error, then re-raised.
     """
     ctx = extract(parent) if parent is not None else None
-    with tracer().start_as_current_span(name, context=ctx, kind=kind, attributes=_clean(attributes),
-                                        record_exception=True, set_status_on_exception=True) as current:
+    with tracer().start_as_current_span(name, context=ctx, kind=kind, record_exception=True,
+                                        set_status_on_exception=True) as current:
+        if current.is_recording():  # without an SDK provider spans only carry the trace context on
+            current.set_attributes(_clean(attributes))
         yield current
 
 
@@ -79,7 +82,9 @@ def event_span(name: str, event: Event, *, kind: SpanKind = SpanKind.INTERNAL, *
     """A span about `event`: continues the trace in `event.traceparent` unless a span is already current."""
     current = trace.get_current_span().get_span_context()
     parent = event if not current.is_valid and event.traceparent else None
-    with span(name, parent=parent, kind=kind, **event_attributes(event), **attributes) as current_span:
+    with span(name, parent=parent, kind=kind, **attributes) as current_span:
+        if current_span.is_recording():
+            current_span.set_attributes(_clean(event_attributes(event)))
         yield current_span
 
 
