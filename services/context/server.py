@@ -2,13 +2,14 @@
 
 Layout in the StateStore (one agent):
   context/<agent_id>                         the head: {"agent_id", "layout": 2, "version", "applied",
-                                             "memory_count", "updated_at", "bases", "log"}
+                                             "committed", "memory_count", "updated_at", "bases", "log"}
   context/<agent_id>/snapshots/<version>-<n> the whole state as of a base version, with the log that led to it
   context/<agent_id>/memory/<seq>            appended memory entries
 
-A commit writes the head once, with an ETag precondition: the new version, the event id in `applied`, and the
-commit's delta appended to `log` (the paths the agent changed, `services.context.tracked`). The state is the
-last base's snapshot with the log replayed, so an event costs what it changed, not the size of the state. Once
+A commit writes the head once, with an ETag precondition: the new version, the event ids it applies (one, or
+several handled together) in `applied` and `committed`, and the commit's delta appended to `log` (the paths
+the agent changed, `services.context.tracked`). The state is the last base's snapshot with the log replayed,
+so an event costs what it changed, not the size of the state. Once
 the log outgrows a share of the snapshot (`_log_limit`), the commit first writes a new snapshot (create-only,
 under a name of its own) and starts an empty log: whole-state writes are amortised over many events.
 
@@ -17,7 +18,8 @@ with the deltas after it (each snapshot keeps the log that led to it). Older sna
 version in that window needs them.
 
 `applied` holds the ids of the last events whose effects are in the state, written in the same head, so a
-redelivered event is recognised and never applied twice. The MCP exposure of this store is added on
+redelivered event is recognised and never applied twice; `committed` names those of the last commit, whose
+result documents the kernel settles after a crash. The MCP exposure of this store is added on
 top of this class; this module is the storage-backed core.
 """
 
