@@ -61,11 +61,20 @@ async def test_when_the_runner_is_cancelled_a_waiting_caller_runs_the_work_itsel
 
 async def test_a_cancelled_joiner_leaves_the_run_going() -> None:
     flights: SingleFlight[str, str] = SingleFlight()
-    owner = asyncio.create_task(flights.run("k", lambda: asyncio.sleep(0.05, result="done")))
-    await asyncio.sleep(0.01)
+    release = asyncio.Event()  # the run lasts until the joiner is gone, however slow the machine
+
+    async def work() -> str:
+        await release.wait()
+        return "done"
+
+    owner = asyncio.create_task(flights.run("k", work))
+    await asyncio.sleep(0)
     joiner = asyncio.create_task(flights.run("k", lambda: asyncio.sleep(0, result="never")))
-    await asyncio.sleep(0.01)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert flights.running("k")
     joiner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await joiner
+    release.set()
     assert await owner == "done"
