@@ -266,10 +266,19 @@ def _agent_info(info: dict[str, Any]) -> dict[str, Any]:
 # --- operations ------------------------------------------------------------------------------------------
 
 
+def _ready_probe(request: ApiRequest) -> bool:
+    return request.query.get("ready", "").lower() in ("1", "true")
+
+
+def health_in_memory(request: ApiRequest) -> bool:
+    """Liveness reads only counts the kernel keeps in memory; readiness (`ready=1`) writes to storage."""
+    return not _ready_probe(request)
+
+
 async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
     checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count,
                               "breakers": aos.breakers.states()}
-    if request.query.get("ready", "").lower() in ("1", "true"):
+    if _ready_probe(request):
         try:  # a write, since a full disk still serves reads; and what the store knows of its own faults
             await aos.store.put("health/ready-probe", {"at": aos.clock.now().isoformat()})
             fault = getattr(aos.store, "readiness", lambda: None)()

@@ -83,6 +83,9 @@ class HttpOperation:
     body_required: bool = True
     has_body: bool = False  # size-limited, and replayable by `Idempotency-Key`
     durable_client: bool = False  # the Function gets a Durable client (entities, orchestrations)
+    # "module:function", `(ApiRequest) -> bool`: True when a request reads only the warm kernel's in-memory facts
+    # (thread-safe ones); the app then answers it on its own loop, with no hop to the kernel's (aos_core.runtime).
+    in_memory: str | None = None
     include_in_schema: bool | tuple[str, ...] = True  # a tuple: only these methods are described
     extra_responses: Mapping[str, Any] = field(default_factory=dict)  # raw OpenAPI responses (rare)
 
@@ -94,6 +97,8 @@ class HttpOperation:
         _check_ref(self.handler, f"{self.name}: handler")
         if isinstance(self.body, str):
             _check_ref(self.body, f"{self.name}: body")
+        if self.in_memory is not None:
+            _check_ref(self.in_memory, f"{self.name}: in_memory")
         if not any(200 <= code < 300 for code in self.replies):
             raise ValueError(f"{self.name}: declare at least one 2xx reply")
 

@@ -383,10 +383,17 @@ def get_aos() -> AgentOperatingSystem:
     return primary.run(primary.warm())
 
 
-async def with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
+async def with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]], *, in_memory: bool = False) -> T:
     """Run `work(aos)` on the kernel loop with the warm kernel, from any thread or loop; on the standby
-    loop when the kernel loop is held (see _STALL_AFTER)."""
+    loop when the kernel loop is held (see _STALL_AFTER).
+
+    `in_memory` promises that `work` only reads facts the kernel keeps in memory and that are safe to read from
+    any thread (the health route's counts): once the kernel is warm, it runs right here on the caller's loop,
+    with no hop to the kernel loop and back, and no wait while a handler holds that loop.
+    """
     primary = kernel_loop()
+    if in_memory and primary.kernel is not None:
+        return await work(primary.kernel)
     if primary.in_loop():
         return await work(await primary.warm())
     if primary.responsive():
