@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aos.api")
 _EVENTS = TypeAdapter(Event | list[Event])
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options builds one per call
 
 
 @dataclass
@@ -78,7 +79,7 @@ class ApiResponse:
     def body_bytes(self) -> bytes:
         if isinstance(self.body, bytes):  # already encoded (the MCP endpoint answers its own bytes)
             return self.body
-        return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
+        return b"" if self.body is None else _COMPACT.encode(self.body).encode()
 
 
 class Problem(Exception):
