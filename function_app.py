@@ -39,8 +39,11 @@ async def _serve(req: func.HttpRequest, op: HttpOperation, client: df.DurableOrc
     request = api.ApiRequest.from_http(req, API)
     in_memory = op.in_memory is not None and resolve(op.in_memory)(request)
     try:
-        with durable_client(client):  # how this invocation reaches entities; the kernel always goes through them
+        if client is None:  # an operation that never reaches entities (nor the durable client's session)
             response = await with_aos(lambda aos: api.handle(aos, op, request), in_memory=in_memory)
+        else:
+            with durable_client(client):  # how this invocation reaches entities; the kernel goes through them
+                response = await with_aos(lambda aos: api.handle(aos, op, request), in_memory=in_memory)
     except Exception as exc:  # the kernel could not start: say why (a bad setting names itself)
         response = api.startup_failure(exc)
     return func.HttpResponse(response.body_bytes(), status_code=response.status, headers=response.headers,

@@ -11,6 +11,7 @@ cheap. `tests/aos_core/test_operations.py` resolves every name, so a typo fails 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 MODEL_REF = "x-aos-model"  # the key of a model placeholder inside a raw schema (see `model`)
 
 
+@functools.cache  # every request resolves its handler: look each name up once
 def resolve(ref: str) -> Any:
     """The object `"package.module:attribute"` names."""
     module, _, attribute = ref.partition(":")

@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 import azure.functions as func
 from starlette.requests import Request
@@ -113,7 +113,7 @@ class HttpTriggers:
                 body = await read_body(Request(scope, receive), limit, self.settings.body_timeout)
             except BodyRejected as exc:
                 return exc.response()
-        http_request = func.HttpRequest(method=method, url=_url(scope, headers, query_string), headers=headers,
+        http_request = func.HttpRequest(method=method, url=_url(scope, path, headers, query_string), headers=headers,
                                         params=query, route_params=params, body=body)
         kwargs = {spec.trigger["name"]: http_request, **self._extra_inputs(spec)}
         try:
@@ -133,13 +133,13 @@ def _keys(level: str, settings: HostSettings) -> tuple[str, ...] | None:
     return (settings.master_key,) if level == "ADMIN" else (settings.function_key, settings.master_key)
 
 
-def _url(scope: Scope, headers: dict[str, str], query_string: str) -> str:
-    """The URL the client asked for, as `HttpRequest.url` carries it."""
+def _url(scope: Scope, path: str, headers: dict[str, str], query_string: str) -> str:
+    """The URL the client asked for (its path as sent), as `HttpRequest.url` carries it."""
     host = headers.get("host")
     if host is None:
         server_host, port = scope.get("server") or ("localhost", 80)
         host = f"{server_host}:{port}"
-    url = f"{scope.get('scheme', 'http')}://{host}{quote(scope['path'])}"
+    url = f"{scope.get('scheme', 'http')}://{host}{path}"
     return f"{url}?{query_string}" if query_string else url
 
 
