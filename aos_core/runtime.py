@@ -308,7 +308,7 @@ class KernelLoop:
             task = self.loop.create_task(_with_kernel(self, work))
             if invocation_id is not None:
                 setattr(task, _TASK_INVOCATION_ID, invocation_id)
-            task.add_done_callback(lambda finished: loop.call_soon_threadsafe(_hand_over, finished, done))
+            task.add_done_callback(lambda finished: _back(loop, finished, done))
             running.append(task)
 
         def stalled() -> None:  # on the caller's loop
@@ -414,6 +414,15 @@ async def _claimed(kernel: KernelLoop, claim: _Claim, work: Callable[[AgentOpera
 
 async def _with_kernel(kernel: KernelLoop, work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
     return await work(await kernel.warm())
+
+
+def _back(loop: asyncio.AbstractEventLoop, task: asyncio.Task[T], done: asyncio.Future[T]) -> None:
+    # On the kernel loop: the outcome goes back to the caller's loop, unless that loop is gone (nobody waits).
+    if loop.is_closed():
+        if not task.cancelled():
+            task.exception()  # retrieved: nobody is left to raise it to
+        return
+    loop.call_soon_threadsafe(_hand_over, task, done)
 
 
 def _hand_over(task: asyncio.Task[T], done: asyncio.Future[T]) -> None:
