@@ -13,7 +13,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from aos_core.api_operations import OPERATIONS as KERNEL
-from aos_core.operations import HttpApi, HttpOperation
+from aos_core.operations import HttpApi, HttpOperation, resolve
 from services.context.operations import OPERATIONS as CONTEXT
 from services.dashboard.operations import OPERATIONS as DASHBOARD
 from services.governance.operations import OPERATIONS as GOVERNANCE
@@ -37,9 +37,13 @@ async def _serve(req: func.HttpRequest, op: HttpOperation, client: df.DurableOrc
     from services.dispatch import durable_client
 
     request = api.ApiRequest.from_http(req, API)
+    in_memory = op.in_memory is not None and resolve(op.in_memory)(request)
     try:
-        with durable_client(client):  # how this invocation reaches entities; the kernel always goes through them
-            response = await with_aos(lambda aos: api.handle(aos, op, request))
+        if client is None:  # an operation that never reaches entities (nor the durable client's session)
+            response = await with_aos(lambda aos: api.handle(aos, op, request), in_memory=in_memory)
+        else:
+            with durable_client(client):  # how this invocation reaches entities; the kernel goes through them
+                response = await with_aos(lambda aos: api.handle(aos, op, request), in_memory=in_memory)
     except Exception as exc:  # the kernel could not start: say why (a bad setting names itself)
         response = api.startup_failure(exc)
     return func.HttpResponse(response.body_bytes(), status_code=response.status, headers=response.headers,

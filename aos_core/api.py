@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aos.api")
 _EVENTS = TypeAdapter(Event | list[Event])
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options builds one per call
 
 
 @dataclass
@@ -78,7 +79,7 @@ class ApiResponse:
     def body_bytes(self) -> bytes:
         if isinstance(self.body, bytes):  # already encoded (the MCP endpoint answers its own bytes)
             return self.body
-        return b"" if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
+        return b"" if self.body is None else _COMPACT.encode(self.body).encode()
 
 
 class Problem(Exception):
@@ -266,10 +267,19 @@ def _agent_info(info: dict[str, Any]) -> dict[str, Any]:
 # --- operations ------------------------------------------------------------------------------------------
 
 
+def _ready_probe(request: ApiRequest) -> bool:
+    return request.query.get("ready", "").lower() in ("1", "true")
+
+
+def health_in_memory(request: ApiRequest) -> bool:
+    """Liveness reads only counts the kernel keeps in memory; readiness (`ready=1`) writes to storage."""
+    return not _ready_probe(request)
+
+
 async def health(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:
     checks: dict[str, Any] = {"kernel": "ok", "live_agents": aos.dispatcher.live_count,
                               "breakers": aos.breakers.states()}
-    if request.query.get("ready", "").lower() in ("1", "true"):
+    if _ready_probe(request):
         try:  # a write, since a full disk still serves reads; and what the store knows of its own faults
             await aos.store.put("health/ready-probe", {"at": aos.clock.now().isoformat()})
             fault = getattr(aos.store, "readiness", lambda: None)()

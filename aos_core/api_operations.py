@@ -32,6 +32,7 @@ _EVENT = model("aos_core.events:Event")
 OPERATIONS: tuple[HttpOperation, ...] = (
     HttpOperation(
         "health", "health", ("GET",), None, _API + "health", "Liveness; with ready=1 also checks storage",
+        in_memory=_API + "health_in_memory",
         params=(Param("ready", schema={"type": "string", "enum": ["0", "1", "true", "false"]}),),
         replies={200: Reply("healthy", _M + "Health"), 503: Reply("not ready", _M + "Health")}),
     HttpOperation(

@@ -11,6 +11,7 @@ cheap. `tests/aos_core/test_operations.py` resolves every name, so a typo fails 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 MODEL_REF = "x-aos-model"  # the key of a model placeholder inside a raw schema (see `model`)
 
 
+@functools.cache  # every request resolves its handler: look each name up once
 def resolve(ref: str) -> Any:
     """The object `"package.module:attribute"` names."""
     module, _, attribute = ref.partition(":")
@@ -83,6 +85,9 @@ class HttpOperation:
     body_required: bool = True
     has_body: bool = False  # size-limited, and replayable by `Idempotency-Key`
     durable_client: bool = False  # the Function gets a Durable client (entities, orchestrations)
+    # "module:function", `(ApiRequest) -> bool`: True when a request reads only the warm kernel's in-memory facts
+    # (thread-safe ones); the app then answers it on its own loop, with no hop to the kernel's (aos_core.runtime).
+    in_memory: str | None = None
     include_in_schema: bool | tuple[str, ...] = True  # a tuple: only these methods are described
     extra_responses: Mapping[str, Any] = field(default_factory=dict)  # raw OpenAPI responses (rare)
 
@@ -94,6 +99,8 @@ class HttpOperation:
         _check_ref(self.handler, f"{self.name}: handler")
         if isinstance(self.body, str):
             _check_ref(self.body, f"{self.name}: body")
+        if self.in_memory is not None:
+            _check_ref(self.in_memory, f"{self.name}: in_memory")
         if not any(200 <= code < 300 for code in self.replies):
             raise ValueError(f"{self.name}: declare at least one 2xx reply")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib
 import logging
 import sys
@@ -283,11 +284,48 @@ class KernelLoop:
             raise RuntimeError("KernelLoop.run called from the kernel loop itself; await the coroutine instead")
         return self.submit(work).result(timeout)
 
-    async def call(self, work: Coroutine[Any, Any, T]) -> T:
-        """Await `work` on the kernel loop from any other loop (or directly when already on it)."""
+    async def call(self, work: Callable[[AgentOperatingSystem], Awaitable[T]], *, give_up_after: float | None = None
+                   ) -> T:
+        """Await `work(aos)` with this loop's warm kernel, on this loop, from another loop.
+
+        One callback to this loop starts it, one back to the caller's loop hands over its outcome; the work runs
+        in a copy of the caller's context (OpenTelemetry's included) and task, tagged with its invocation id.
+        (`run_coroutine_threadsafe` and `wrap_future` cost three times as much: a concurrent future with its
+        condition, chained to two asyncio futures.) Cancelling the caller cancels the work. Unless this loop
+        starts the work within `give_up_after` seconds, the call gives up: _GivenUp, and the work never runs.
+        """
         if self.in_loop():
-            return await work
-        return await asyncio.wrap_future(self.submit(work))
+            return await _with_kernel(self, work)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        claim = _Claim()
+        invocation_id = caller_invocation_id()
+        running: list[asyncio.Task[T]] = []
+
+        def start() -> None:  # on this loop
+            if not claim.start():
+                return  # given up: never run it twice
+            task = self.loop.create_task(_with_kernel(self, work))
+            if invocation_id is not None:
+                setattr(task, _TASK_INVOCATION_ID, invocation_id)
+            task.add_done_callback(lambda finished: _back(loop, finished, done))
+            running.append(task)
+
+        def stalled() -> None:  # on the caller's loop
+            if claim.give_up() and not done.done():
+                done.set_exception(_GivenUp())
+
+        self.loop.call_soon_threadsafe(start)
+        timer = loop.call_later(give_up_after, stalled) if give_up_after is not None else None
+        try:
+            return await done
+        except asyncio.CancelledError:
+            if not claim.give_up():  # it started (or is starting): this loop runs `start` to its end first
+                self.loop.call_soon_threadsafe(lambda: running[0].cancel())
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def warm(self) -> AgentOperatingSystem:
         """This loop's kernel, built from settings on first use (runs on this loop only)."""
@@ -339,19 +377,21 @@ def _standby_loop() -> KernelLoop:
 
 
 class _Claim:
-    """Which loop runs a piece of work: the one that starts it, unless the caller gave up waiting for it."""
+    """Which loop runs a piece of work: the one that starts it, unless the caller gave up waiting for it.
+    A caller that blocks its thread until the work starts asks for `started`, an event set on start."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, signal: bool = False) -> None:
         self._lock = threading.Lock()
         self._state = "waiting"
-        self.started = threading.Event()
+        self.started = threading.Event() if signal else None
 
     def start(self) -> bool:
         with self._lock:
             if self._state != "waiting":
                 return False
             self._state = "started"
-        self.started.set()
+        if self.started is not None:
+            self.started.set()
         return True
 
     def give_up(self) -> bool:
@@ -372,9 +412,31 @@ async def _claimed(kernel: KernelLoop, claim: _Claim, work: Callable[[AgentOpera
     return await work(await kernel.warm())
 
 
-def _quiet(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: a given-up call's _GivenUp is expected
+async def _with_kernel(kernel: KernelLoop, work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
+    return await work(await kernel.warm())
+
+
+def _back(loop: asyncio.AbstractEventLoop, task: asyncio.Task[T], done: asyncio.Future[T]) -> None:
+    # On the kernel loop: the outcome goes back to the caller's loop, unless that loop is gone (nobody waits).
+    if loop.is_closed():
+        if not task.cancelled():
+            task.exception()  # retrieved: nobody is left to raise it to
+        return
+    loop.call_soon_threadsafe(_hand_over, task, done)
+
+
+def _hand_over(task: asyncio.Task[T], done: asyncio.Future[T]) -> None:
+    # On the caller's loop: the work's outcome becomes the caller's (unless the caller has stopped waiting).
+    if done.done():
+        if not task.cancelled():
+            task.exception()  # retrieved: nobody is left to raise it to
+        return
+    if task.cancelled():
+        done.cancel()
+    elif (error := task.exception()) is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(task.result())
 
 
 def get_aos() -> AgentOperatingSystem:
@@ -383,31 +445,35 @@ def get_aos() -> AgentOperatingSystem:
     return primary.run(primary.warm())
 
 
-async def with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]]) -> T:
+async def with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]], *, in_memory: bool = False) -> T:
     """Run `work(aos)` on the kernel loop with the warm kernel, from any thread or loop; on the standby
-    loop when the kernel loop is held (see _STALL_AFTER)."""
+    loop when the kernel loop is held (see _STALL_AFTER).
+
+    `in_memory` promises that `work` only reads facts the kernel keeps in memory and that are safe to read from
+    any thread (the health route's counts): once the kernel is warm, it runs right here on the caller's loop,
+    with no hop to the kernel loop and back, and no wait while a handler holds that loop.
+    """
     primary = kernel_loop()
+    if in_memory and primary.kernel is not None:
+        return await work(primary.kernel)
     if primary.in_loop():
         return await work(await primary.warm())
     if primary.responsive():
-        claim = _Claim()
-        future = asyncio.wrap_future(primary.submit(_claimed(primary, claim, work)))
-        done, _ = await asyncio.wait({future}, timeout=_STALL_AFTER)
-        if done or claim.started.is_set() or not claim.give_up():
-            return await future
-        future.cancel()
-        future.add_done_callback(_quiet)
+        with contextlib.suppress(_GivenUp):
+            return await primary.call(work, give_up_after=_STALL_AFTER)
     standby = _standby_loop()
-    return await standby.call(_claimed(standby, _Claim(), work))
+    if standby.in_loop():
+        return await work(await standby.warm())
+    return await standby.call(work)
 
 
 def run_with_aos(work: Callable[[AgentOperatingSystem], Awaitable[T]], timeout: float | None = None) -> T:
     """`with_aos` for sync callers (Durable entity functions run on worker threads)."""
     primary = kernel_loop()
     if primary.responsive():
-        claim = _Claim()
+        claim = _Claim(signal=True)
         future = primary.submit(_claimed(primary, claim, work))
-        if claim.started.wait(_STALL_AFTER) or not claim.give_up():
+        if (claim.started is not None and claim.started.wait(_STALL_AFTER)) or not claim.give_up():
             return future.result(timeout)
         future.cancel()
     standby = _standby_loop()

@@ -79,7 +79,10 @@ def guarded_protocol(settings: HostSettings) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     class GuardedHttpProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        # One timer per connection, re-armed only when it fires early: moving a deadline is a field write, where
+        # a timer made and cancelled per request cost every request two timer operations.
         _header_timer: asyncio.TimerHandle | None = None
+        _headers_due: float | None = None  # when the pending request's headers must be complete; None: they are
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -89,9 +92,8 @@ def guarded_protocol(settings: HostSettings) -> type[asyncio.Protocol]:
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._header_timer is not None and self._in_request():
-                self._header_timer.cancel()
-                self._header_timer = None
+            if self._headers_due is not None and self._in_request():
+                self._headers_due = None
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -108,13 +110,18 @@ def guarded_protocol(settings: HostSettings) -> type[asyncio.Protocol]:
             return self.cycle is not None and not self.cycle.response_complete
 
         def _await_headers(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._header_timer = self.loop.call_later(settings.header_timeout, self._headers_too_slow)
+            self._headers_due = self.loop.time() + settings.header_timeout
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_at(self._headers_due, self._check_headers)
 
-        def _headers_too_slow(self) -> None:
+        def _check_headers(self) -> None:
             self._header_timer = None
-            if not self._in_request() and not self.transport.is_closing():
+            due = self._headers_due
+            if due is None or self.transport.is_closing():
+                return  # headers complete: the response's completion arms the next deadline
+            if self.loop.time() < due:
+                self._header_timer = self.loop.call_at(due, self._check_headers)
+            elif not self._in_request():
                 self.transport.write(_HEADER_TIMEOUT_RESPONSE)
                 self.transport.close()
 

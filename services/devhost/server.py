@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,7 +45,6 @@ from services.messaging.sqlite_bus import SqliteEventBus
 from services.sqlite import SqliteDatabase
 
 log = logging.getLogger("aos.devhost")
-_WEBHOOK_METHODS = ("GET", "POST", "DELETE", "PUT")
 
 
 class DevHost:
@@ -89,9 +88,8 @@ class DevHost:
             Route("/admin", self._admin_page),
             Route("/admin/status", self._admin_status),
             Route("/admin/servicebus/topics/{topic}/messages", self._post_topic, methods=["POST"]),
-            Route(WEBHOOK_PATH + "{path:path}", self._webhook, methods=list(_WEBHOOK_METHODS)),
-            Route("/{path:path}", self._function, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
-                                                            "OPTIONS"]),
+            Route(WEBHOOK_PATH + "{path:path}", self._webhook, methods=["GET", "POST", "DELETE", "PUT"]),
+            Route("/{path:path}", self.http, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
         ], lifespan=self._lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:  # a plain function: ASGI 3 to uvicorn
@@ -106,18 +104,9 @@ class DevHost:
             raw = scope.get("raw_path") or scope["path"].encode()
             if self._function_prefix is not None and \
                     raw[:len(self._function_prefix)].decode("latin-1").lower() == self._function_prefix:
-                await self._serve(self._function, scope, receive, send)
+                await self.http(scope, receive, send)
                 return
         await self.host_app(scope, receive, send)
-
-    async def _serve(self, endpoint: Callable[[Request], Awaitable[Response]], scope: Scope, receive: Receive,
-                     send: Send) -> None:
-        try:
-            response = await endpoint(Request(scope, receive))
-        except Exception:  # a fault of the host itself: the same answer the host's other routes give
-            log.exception("serving %s %s failed", scope["method"], scope["path"])
-            response = problem(500, "Internal Server Error", "the local host failed; see its log")
-        await response(scope, receive, send)
 
     def extra_inputs(self, spec: FunctionSpec) -> dict[str, Any]:
         """Inputs besides the trigger: a binding JSON string per durableClient binding (the same for every call:
@@ -163,17 +152,10 @@ class DevHost:
 
     # --- endpoints --------------------------------------------------------------------------------------
 
-    async def _function(self, request: Request) -> Response:
-        raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0] or request.url.path
-        prefix = f"/{self.settings.route_prefix}" if self.settings.route_prefix else ""
-        if prefix and not (raw.lower() == prefix.lower() or raw.lower().startswith(prefix.lower() + "/")):
-            return problem(404, "Not Found", f"no function serves {request.url.path}")
-        return await self.http.handle(request, raw[len(prefix):])
-
     async def _webhook(self, request: Request) -> Response:
+        # The path as sent (percent-encoded): an entity key may hold an encoded "/".
         raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
-        return await self.webhooks.handle(request, raw[len(WEBHOOK_PATH):] if raw else request.scope["path"][
-            len(WEBHOOK_PATH):])
+        return await self.webhooks.handle(request, raw[len(WEBHOOK_PATH):] if raw else request.path_params["path"])
 
     def _admin_allowed(self, request: Request) -> bool:
         # From any address, loopback too: a local process is not necessarily the developer.

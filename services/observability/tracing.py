@@ -31,7 +31,8 @@ from aos_core.telemetry import (  # noqa: F401  (the span names live with the ke
 TRACER_NAME = "aos"
 _propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
-_global_tracer = trace.get_tracer(TRACER_NAME)  # a proxy: it follows the global provider once one is set
+# What `trace.get_tracer_provider()` is until a provider is configured: every span from it is a no-op.
+_NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
 
@@ -42,7 +43,7 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
 
 
 def tracer() -> trace.Tracer:
-    return _provider.get_tracer(TRACER_NAME) if _provider is not None else _global_tracer
+    return (_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
 
 
 def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,10 +64,20 @@ def span(name: str, *, parent: Event | Mapping[str, Any] | str | None = None, ki
     An exception escaping the block is recorded on the span and marks it as an error, then re-raised.
     """
     ctx = extract(parent) if parent is not None else None
-    with tracer().start_as_current_span(name, context=ctx, kind=kind, record_exception=True,
-                                        set_status_on_exception=True) as current:
-        if current.is_recording():  # without an SDK provider spans only carry the trace context on
-            current.set_attributes(_clean(attributes))
+    provider = _provider or trace.get_tracer_provider()
+    if isinstance(provider, _NO_OP_PROVIDERS):
+        # Nothing would record it: skip the API's layers of no-op spans (the bulk of a health request's cost) and
+        # only carry the parent's context on, as its no-op tracer does, so events sent inside keep the trace.
+        token = otel_context.attach(ctx) if ctx is not None else None
+        try:
+            yield trace.get_current_span()
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+        return
+    with provider.get_tracer(TRACER_NAME).start_as_current_span(
+            name, context=ctx, kind=kind, attributes=_clean(attributes), record_exception=True,
+            set_status_on_exception=True) as current:
         yield current
 
 

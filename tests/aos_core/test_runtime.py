@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,9 @@ def test_sync_callers_on_many_threads_share_one_kernel_and_one_loop() -> None:
     async def identify(aos: object) -> tuple[int, int]:
         return id(aos), id(asyncio.get_running_loop())
 
+    # Warm first: building the kernel imports modules on its loop, and on a busy machine that can hold the loop
+    # past the stall limit, when callers go to the standby loop by design (tested below), not what this tests.
+    runtime.get_aos()
     threads = [threading.Thread(target=lambda: seen.append(runtime.run_with_aos(identify))) for _ in range(8)]
     for thread in threads:
         thread.start()
@@ -192,3 +196,78 @@ async def test_a_server_without_a_store_uses_the_kernel_initialized_in_its_own_c
     (store_a, server_a), (store_b, server_b) = await asyncio.gather(kernel_and_server("a"), kernel_and_server("b"))
     assert server_a is store_a and server_b is store_b and store_a is not store_b
     assert context_store() is None  # the tasks' contexts were their own
+
+
+# --- the hop from the caller's loop to the kernel loop ------------------------------------------------------
+
+
+async def test_cancelling_the_caller_cancels_its_work_on_the_kernel_loop() -> None:
+    await runtime.with_aos(lambda aos: asyncio.sleep(0))  # warm
+    started, outcome = threading.Event(), []
+
+    async def long_work(aos: object) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            outcome.append("cancelled on " + threading.current_thread().name)
+            raise
+
+    caller = asyncio.create_task(runtime.with_aos(long_work))
+    assert await asyncio.to_thread(started.wait, 10)  # the kernel loop runs it
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    for _ in range(100):
+        if outcome:
+            break
+        await asyncio.sleep(0.01)  # the cancellation crosses to the kernel loop
+    assert outcome == ["cancelled on aos-kernel"]
+
+
+async def test_errors_cross_back_to_the_caller_as_raised() -> None:
+    async def failing(aos: object) -> None:
+        raise LookupError("from the kernel loop")
+
+    with pytest.raises(LookupError, match="from the kernel loop"):
+        await runtime.with_aos(failing)
+
+
+async def test_work_the_held_kernel_loop_does_not_start_runs_once_on_the_standby_loop() -> None:
+    await runtime.with_aos(lambda aos: asyncio.sleep(0))  # warm
+    ran: list[str] = []
+
+    async def hold(aos: object) -> None:
+        time.sleep(1.5)  # noqa: ASYNC251  (a handler that blocks its loop)
+
+    async def work(aos: object) -> str:
+        ran.append(threading.current_thread().name)
+        return threading.current_thread().name
+
+    holder = asyncio.create_task(runtime.with_aos(hold))
+    await asyncio.sleep(0.1)  # the kernel loop is now held
+    began = time.monotonic()
+    assert await runtime.with_aos(work) == "aos-kernel-standby"
+    assert time.monotonic() - began < 1.0  # it did not wait for the held loop
+    await holder
+    await runtime.with_aos(lambda aos: asyncio.sleep(0.1))  # the kernel loop turns again
+    assert ran == ["aos-kernel-standby"]  # and never ran the given-up work as well
+
+
+async def test_in_memory_work_runs_on_the_callers_loop_even_while_the_kernel_loop_is_held() -> None:
+    async def where(aos: object) -> str:
+        return threading.current_thread().name
+
+    here = threading.current_thread().name
+    assert await runtime.with_aos(where, in_memory=True) == "aos-kernel"  # not warm yet: warmed there first
+    assert await runtime.with_aos(where, in_memory=True) == here
+
+    async def hold(aos: object) -> None:
+        time.sleep(1.0)  # noqa: ASYNC251  (a handler that blocks its loop)
+
+    holder = asyncio.create_task(runtime.with_aos(hold))
+    await asyncio.sleep(0.1)
+    began = time.monotonic()
+    assert await runtime.with_aos(where, in_memory=True) == here
+    assert time.monotonic() - began < 0.1
+    await holder

@@ -203,6 +203,29 @@ async def test_slow_clients_are_cut_off_and_health_stays_fast(make_host: Any) ->
     writer.close()
 
 
+async def test_each_request_on_a_kept_alive_connection_gets_its_own_header_deadline(make_host: Any) -> None:
+    # The deadline counts from the previous response, not from the connection: a client that sends its next
+    # request in time is served however long the connection has lived, and one that then goes quiet is cut off
+    # one header timeout after its last answer.
+    timeout = 1.5
+    host: HostProcess = make_host({"AOS_DEVHOST__HEADER_TIMEOUT": str(timeout)})
+    host.start()
+    health = b"GET /api/health HTTP/1.1\r\nhost: x\r\n\r\n"
+    reader, writer = await _request(host, health)
+    assert (await _status_and_body(reader))[0] == 200
+    for _ in range(3):  # past the first deadline the connection had, each request within its own
+        await asyncio.sleep(timeout * 0.6)
+        writer.write(health)
+        await writer.drain()
+        assert (await _status_and_body(reader))[0] == 200
+    answered = time.monotonic()
+    status, body = await _status_and_body(reader)  # then nothing more: the host gives up on this connection
+    quiet = time.monotonic() - answered
+    assert status == 408 and "headers" in body["detail"] and timeout - 0.3 <= quiet <= timeout + 1.5
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
 async def test_a_full_host_answers_503_with_a_problem_and_recovers(make_host: Any) -> None:
     host: HostProcess = make_host({"AOS_DEVHOST__MAX_CONNECTIONS": "20", "AOS_DEVHOST__HEADER_TIMEOUT": "60"})
     host.start()

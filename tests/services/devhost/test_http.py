@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from tests.services.devhost.conftest import ADMIN, FUNCTION_KEY, MASTER_KEY, Running
 
@@ -71,3 +72,11 @@ async def test_root_redirects_to_admin_and_the_page_lists_functions(running: Run
         status = (await http.get("/admin/status", headers=ADMIN)).json()
         hello = next(f for f in status["functions"] if f["name"] == "hello")
         assert hello["counts"]["Succeeded"] == 1 and hello["recent"][0]["outcome"] == "Succeeded"
+
+
+async def test_each_invocation_has_its_own_version_4_uuid(running: Running) -> None:
+    async with running.client() as http:
+        for _ in range(20):
+            assert (await http.get("/api/hello/again")).status_code == 200
+    ids = [uuid.UUID(i.id) for i in running.host.invoker.recent("hello")]
+    assert len(ids) == 20 and len(set(ids)) == 20 and {(i.version, i.variant) for i in ids} == {(4, uuid.RFC_4122)}

@@ -63,3 +63,16 @@ def test_without_a_span_nothing_is_injected(span_exporter: InMemorySpanExporter)
     assert tracing.current_traceparent() is None
     assert tracing.trace_ids() == (None, None)
 
+
+
+def test_without_a_provider_a_span_still_carries_the_callers_trace_onto_events() -> None:
+    # No provider configured (the default): nothing is recorded, but an event stamped inside a span started from
+    # a caller's traceparent continues the caller's trace, as OpenTelemetry's own no-op tracer would have it.
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with tracing.span(tracing.SPAN_HTTP, parent=caller) as current:
+        current.set_attribute("ignored", 1)  # a span that records nothing still takes attributes
+        event = tracing.inject(Event(type="x"))
+    assert event.traceparent == caller
+    assert tracing.current_traceparent() is None  # and the caller's context ends with the span
+    with pytest.raises(KeyError), tracing.span("failing"):
+        raise KeyError("the block's exception goes through")
