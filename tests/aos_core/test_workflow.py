@@ -39,6 +39,16 @@ async def resume_after_the_lease(wf: WorkflowEngine, clock: ManualClock) -> list
     return await resuming
 
 
+async def back_asleep(clock: ManualClock, sleepers: int) -> None:
+    """Wait (real time, bounded) until `sleepers` tasks wait on the clock again: whatever they read or wrote
+    before sleeping has landed, however slow the machine."""
+    for _ in range(1000):
+        if clock.sleepers >= sleepers:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{clock.sleepers} tasks wait on the clock, not {sleepers}")
+
+
 def test_bad_definitions_are_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="dependency cycle: a -> b -> a"):
         WorkflowDefinition(name="x", steps=[WorkflowStep(name="a", action="a", depends_on=["b"]),
@@ -294,7 +304,9 @@ async def test_a_workflow_runs_on_one_worker_while_its_lease_holds(tmp_path: Pat
     await asyncio.wait_for(started.wait(), 5)
     resumed = asyncio.ensure_future(b.resume_all())  # as a second instance starting up
     for _ in range(6):  # a minute: the runner keeps renewing, so b never takes it over
+        await back_asleep(clock, 2)  # a's renewal written and b's look taken (storage is on its own thread)
         await clock.advance(10)
+    await back_asleep(clock, 2)
     assert calls == ["x"] and not resumed.done()
     gate.set()
     await running
