@@ -4,7 +4,8 @@ Every embedded adapter (state store, bus, audit) talks to SQLite through this, s
 knows about threads, transactions and durability. Writes queued while a transaction is open join it and
 are acknowledged together after COMMIT (group commit); each write runs under its own SAVEPOINT, so a
 failing write is rolled back alone and its exception goes to its caller only. A read first commits any
-open batch, so nobody ever reads data that is not yet durable.
+open batch, so nobody ever reads data that is not yet durable. The answers of one batch reach each waiting
+event loop in one wake-up (one `call_soon_threadsafe` per loop, not one per call).
 
 Durability: WAL with `synchronous=NORMAL` survives a process crash (kill -9) without losing a committed
 transaction; use `synchronous="FULL"` to also survive power loss.
@@ -116,6 +117,7 @@ class SqliteDatabase:
             return
         ready.put(None)
         pending: list[tuple[Any, Any]] = []  # (waiter, result) of writes in the open transaction
+        answers = _Answers()
         while True:
             batch = [self._queue.get()]
             while len(batch) < _MAX_BATCH:
@@ -126,36 +128,38 @@ class SqliteDatabase:
             for index, (kind, fn, waiter) in enumerate(batch):
                 try:
                     if kind == _WRITE:
-                        self._write(conn, fn, waiter, pending)  # type: ignore[arg-type]
+                        self._write(conn, fn, waiter, pending, answers)  # type: ignore[arg-type]
                         continue
-                    self._commit(conn, pending)
+                    self._commit(conn, pending, answers)
                     if kind == _CLOSE:
                         conn.close()
-                        _resolve(waiter, result=None)
-                        self._refuse_rest(batch[index + 1:])
+                        answers.add(waiter, result=None)
+                        self._refuse_rest(batch[index + 1:], answers)
+                        answers.send()
                         return
                     try:
                         result = fn(conn)  # type: ignore[misc]
                     except BaseException as exc:
-                        _resolve(waiter, error=self._fault_or(exc))
+                        answers.add(waiter, error=self._fault_or(exc))
                     else:
-                        _resolve(waiter, result=result)
+                        answers.add(waiter, result=result)
                 except BaseException as exc:  # never let the serving thread die: fail what is open, go on
-                    _resolve(waiter, error=self._fault_or(exc))
-                    self._abort(conn, pending, exc)
+                    answers.add(waiter, error=self._fault_or(exc))
+                    self._abort(conn, pending, exc, answers)
             try:
-                self._commit(conn, pending)
+                self._commit(conn, pending, answers)
             except BaseException as exc:
-                self._abort(conn, pending, exc)
+                self._abort(conn, pending, exc, answers)
+            answers.send()
 
     def _write(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], waiter: Any,
-               pending: list[tuple[Any, Any]]) -> None:
+               pending: list[tuple[Any, Any]], answers: _Answers) -> None:
         try:
             if not conn.in_transaction:
                 conn.execute("BEGIN IMMEDIATE")
             conn.execute("SAVEPOINT w")
         except sqlite3.Error as exc:  # busy past the timeout, disk full: fail this write, keep serving
-            _resolve(waiter, error=self._fault_or(exc))
+            answers.add(waiter, error=self._fault_or(exc))
             return
         try:
             result = fn(conn)
@@ -164,8 +168,8 @@ class SqliteDatabase:
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
             except sqlite3.Error:  # the savepoint is gone with the transaction: the open batch fails too
-                self._abort(conn, pending, exc)
-            _resolve(waiter, error=self._fault_or(exc))
+                self._abort(conn, pending, exc, answers)
+            answers.add(waiter, error=self._fault_or(exc))
         else:
             conn.execute("RELEASE w")
             pending.append((waiter, result))
@@ -180,7 +184,8 @@ class SqliteDatabase:
         fault.__cause__ = exc
         return fault
 
-    def _abort(self, conn: sqlite3.Connection, pending: list[tuple[Any, Any]], exc: BaseException) -> None:
+    def _abort(self, conn: sqlite3.Connection, pending: list[tuple[Any, Any]], exc: BaseException,
+               answers: _Answers) -> None:
         # Roll back whatever is open (a failed COMMIT may or may not have ended the transaction) and fail the
         # writes that were waiting for it: none of them is durable.
         try:
@@ -191,10 +196,10 @@ class SqliteDatabase:
         error = self._fault(exc) if isinstance(exc, sqlite3.OperationalError) else StorageUnavailableError(
             f"storage unavailable: the transaction was rolled back after {type(exc).__name__}")
         for waiter, _ in pending:
-            _resolve(waiter, error=error)
+            answers.add(waiter, error=error)
         pending.clear()
 
-    def _refuse_rest(self, queued: list[tuple[int, Any, Any]]) -> None:
+    def _refuse_rest(self, queued: list[tuple[int, Any, Any]], answers: _Answers) -> None:
         # Calls that arrived behind close() get an error instead of waiting forever.
         while True:
             try:
@@ -202,35 +207,52 @@ class SqliteDatabase:
             except queue.Empty:
                 break
         for _, _, waiter in queued:
-            _resolve(waiter, error=RuntimeError(f"database {self.path} was closed"))
+            answers.add(waiter, error=RuntimeError(f"database {self.path} was closed"))
 
-    def _commit(self, conn: sqlite3.Connection, pending: list[tuple[Any, Any]]) -> None:
+    def _commit(self, conn: sqlite3.Connection, pending: list[tuple[Any, Any]], answers: _Answers) -> None:
         if not conn.in_transaction:
             return
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._abort(conn, pending, exc)
+            self._abort(conn, pending, exc, answers)
         else:
             self.last_fault = None
             for waiter, result in pending:
-                _resolve(waiter, result=result)
+                answers.add(waiter, result=result)
         pending.clear()
 
 
-def _resolve(waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]], *, result: Any = None,
-             error: BaseException | None = None) -> None:
-    loop, future = waiter
+_Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]
 
-    def settle() -> None:
-        if future.done():
-            return
+
+class _Answers:
+    """Results and errors of one batch, handed to each waiting event loop in a single callback: a wake-up of a
+    loop from another thread (`call_soon_threadsafe` writes to its self-pipe) costs more than settling a future."""
+
+    __slots__ = ("_by_loop",)
+
+    def __init__(self) -> None:
+        self._by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+
+    def add(self, waiter: _Waiter, *, result: Any = None, error: BaseException | None = None) -> None:
+        loop, future = waiter
+        self._by_loop.setdefault(loop, []).append((future, result, error))
+
+    def send(self) -> None:
+        by_loop, self._by_loop = self._by_loop, {}
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the caller's loop is closed; nobody is waiting any more
+                pass
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.done():  # its caller was cancelled
+            continue
         if error is not None:
             future.set_exception(error)
         else:
             future.set_result(result)
-
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the caller's loop is closed; nobody is waiting any more
-        pass

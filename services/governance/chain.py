@@ -36,11 +36,13 @@ class InvalidAuditEntry(AOSError, ValueError):
     """An entry cannot be recorded: an empty or too long name, or a payload that is not plain JSON."""
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: JSON) -> bytes:
     """The one byte form of a JSON value that hashes agree on: sorted keys, no spaces, UTF-8."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        return _CANONICAL.encode(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEntry(f"audit payload is not plain JSON: {exc}") from None
 

@@ -90,9 +90,13 @@ def blob_bytes(data: object) -> bytes:
     raise TypeError(f"blob data must be bytes or str, not {type(data).__name__}")
 
 
+# One encoder for every write: json.dumps with options builds a new JSONEncoder on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode_value(value: Any) -> str:
     """The stored JSON text of `value`; ValueError/TypeError if it is not JSON (NaN and infinities included)."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def decode_value(text: str) -> Any:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,44 @@ async def test_calls_behind_close_get_an_error_not_a_hang(tmp_path: Path) -> Non
     done, _ = await asyncio.wait({late}, timeout=5)
     assert late in done
     assert isinstance(late.exception(), RuntimeError) or late.exception() is None
+
+
+def test_callers_on_several_event_loops_each_get_their_own_answers(tmp_path: Path) -> None:
+    # One batch often holds calls from several loops (the kernel's loop, its standby loop, a host thread):
+    # each loop is woken once per batch with its answers, and no answer goes to another loop's caller.
+    db = SqliteDatabase(tmp_path / "t.db", schema=SCHEMA)
+    outcomes: dict[int, list[object]] = {}
+
+    async def caller(n: int) -> list[object]:
+        def failing(conn: object) -> None:
+            raise KeyError(n)
+
+        async def write(i: int) -> object:
+            return await db.write(lambda c: (c.execute("INSERT INTO t VALUES(?,?)", (f"{n}-{i}", i)), f"{n}-{i}")[1])
+
+        async def fail() -> object:
+            try:
+                await db.write(failing)
+            except KeyError as exc:
+                return exc.args[0]
+            return None
+
+        cancelled = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO t VALUES(?,?)", (f"{n}-c", 0))))
+        work = [write(i) for i in range(200)] + [fail(), db.read(lambda c: n)]
+        cancelled.cancel()  # a caller that gave up: its write may commit, nobody is answered for it
+        return list(await asyncio.gather(*work))
+
+    def run(n: int) -> None:
+        outcomes[n] = asyncio.run(caller(n))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for n in range(4):
+        assert outcomes[n] == [f"{n}-{i}" for i in range(200)] + [n, n]
+    count = asyncio.run(db.read(lambda c: c.execute("SELECT count(*) FROM t WHERE v > 0 OR k LIKE '%-0'")
+                                .fetchone()[0]))
+    assert count == 4 * 200
+    asyncio.run(db.close())
