@@ -103,12 +103,13 @@ class PreparedEntry:
     payload: JSON  # as it will read back (a JSON round trip), so verification sees the same value
     payload_json: str  # canonical JSON, as stored
     payload_hash: str
+    time_text: str  # canonical time, as hashed
 
     def link(self, seq: int, prev_hash: str, key: bytes | None = None) -> AuditEntry:
         return AuditEntry(seq=seq, time=self.time, actor=self.actor, action=self.action, subject=self.subject,
                           payload=self.payload, payload_hash=self.payload_hash, prev_hash=prev_hash,
-                          hash=entry_hash(seq, self.time, self.actor, self.action, self.subject, self.payload_hash,
-                                          prev_hash, key))
+                          hash=entry_hash(seq, self.time_text, self.actor, self.action, self.subject,
+                                          self.payload_hash, prev_hash, key))
 
 
 def prepare_entry(time: datetime, actor: str, action: str, subject: str, payload: JSON) -> PreparedEntry:
@@ -117,9 +118,10 @@ def prepare_entry(time: datetime, actor: str, action: str, subject: str, payload
     _check_name(action, "action")
     _check_name(subject, "subject")
     data = canonical_json(payload)
-    return PreparedEntry(time=datetime.fromisoformat(canonical_time(time)), actor=actor, action=action,
+    time_text = canonical_time(time)
+    return PreparedEntry(time=datetime.fromisoformat(time_text), actor=actor, action=action,
                          subject=subject, payload=json.loads(data), payload_json=data.decode("utf-8"),
-                         payload_hash=hashlib.sha256(data).hexdigest())
+                         payload_hash=hashlib.sha256(data).hexdigest(), time_text=time_text)
 
 
 def make_entry(seq: int, time: datetime, actor: str, action: str, subject: str, payload: JSON, prev_hash: str,
