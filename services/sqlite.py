@@ -3,7 +3,8 @@
 Every embedded adapter (state store, bus, audit) talks to SQLite through this, so there is one place that
 knows about threads, transactions and durability. Writes queued while a transaction is open join it and
 are acknowledged together after COMMIT (group commit); each write runs under its own SAVEPOINT, so a
-failing write is rolled back alone and its exception goes to its caller only. A read first commits any
+failing write is rolled back alone and its exception goes to its caller only. A write of one statement
+(`one_statement=True`) needs none: SQLite undoes a failed statement by itself. A read first commits any
 open batch, so nobody ever reads data that is not yet durable. The answers of one batch reach each waiting
 event loop in one wake-up (one `call_soon_threadsafe` per loop, not one per call).
 
@@ -32,7 +33,7 @@ from services.private_files import ensure_private_file
 
 T = TypeVar("T")
 
-_READ, _WRITE, _CLOSE = 0, 1, 2
+_READ, _WRITE, _CLOSE, _WRITE_ONE = 0, 1, 2, 3
 _MAX_BATCH = 512
 _MIN_FREE_BYTES = 1 << 20  # below this the disk counts as full for readiness
 
@@ -80,9 +81,13 @@ class SqliteDatabase:
         """Run `fn(conn)` on the database thread and return its result."""
         return await self._submit(_READ, fn)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` in a transaction; return its result once the transaction is committed."""
-        return await self._submit(_WRITE, fn)
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, one_statement: bool = False) -> T:
+        """Run `fn(conn)` in a transaction; return its result once the transaction is committed.
+
+        `one_statement`: `fn` changes the database with one statement at most, so when it raises nothing of its
+        own is left to undo (SQLite rolls a failed statement back) and no savepoint is taken for it.
+        """
+        return await self._submit(_WRITE_ONE if one_statement else _WRITE, fn)
 
     async def _submit(self, kind: int, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._thread is None:
@@ -127,8 +132,8 @@ class SqliteDatabase:
                     break
             for index, (kind, fn, waiter) in enumerate(batch):
                 try:
-                    if kind == _WRITE:
-                        self._write(conn, fn, waiter, pending, answers)  # type: ignore[arg-type]
+                    if kind == _WRITE or kind == _WRITE_ONE:
+                        self._write(conn, fn, waiter, pending, answers, savepoint=kind == _WRITE)  # type: ignore[arg-type]
                         continue
                     self._commit(conn, pending, answers)
                     if kind == _CLOSE:
@@ -153,25 +158,31 @@ class SqliteDatabase:
             answers.send()
 
     def _write(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], waiter: Any,
-               pending: list[tuple[Any, Any]], answers: _Answers) -> None:
+               pending: list[tuple[Any, Any]], answers: _Answers, *, savepoint: bool) -> None:
         try:
             if not conn.in_transaction:
                 conn.execute("BEGIN IMMEDIATE")
-            conn.execute("SAVEPOINT w")
+            if savepoint:
+                conn.execute("SAVEPOINT w")
         except sqlite3.Error as exc:  # busy past the timeout, disk full: fail this write, keep serving
             answers.add(waiter, error=self._fault_or(exc))
             return
         try:
             result = fn(conn)
         except BaseException as exc:
-            try:
-                conn.execute("ROLLBACK TO w")
-                conn.execute("RELEASE w")
-            except sqlite3.Error:  # the savepoint is gone with the transaction: the open batch fails too
+            if savepoint:
+                try:
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                except sqlite3.Error:  # the savepoint is gone with the transaction: the open batch fails too
+                    self._abort(conn, pending, exc, answers)
+            elif isinstance(exc, sqlite3.Error) or not conn.in_transaction:
+                # SQLite itself failed (disk full, I/O): it may have ended the transaction, so it all fails
                 self._abort(conn, pending, exc, answers)
             answers.add(waiter, error=self._fault_or(exc))
         else:
-            conn.execute("RELEASE w")
+            if savepoint:
+                conn.execute("RELEASE w")
             pending.append((waiter, result))
 
     def _fault_or(self, exc: BaseException) -> BaseException:

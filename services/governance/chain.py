@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aos_core import strict_json
 from aos_core.errors import AOSError
 from aos_core.ports import JSON, AuditEntry, AuditVerification
 
@@ -36,13 +37,13 @@ class InvalidAuditEntry(AOSError, ValueError):
     """An entry cannot be recorded: an empty or too long name, or a payload that is not plain JSON."""
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_CANONICAL = strict_json.encoder(sort_keys=True, ensure_ascii=False)
 
 
 def canonical_json(value: JSON) -> bytes:
     """The one byte form of a JSON value that hashes agree on: sorted keys, no spaces, UTF-8."""
     try:
-        return _CANONICAL.encode(value).encode("utf-8")
+        return _CANONICAL(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEntry(f"audit payload is not plain JSON: {exc}") from None
 

@@ -12,6 +12,8 @@ import re
 import secrets
 from typing import Any
 
+from aos_core import strict_json
+
 MAX_KEY_LENGTH = 1024
 MAX_BLOB_NAME_LENGTH = 1024
 
@@ -90,13 +92,12 @@ def blob_bytes(data: object) -> bytes:
     raise TypeError(f"blob data must be bytes or str, not {type(data).__name__}")
 
 
-# One encoder for every write: json.dumps with options builds a new JSONEncoder on each call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_ENCODE = strict_json.encoder()
 
 
 def encode_value(value: Any) -> str:
     """The stored JSON text of `value`; ValueError/TypeError if it is not JSON (NaN and infinities included)."""
-    return _ENCODER.encode(value)
+    return _ENCODE(value)
 
 
 def decode_value(text: str) -> Any:
