@@ -223,6 +223,7 @@ class SqliteDatabase:
     def _commit(self, conn: sqlite3.Connection, pending: list[tuple[Any, Any]], answers: _Answers) -> None:
         if not conn.in_transaction:
             return
+        answers.send()  # what is answered already (reads, refused writes) does not wait for the disk
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
