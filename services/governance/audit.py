@@ -62,8 +62,9 @@ class SqliteAuditLog:
         self.db = SqliteDatabase(path, schema=SCHEMA, synchronous=synchronous)
         self.clock = clock or SystemClock()
         self._key = hmac_key.encode("utf-8") if isinstance(hmac_key, str) else hmac_key
-        self._queue: list[tuple[list[PreparedEntry], asyncio.Future[list[AuditEntry]]]] = []  # waiting appends
-        self._queue_loop: asyncio.AbstractEventLoop | None = None
+        # Appends waiting to be written, per event loop: each loop writes its own group (its futures are its own).
+        self._queues: dict[asyncio.AbstractEventLoop, list[tuple[list[PreparedEntry],
+                                                                 asyncio.Future[list[AuditEntry]]]]] = {}
         self._writing: set[asyncio.Task[None]] = set()
 
     @property
@@ -89,16 +90,16 @@ class SqliteAuditLog:
             return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AuditEntry]] = loop.create_future()
-        if self._queue_loop is not loop:  # another loop's group is open (or none is): start a group here
-            self._queue, self._queue_loop = [], loop
-        self._queue.append((prepared, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush_soon)
+        waiting = self._queues.get(loop)
+        if waiting is None:  # the first append of a group on this loop: write the group on its next turn
+            waiting = self._queues[loop] = []
+            loop.call_soon(self._flush_soon, loop)
+        waiting.append((prepared, future))
         return await future
 
-    def _flush_soon(self) -> None:
-        batch, self._queue, self._queue_loop = self._queue, [], None
-        task = asyncio.ensure_future(self._write(batch))
+    def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._queues.pop(loop)
+        task = loop.create_task(self._write(batch))
         self._writing.add(task)
         task.add_done_callback(self._writing.discard)
 
