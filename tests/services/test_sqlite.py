@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from aos_core.errors import StorageUnavailableError
 from services.sqlite import SqliteDatabase
+from tests.support.loops import run_on_loops
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t(k TEXT PRIMARY KEY, v INT);"
 
@@ -46,7 +46,6 @@ def test_callers_on_several_event_loops_each_get_their_own_answers(tmp_path: Pat
     # One batch often holds calls from several loops (the kernel's loop, its standby loop, a host thread):
     # each loop is woken once per batch with its answers, and no answer goes to another loop's caller.
     db = SqliteDatabase(tmp_path / "t.db", schema=SCHEMA)
-    outcomes: dict[int, list[object]] = {}
 
     async def caller(n: int) -> list[object]:
         def failing(conn: object) -> None:
@@ -67,14 +66,7 @@ def test_callers_on_several_event_loops_each_get_their_own_answers(tmp_path: Pat
         cancelled.cancel()  # a caller that gave up: its write may commit, nobody is answered for it
         return list(await asyncio.gather(*work))
 
-    def run(n: int) -> None:
-        outcomes[n] = asyncio.run(caller(n))
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    outcomes = run_on_loops(4, caller)
     for n in range(4):
         assert outcomes[n] == [f"{n}-{i}" for i in range(200)] + [n, n]
     count = asyncio.run(db.read(lambda c: c.execute("SELECT count(*) FROM t WHERE v > 0 OR k LIKE '%-0'")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from aos_core.testing import ManualClock
 from services.governance.audit import SqliteAuditLog
 from services.governance.chain import entry_hash, payload_hash
+from tests.support.loops import run_on_loops
 
 
 @pytest.fixture
@@ -127,7 +127,6 @@ def test_appenders_on_several_event_loops_at_once_all_land_in_one_chain(tmp_path
     # One log used from several loops (threads) at the same moment: each loop's group is written on its own
     # loop, none is dropped or answered on another loop, and the chain stays one line.
     log = SqliteAuditLog(tmp_path / "audit.db")
-    written: dict[int, list[int]] = {}
 
     async def appender(n: int) -> list[int]:
         entries = await asyncio.gather(*(log.append(f"loop{n}", "event.accepted", f"event/{n}-{i}")
@@ -136,14 +135,7 @@ def test_appenders_on_several_event_loops_at_once_all_land_in_one_chain(tmp_path
                                                         for i in range(20)]))
         return [e.seq for e in entries[:-1]] + [e.seq for e in entries[-1]]  # type: ignore[union-attr]
 
-    def run(n: int) -> None:
-        written[n] = asyncio.run(appender(n))
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    written = run_on_loops(4, appender)
     assert sorted(seq for seqs in written.values() for seq in seqs) == list(range(1, 4 * 120 + 1))
     result = asyncio.run(log.verify())
     assert (result.ok, result.count) == (True, 480)
