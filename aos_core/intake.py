@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aos_core.errors import AgentUnavailableError, NotFoundError, PolicyDenied, RegistrationError
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event
-from aos_core.ports import AgentResult, AuditLog, Dispatcher, Policy, PolicyRequest, Telemetry
+from aos_core.ports import JSON, AgentResult, AuditLog, Dispatcher, Policy, PolicyRequest, Telemetry
 from aos_core.single_flight import SingleFlight
 from aos_core.telemetry import EVENTS_FAILED, SPAN_PROCESS
 
@@ -84,6 +84,7 @@ class EventIntake:
         await self._require_initialized()
         await self._routes_current()  # registrations made through other workers route from this event on
         intakes = await _all([self._accept(e, topic, to_agent, actor) for e in events])
+        await self._audit_accepted(actor, intakes)
         queues: dict[str, list[tuple[_Intake, AgentId]]] = {}
         for intake in intakes:
             for target in intake.targets:
@@ -96,35 +97,36 @@ class EventIntake:
                 for intake in intakes]
 
     async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str) -> _Intake:
-        """Record `event` and audit it (or find its first record); the targets still to deliver it to."""
+        """Record `event` (or find its first record); the targets still to deliver it to. It is audited with the
+        rest of its batch (`_audit_accepted`)."""
         with self.telemetry.event_span(SPAN_PROCESS, event, kind=topic or ("message" if to_agent else "event")):
             targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
             record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
                                                         kind="message" if to_agent is not None else "event")
             if created:
-                await self._audit_accepted(actor, event, record)
                 return _Intake(record, event, targets, created=True)
             if record.status != "pending":
                 return _Intake(record, event, [], created=False)
             # A resend of a pending event: a crash may have come between the record and its audit entry or its
             # hand-over. Deliver only to targets no mailbox holds: not running here, not handed to an entity.
             original = Event.model_validate(record.event) if record.event else event
-            await self._audit_accepted(actor, original, record, repair=True)
             held = await self.records.handed_over(record.id) if self.remote is not None else set()
             missing = [key for key in record.missing() if key not in held]
-            return _Intake(record, original, [await self._address(key) for key in missing], created=False)
+            return _Intake(record, original, [await self._address(key) for key in missing], created=False,
+                           check_audit=True)
 
-    async def _audit_accepted(self, actor: str, event: Event, record: EventRecord, *, repair: bool = False) -> None:
+    async def _audit_accepted(self, actor: str, intakes: list[_Intake]) -> None:
+        """One `event.accepted` entry per new record, the batch in one append; then a resend of a pending event
+        gets its entry if it has none (a crash came between its record and its entry). Before any delivery."""
         if self.audit is None:
             return
-        subject = f"event/{event.id}"
-        if repair and await self.audit.entries(action="event.accepted", subject=subject, limit=1):
-            return
-        await self.audit.append(actor, "event.accepted", subject,
-                                {"type": event.type, "kind": record.kind, "targets": record.targets,
-                                 "source": event.source,
-                                 **{k: v for k, v in (("subject", event.subject),
-                                                      ("correlationid", event.correlationid)) if v}})
+        created = [_accepted_entry(actor, i.event, i.record) for i in intakes if i.created]
+        if created:
+            await self.audit.append_many(created)
+        for intake in intakes:  # after the batch's entries: an id sent twice in one batch is audited once
+            if intake.check_audit and not await self.audit.entries(action="event.accepted",
+                                                                   subject=f"event/{intake.event.id}", limit=1):
+                await self.audit.append(*_accepted_entry(actor, intake.event, intake.record))
 
     async def _deliver_in_order(self, queue: list[tuple[_Intake, AgentId]]) -> None:
         if self.remote is not None and self._perpetual(queue[0][1]):
@@ -204,6 +206,12 @@ class EventIntake:
         return result
 
 
+def _accepted_entry(actor: str, event: Event, record: EventRecord) -> tuple[str, str, str, JSON]:
+    return (actor, "event.accepted", f"event/{event.id}",
+            {"type": event.type, "kind": record.kind, "targets": record.targets, "source": event.source,
+             **{k: v for k, v in (("subject", event.subject), ("correlationid", event.correlationid)) if v}})
+
+
 async def _all(work: list[Coroutine[Any, Any, T]]) -> list[T]:
     # gather's tasks and futures are worth it only when there is more than one thing to wait for
     if len(work) == 1:
@@ -219,6 +227,7 @@ class _Intake:
     event: Event
     targets: list[AgentId]
     created: bool
+    check_audit: bool = False  # a resend of a pending event: its audit entry may be missing
     results: dict[str, AgentResult] = field(default_factory=dict)
     handed_over: list[str] = field(default_factory=list)  # targets whose entity now holds the event
 

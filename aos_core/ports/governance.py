@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -54,6 +55,10 @@ class AuditLog(Protocol):
 
     async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
         """Append one entry (next seq, linked to the previous entry's hash) and return it once durable."""
+        ...
+
+    async def append_many(self, items: Sequence[tuple[str, str, str, JSON]]) -> list[AuditEntry]:
+        """Append `(actor, action, subject, payload)` entries, linked in this order; all validated first."""
         ...
 
     async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -61,8 +62,9 @@ class SqliteAuditLog:
         self.db = SqliteDatabase(path, schema=SCHEMA, synchronous=synchronous)
         self.clock = clock or SystemClock()
         self._key = hmac_key.encode("utf-8") if isinstance(hmac_key, str) else hmac_key
-        self._queue: list[tuple[PreparedEntry, asyncio.Future[AuditEntry]]] = []  # appends waiting to be written
-        self._queue_loop: asyncio.AbstractEventLoop | None = None
+        # Appends waiting to be written, per event loop: each loop writes its own group (its futures are its own).
+        self._queues: dict[asyncio.AbstractEventLoop, list[tuple[list[PreparedEntry],
+                                                                 asyncio.Future[list[AuditEntry]]]]] = {}
         self._writing: set[asyncio.Task[None]] = set()
 
     @property
@@ -75,39 +77,48 @@ class SqliteAuditLog:
         Appends made while one is waiting to be written join it: one transaction links them all (one head read,
         one insert of many rows), which is what keeps an audited event path fast under load.
         """
+        return (await self.append_many([(actor, action, subject, payload)]))[0]
+
+    async def append_many(self, items: Sequence[tuple[str, str, str, JSON]]) -> list[AuditEntry]:
+        """Append `(actor, action, subject, payload)` entries, linked in this order, and return them once
+        committed. All or none: one bad item (InvalidAuditEntry) writes nothing."""
         # Validated and hashed outside the transaction, so bad input never reaches SQLite and only the links to
         # the previous entries are computed under the database's lock.
-        prepared = prepare_entry(self.clock.now(), actor, action, subject, payload)
+        now = self.clock.now()
+        prepared = [prepare_entry(now, actor, action, subject, payload) for actor, action, subject, payload in items]
+        if not prepared:
+            return []
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[AuditEntry] = loop.create_future()
-        if self._queue_loop is not loop:  # another loop's group is open (or none is): start a group here
-            self._queue, self._queue_loop = [], loop
-        self._queue.append((prepared, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush_soon)
+        future: asyncio.Future[list[AuditEntry]] = loop.create_future()
+        waiting = self._queues.get(loop)
+        if waiting is None:  # the first append of a group on this loop: write the group on its next turn
+            waiting = self._queues[loop] = []
+            loop.call_soon(self._flush_soon, loop)
+        waiting.append((prepared, future))
         return await future
 
-    def _flush_soon(self) -> None:
-        batch, self._queue, self._queue_loop = self._queue, [], None
-        task = asyncio.ensure_future(self._write(batch))
+    def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._queues.pop(loop)
+        task = loop.create_task(self._write(batch))
         self._writing.add(task)
         task.add_done_callback(self._writing.discard)
 
-    async def _write(self, batch: list[tuple[PreparedEntry, asyncio.Future[AuditEntry]]]) -> None:
+    async def _write(self, batch: list[tuple[list[PreparedEntry], asyncio.Future[list[AuditEntry]]]]) -> None:
         key = self._key
+        prepared = [p for group, _ in batch for p in group]
 
         def write(conn: sqlite3.Connection) -> list[AuditEntry]:
             head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
             seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
             entries = []
-            for prepared, _ in batch:
+            for entry in prepared:
                 seq += 1
-                entry = prepared.link(seq, prev, key)
-                entries.append(entry)
-                prev = entry.hash
+                linked = entry.link(seq, prev, key)
+                entries.append(linked)
+                prev = linked.hash
             conn.executemany(f"INSERT INTO audit_entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              [(e.seq, e.time.isoformat(), e.actor, e.action, e.subject, p.payload_json,
-                               e.payload_hash, e.prev_hash, e.hash) for e, (p, _) in zip(entries, batch, strict=True)])
+                               e.payload_hash, e.prev_hash, e.hash) for e, p in zip(entries, prepared, strict=True)])
             conn.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
                          "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
                          (entries[-1].seq, entries[-1].hash))
@@ -120,9 +131,11 @@ class SqliteAuditLog:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), entry in zip(batch, entries, strict=True):
+        start = 0
+        for group, future in batch:
             if not future.done():
-                future.set_result(entry)
+                future.set_result(entries[start:start + len(group)])
+            start += len(group)
 
     async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,
                       subject: str | None = None) -> list[AuditEntry]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aos_core import strict_json
 from aos_core.errors import AOSError
 from aos_core.ports import JSON, AuditEntry, AuditVerification
 
@@ -36,11 +37,13 @@ class InvalidAuditEntry(AOSError, ValueError):
     """An entry cannot be recorded: an empty or too long name, or a payload that is not plain JSON."""
 
 
+_CANONICAL = strict_json.encoder(sort_keys=True, ensure_ascii=False)
+
+
 def canonical_json(value: JSON) -> bytes:
     """The one byte form of a JSON value that hashes agree on: sorted keys, no spaces, UTF-8."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        return _CANONICAL(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEntry(f"audit payload is not plain JSON: {exc}") from None
 
@@ -101,12 +104,13 @@ class PreparedEntry:
     payload: JSON  # as it will read back (a JSON round trip), so verification sees the same value
     payload_json: str  # canonical JSON, as stored
     payload_hash: str
+    time_text: str  # canonical time, as hashed
 
     def link(self, seq: int, prev_hash: str, key: bytes | None = None) -> AuditEntry:
         return AuditEntry(seq=seq, time=self.time, actor=self.actor, action=self.action, subject=self.subject,
                           payload=self.payload, payload_hash=self.payload_hash, prev_hash=prev_hash,
-                          hash=entry_hash(seq, self.time, self.actor, self.action, self.subject, self.payload_hash,
-                                          prev_hash, key))
+                          hash=entry_hash(seq, self.time_text, self.actor, self.action, self.subject,
+                                          self.payload_hash, prev_hash, key))
 
 
 def prepare_entry(time: datetime, actor: str, action: str, subject: str, payload: JSON) -> PreparedEntry:
@@ -115,9 +119,10 @@ def prepare_entry(time: datetime, actor: str, action: str, subject: str, payload
     _check_name(action, "action")
     _check_name(subject, "subject")
     data = canonical_json(payload)
-    return PreparedEntry(time=datetime.fromisoformat(canonical_time(time)), actor=actor, action=action,
+    time_text = canonical_time(time)
+    return PreparedEntry(time=datetime.fromisoformat(time_text), actor=actor, action=action,
                          subject=subject, payload=json.loads(data), payload_json=data.decode("utf-8"),
-                         payload_hash=hashlib.sha256(data).hexdigest())
+                         payload_hash=hashlib.sha256(data).hexdigest(), time_text=time_text)
 
 
 def make_entry(seq: int, time: datetime, actor: str, action: str, subject: str, payload: JSON, prev_hash: str,

@@ -13,6 +13,10 @@ Rule kinds (each has an `id` that denials and decisions name):
   matching one of `allow`, and never one matching `deny`; a denied call's result tells the model so.
 
 A denial raises PolicyDenied (a 403 problem body with the rule id and reason) and is audited.
+
+Every event is checked once per target, so the engine remembers its decisions (all but rate limits, which
+are counted on every call) by what they depend on: the request without its caller and subject. The rules
+are a tuple and the memory is dropped when they are replaced, so a decision never outlives its rules.
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ def _match(pattern: str, *values: str | None) -> bool:
 
 
 RATE_PREFIX = "governance/rate-limits/"  # StateStore documents: one token bucket per rule and caller
+_REMEMBERED = 4096  # decisions kept; requests differ by agent and event type, which are few in practice
 
 
 @dataclass
@@ -129,11 +134,17 @@ class _Bucket:
 class PolicyEngine:
     """Evaluates the rules; `enforce` also audits denials and raises PolicyDenied."""
 
-    rules: list[Rule]
+    rules: Sequence[Rule]
     clock: Clock = field(default_factory=SystemClock)
     audit: AuditLog | None = None
     store: StateStore | None = None  # where `enforce` keeps rate-limit buckets, shared by every worker
     _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
+    _decided: dict[tuple[Any, ...], PolicyDecision] = field(default_factory=dict)
+    _rated: dict[tuple[str, str], list[RateLimitRule]] = field(default_factory=dict)
+    _remembered_for: Sequence[Rule] = ()  # the rules `_decided` and `_rated` were computed with
+
+    def __post_init__(self) -> None:
+        self.rules = tuple(self.rules)  # not changed in place: replacing them is what drops the memory
 
     @classmethod
     def from_config(cls, policies: Iterable[Mapping[str, Any]], *, clock: Clock | None = None,
@@ -161,11 +172,36 @@ class PolicyEngine:
         return decision
 
     def _rate_rules(self, request: PolicyRequest) -> list[RateLimitRule]:
-        return [rule for rule in self.rules if isinstance(rule, RateLimitRule) and _match(rule.action, request.action)
-                and _match(rule.caller, request.caller or "anonymous")]
+        self._check_memory()
+        key = (request.action, request.caller or "anonymous")
+        found = self._rated.get(key)
+        if found is None:
+            if len(self._rated) >= _REMEMBERED:
+                self._rated.clear()
+            found = self._rated[key] = [rule for rule in self.rules if isinstance(rule, RateLimitRule)
+                                        and _match(rule.action, key[0]) and _match(rule.caller, key[1])]
+        return found
 
     def _decide(self, request: PolicyRequest) -> PolicyDecision:
-        """Every rule but the rate limits."""
+        """Every rule but the rate limits, remembered by what it depends on."""
+        self._check_memory()
+        key = (request.action, request.roles, request.agent_id, request.agent_type, request.event_type,
+               request.tool, request.amount, request.currency, request.category)
+        decision = self._decided.get(key)
+        if decision is None:
+            if len(self._decided) >= _REMEMBERED:
+                self._decided.clear()
+            decision = self._decided[key] = self._decide_now(request)
+        return decision
+
+    def _check_memory(self) -> None:
+        if self._remembered_for is not self.rules:  # the rules were replaced since
+            self.rules = tuple(self.rules)
+            self._decided.clear()
+            self._rated.clear()
+            self._remembered_for = self.rules
+
+    def _decide_now(self, request: PolicyRequest) -> PolicyDecision:
         for rule in self.rules:
             if isinstance(rule, RolesRule) and _match(rule.action, request.action):
                 if not request.roles & set(rule.any_of):

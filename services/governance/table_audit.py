@@ -10,6 +10,7 @@ are `services.governance.chain`; nothing here computes a hash of its own. Import
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,14 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from aos_core.clock import SystemClock
 from aos_core.errors import ConflictError
 from aos_core.ports import JSON, AuditEntry, AuditVerification, Clock
-from services.governance.chain import GENESIS_HASH, ChainVerifier, InvalidAuditEntry, check_page, prepare_entry
+from services.governance.chain import (
+    GENESIS_HASH,
+    ChainVerifier,
+    InvalidAuditEntry,
+    PreparedEntry,
+    check_page,
+    prepare_entry,
+)
 from services.storage.tables import TableHandle
 
 if TYPE_CHECKING:
@@ -65,11 +73,22 @@ class TableAuditLog:
 
     async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
         """Append one entry (next seq, linked to the previous hash) and return it once stored."""
+        return await self._append(self._prepare(actor, action, subject, payload))
+
+    async def append_many(self, items: Sequence[tuple[str, str, str, JSON]]) -> list[AuditEntry]:
+        """Append the entries one after another, in this order (each is its own Table transaction)."""
+        prepared = [self._prepare(*item) for item in items]  # all validated before the first is written
+        return [await self._append(entry) for entry in prepared]
+
+    def _prepare(self, actor: str, action: str, subject: str, payload: JSON) -> PreparedEntry:
         prepared = prepare_entry(self._clock.now(), actor, action, subject, payload)  # validates before any write
-        text = prepared.payload_json
-        if len(text) > _MAX_PAYLOAD_CHARS:
-            raise InvalidAuditEntry(f"audit payload is {len(text)} characters of JSON; Table Storage allows "
-                                    f"{_MAX_PAYLOAD_CHARS}")
+        if len(prepared.payload_json) > _MAX_PAYLOAD_CHARS:
+            raise InvalidAuditEntry(f"audit payload is {len(prepared.payload_json)} characters of JSON; Table "
+                                    f"Storage allows {_MAX_PAYLOAD_CHARS}")
+        return prepared
+
+    async def _append(self, prepared: PreparedEntry) -> AuditEntry:
+        actor, action, subject, text = prepared.actor, prepared.action, prepared.subject, prepared.payload_json
         client = await self._table.client()
         for _ in range(self._max_attempts):
             seq, last_hash, etag = await self._head(client)

@@ -12,6 +12,8 @@ import re
 import secrets
 from typing import Any
 
+from aos_core import strict_json
+
 MAX_KEY_LENGTH = 1024
 MAX_BLOB_NAME_LENGTH = 1024
 
@@ -90,9 +92,12 @@ def blob_bytes(data: object) -> bytes:
     raise TypeError(f"blob data must be bytes or str, not {type(data).__name__}")
 
 
+_ENCODE = strict_json.encoder()
+
+
 def encode_value(value: Any) -> str:
     """The stored JSON text of `value`; ValueError/TypeError if it is not JSON (NaN and infinities included)."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return _ENCODE(value)
 
 
 def decode_value(text: str) -> Any:

@@ -117,7 +117,7 @@ class SqliteStateStore:
                 conn.execute(_UPSERT, (key, text, etag, updated))
             return etag
 
-        return await self.db.write(write)
+        return await self.db.write(write, one_statement=True)
 
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:
         """Delete `key`; False if it did not exist. With `if_match`, ConflictError if stale or missing."""
@@ -131,7 +131,7 @@ class SqliteStateStore:
                 raise ConflictError(key, "ETag does not match (stale or missing)")
             return True
 
-        return await self.db.write(write)
+        return await self.db.write(write, one_statement=True)
 
     async def list(self, prefix: str = "", *, start_after: str | None = None, limit: int = 1000) -> list[Document]:
         """Documents whose key starts with `prefix`, in key order, after `start_after`, at most `limit`."""

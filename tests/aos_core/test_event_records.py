@@ -360,3 +360,26 @@ async def test_a_resent_pending_event_reaches_only_missing_targets_with_the_firs
     assert {r["agent_id"]: r["result"] for r in record.results} == {"x1": {"v": "first"}, "x2": {"v": "first"}}
     entries = await aos.audit.entries(action="event.accepted", subject="event/n-1")
     assert len(entries) == 1  # the missing audit entry is repaired once
+
+
+async def test_a_batch_audits_each_accepted_event_once_before_any_agent_runs(aos: AgentOperatingSystem) -> None:
+    aos.register_type(Echo)
+    await aos.register_agent("echo", agent_id="x1", subscribe=["note"])
+    seen: list[int] = []
+    handle = Echo.handle_event
+
+    async def audited_first(self: Echo, event: Event) -> Any:  # what the audit log holds when the agent runs
+        seen.append(len(await aos.audit.entries(action="event.accepted", limit=1000)))
+        return await handle(self, event)
+
+    Echo.handle_event = audited_first  # type: ignore[method-assign]
+    try:
+        batch = [Event(id=f"b-{i}", type="note", data={"i": i}) for i in range(5)]
+        records = await aos.submit_many([*batch, Event(id="b-0", type="note")])  # one id twice in one batch
+    finally:
+        Echo.handle_event = handle  # type: ignore[method-assign]
+    assert [r.status for r in records] == ["completed"] * 6
+    entries = await aos.audit.entries(action="event.accepted", limit=1000)
+    assert [e.subject for e in entries] == [f"event/b-{i}" for i in range(5)]  # in batch order
+    assert seen and min(seen) == 5
+    assert (await aos.audit.verify()).ok

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from aos_core import strict_json
@@ -30,3 +32,34 @@ def test_acceptable_json_parses_as_json_loads_would() -> None:
     value = strict_json.loads(raw.encode())
     assert value["a"] == [1, -2500.0, "\U0001f600", None, True]
     assert strict_json.loads(b"-" + b"9" * 64) == -int("9" * 64)
+
+
+@pytest.mark.parametrize(("options", "dumps"), [
+    ({}, {"separators": (",", ":"), "allow_nan": False}),
+    ({"sort_keys": True, "ensure_ascii": False},
+     {"separators": (",", ":"), "allow_nan": False, "sort_keys": True, "ensure_ascii": False}),
+])
+def test_the_encoder_writes_what_json_dumps_writes(options: dict[str, bool], dumps: dict[str, object]) -> None:
+    value = {"z": [1, -2.5e-300, 1e16, "é\U0001f600\n\"", None, True, {}], "a": {"1": 0.1, "b": []}, "3": "x"}
+    assert strict_json.encoder(**options)(value) == json.dumps(value, **dumps)  # type: ignore[arg-type]
+    assert strict_json.encoder(**options)("plain") == json.dumps("plain", **dumps)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ({"v": float("nan")}, ValueError),
+    ([float("-inf")], ValueError),
+    ({"when": object()}, TypeError),
+    ({(1, 2): "tuple key"}, TypeError),
+])
+def test_the_encoder_refuses_what_is_not_json(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        strict_json.encoder()(value)
+
+
+def test_the_encoder_refuses_a_value_that_holds_itself_and_goes_on() -> None:
+    loop: list[object] = []
+    loop.append({"again": loop})
+    encode = strict_json.encoder()
+    with pytest.raises(ValueError, match="holds itself"):
+        encode(loop)
+    assert encode({"after": [1]}) == '{"after":[1]}'

@@ -3,6 +3,7 @@ backend meets is test_audit_log_contract.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ import pytest
 from aos_core.testing import ManualClock
 from services.governance.audit import SqliteAuditLog
 from services.governance.chain import entry_hash, payload_hash
+from tests.support.loops import run_on_loops
 
 
 @pytest.fixture
@@ -119,3 +121,22 @@ async def test_insertion_in_the_middle_with_a_recomputed_link(tmp_path: Path) ->
             (two.time.isoformat(), payload_hash(None), two.hash, forged_hash)))
     assert (await reverify(path, key))[:2] == (False, 3)  # the keyed hash names the forged entry itself
     assert (await reverify(path))[:2] == (False, 1)  # and without the key nothing verifies
+
+
+def test_appenders_on_several_event_loops_at_once_all_land_in_one_chain(tmp_path: Path) -> None:
+    # One log used from several loops (threads) at the same moment: each loop's group is written on its own
+    # loop, none is dropped or answered on another loop, and the chain stays one line.
+    log = SqliteAuditLog(tmp_path / "audit.db")
+
+    async def appender(n: int) -> list[int]:
+        entries = await asyncio.gather(*(log.append(f"loop{n}", "event.accepted", f"event/{n}-{i}")
+                                         for i in range(100)),
+                                       log.append_many([(f"loop{n}", "note", f"batch/{n}-{i}", None)
+                                                        for i in range(20)]))
+        return [e.seq for e in entries[:-1]] + [e.seq for e in entries[-1]]  # type: ignore[union-attr]
+
+    written = run_on_loops(4, appender)
+    assert sorted(seq for seqs in written.values() for seq in seqs) == list(range(1, 4 * 120 + 1))
+    result = asyncio.run(log.verify())
+    assert (result.ok, result.count) == (True, 480)
+    asyncio.run(log.close())

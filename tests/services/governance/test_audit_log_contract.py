@@ -113,3 +113,20 @@ async def test_appends_continue_the_chain_after_reopening_and_need_the_key_to_ve
     finally:
         await keyed.close()
         await unkeyed.close()
+
+
+async def test_append_many_links_a_batch_in_order_and_a_bad_item_writes_none(log: AuditLog) -> None:
+    first = await log.append("kernel", "event.accepted", "event/0")
+    batch, single = await asyncio.gather(
+        log.append_many([("kernel", "event.accepted", f"event/{i}", {"n": i}) for i in range(1, 4)]),
+        log.append("api:bob", "agent.registered", "agent/x"))  # appended meanwhile: joins the same chain
+    assert [e.subject for e in batch] == ["event/1", "event/2", "event/3"]
+    assert [e.payload for e in batch] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert first.seq < batch[0].seq < batch[1].seq < batch[2].seq  # in order (another append may come between)
+    assert single.seq not in {e.seq for e in batch}
+    with pytest.raises(InvalidAuditEntry):
+        await log.append_many([("kernel", "event.accepted", "event/5", None), ("", "event.accepted", "event/6", None)])
+    assert await log.entries(subject="event/5") == []
+    assert await log.append_many([]) == []
+    result = await log.verify()
+    assert (result.ok, result.count) == (True, 5)

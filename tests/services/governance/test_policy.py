@@ -156,3 +156,37 @@ async def test_a_rate_limit_counts_across_workers_sharing_the_store(tmp_path: Pa
     assert [await post(engines[2]), await post(engines[0])] == ["allow", "deny"]
     for store in stores:
         await store.close()
+
+
+async def test_a_remembered_decision_follows_the_rules_that_replace_it() -> None:
+    engine = PolicyEngine.from_config([{"id": "open", "kind": "event_types", "agent": "cfo", "allow": ["*"]}])
+    request = PolicyRequest("event.deliver", agent_id="cfo", event_type="budget.delete")
+    assert (await engine.enforce(request)).outcome == "allow"
+    assert (await engine.enforce(request)).outcome == "allow"  # answered from memory
+    engine.rules = load_rules(POLICIES)
+    with pytest.raises(PolicyDenied) as info:
+        await engine.enforce(request)
+    assert info.value.rule_id == "cfo-events"
+    with pytest.raises(AttributeError):
+        engine.rules.append(engine.rules[0])  # type: ignore[attr-defined]  # replaced whole, never in place
+
+
+async def test_remembered_decisions_still_tell_requests_apart_by_what_they_depend_on() -> None:
+    engine = PolicyEngine.from_config(POLICIES)
+    spend = PolicyRequest("spend", agent_id="cfo", amount=5_000, currency="USD")
+    assert (await engine.enforce(spend)).outcome == "approve"
+    assert (await engine.enforce(PolicyRequest("spend", agent_id="cfo", amount=50_000, currency="USD"))
+            ).outcome == "escalate"
+    assert (await engine.enforce(spend)).outcome == "approve"
+    terminate = PolicyRequest("agent.terminate", caller="api:root", roles=frozenset({"admin"}))
+    assert (await engine.enforce(terminate)).outcome == "allow"
+    with pytest.raises(PolicyDenied):
+        await engine.enforce(PolicyRequest("agent.terminate", caller="api:root", roles=frozenset({"reader"})))
+    posts = [PolicyRequest("event.post", caller=f"api:{who}") for who in ("a", "a", "a", "a", "b")]
+    outcomes = []
+    for post in posts:  # rate limits are counted on every call, per caller, never remembered
+        try:
+            outcomes.append((await engine.enforce(post)).outcome)
+        except PolicyDenied:
+            outcomes.append("deny")
+    assert outcomes == ["allow", "allow", "allow", "deny", "allow"]
