@@ -7,7 +7,6 @@ invalid, 401/403 auth, 404 unknown, 409 conflict, 413 too large); only a broken 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aos.api")
 _EVENTS = TypeAdapter(Event | list[Event])
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps with options builds one per call
+_encode_json = strict_json.encoder()  # built once: json.dumps with options builds an encoder per call
 
 
 @dataclass
@@ -79,7 +78,7 @@ class ApiResponse:
     def body_bytes(self) -> bytes:
         if isinstance(self.body, bytes):  # already encoded (the MCP endpoint answers its own bytes)
             return self.body
-        return b"" if self.body is None else _COMPACT.encode(self.body).encode()
+        return b"" if self.body is None else _encode_json(self.body).encode()
 
 
 class Problem(Exception):
