@@ -127,7 +127,7 @@ class AgentHosting:
             agent.bind(self.store, clock=self.clock, dedupe_window=self.config.dispatch.dedupe_window,  # type: ignore[attr-defined]
                        host=self)
         await agent.initialize()
-        await self._settle_last_applied(agent)
+        await self._settle_last_commit(agent)
         now = self.clock.now()
         if lifecycle.state == AgentState.CREATED:
             lifecycle.transition(AgentState.INITIALIZED, at=now)
@@ -301,7 +301,7 @@ class AgentHosting:
                 return AgentResult(agent.agent_id, status, result, extra={"workflow_error": str(exc)})
         return AgentResult(agent.agent_id, status, result)
 
-    async def _settle_last_applied(self, agent: Agent) -> None:
+    async def _settle_last_commit(self, agent: Agent) -> None:
         # The events whose commit may have landed without their result documents (a crash in between) are those
         # the context's last commit names: write their results now, before any other event can follow them.
         context = getattr(agent, "context", None)

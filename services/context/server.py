@@ -179,11 +179,6 @@ class ContextMCPServer:
             return list(self._last_commit)
         return [self._applied[-1]] if self._applied else []
 
-    @property
-    def last_applied(self) -> str | None:
-        """The id of the last event whose effects are in `state`."""
-        return self._applied[-1] if self._applied else None
-
     def has_applied(self, event_id: str) -> bool:
         return event_id in self._applied_set
 
