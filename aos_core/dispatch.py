@@ -11,9 +11,8 @@ mailbox, so never in the middle of an event), and comes back from storage on its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from aos_core.errors import RegistrationError
@@ -109,21 +108,21 @@ class LocalDispatcher:
 
     async def _holding(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
         try:
-            async with self._mailbox(key):
-                return await work()
+            return await self._in_mailbox(key, work)
         finally:
             if len(self._live) > self.max_live:  # agents busy when the cache overflowed can go now
                 await self._shrink()
 
-    @contextlib.asynccontextmanager
-    async def _mailbox(self, key: str) -> AsyncIterator[None]:
+    async def _in_mailbox(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` holding the agent's mailbox. Not an async context manager: this is on every delivery's path,
+        and the generator behind one costs more than the lock itself."""
         mailbox = self._mailboxes.get(key)
         if mailbox is None:
             mailbox = self._mailboxes[key] = _Mailbox()
         mailbox.users += 1
         try:
             async with mailbox.lock:
-                yield
+                return await work()
         finally:
             mailbox.users -= 1
             if mailbox.users == 0 and self._mailboxes.get(key) is mailbox:
@@ -179,18 +178,20 @@ class LocalDispatcher:
             if self._live.pop(key, None) is not None:
                 self.evictions += 1
             return
-        async with self._mailbox(key):
-            live = self._live.pop(key, None)
-            if live is None:
-                return
-            self.evictions += 1
-            done = self._deactivating[key] = asyncio.Event()
-            try:
-                await self._host.deactivate(live.agent)
-            finally:
-                done.set()
-                if self._deactivating.get(key) is done:
-                    del self._deactivating[key]
+        await self._in_mailbox(key, lambda: self._deactivate(key))
+
+    async def _deactivate(self, key: str) -> None:
+        live = self._live.pop(key, None)
+        if live is None:
+            return
+        self.evictions += 1
+        done = self._deactivating[key] = asyncio.Event()
+        try:
+            await self._host.deactivate(live.agent)
+        finally:
+            done.set()
+            if self._deactivating.get(key) is done:
+                del self._deactivating[key]
 
     async def evict_idle(self) -> int:
         """Evict every unpinned agent idle for longer than `idle_timeout`; return how many."""

@@ -203,6 +203,29 @@ async def test_a_context_of_the_earlier_layout_is_read_and_moved_on(store: State
     assert (await again.get_version(4))["state"] == {"n": 4}
 
 
+async def test_a_context_whose_log_holds_deltas_as_objects_is_read_and_continued(store: StateStore) -> None:
+    # Layout 2 kept each delta of the log as an object; layout 3 keeps its JSON text. Both replay the same.
+    await store.put("context/two/snapshots/000000000001-aa", {"version": 1, "at": "t1", "state": {"n": 1},
+                                                             "log": []})
+    await store.put("context/two", {
+        "agent_id": "two", "layout": 2, "version": 3, "applied": ["e2", "e3"], "committed": ["e3"],
+        "memory_count": 0, "updated_at": "t3", "bases": [[1, "context/two/snapshots/000000000001-aa", 20]],
+        "log": [{"version": 2, "at": "t2", "event_id": "e2", "ops": [[["n"], 2]]},
+                {"version": 3, "at": "t3", "event_id": "e3", "ops": [[["m"], "x"]]}], "log_bytes": 120})
+    server = ContextMCPServer("two", store)
+    await server.initialize()
+    assert server.state == {"n": 2, "m": "x"} and server.version == 3 and server.has_applied("e2")
+    server.state["n"] = 4
+    assert await server.save_state(applied_event_id="e4") == 4
+    head = (await store.get("context/two")).value
+    assert head["layout"] == 3 and all(isinstance(d, str) for d in head["log"])
+    again = ContextMCPServer("two", store)
+    await again.initialize()
+    assert again.state == {"n": 4, "m": "x"}
+    assert [(await again.get_version(v))["state"] for v in (2, 3, 4)] == [{"n": 2}, {"n": 2, "m": "x"},
+                                                                          {"n": 4, "m": "x"}]
+
+
 async def test_a_reader_racing_commits_that_drop_its_snapshot_reads_the_new_head() -> None:
     class Racing(InMemoryStateStore):
         """Runs `race` in the middle of the reader's first snapshot read: between its head and its snapshot."""
