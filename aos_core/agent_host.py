@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from aos_core.agent_context import AgentContext, Outgoing
+from aos_core.agent_types import AgentTypes
 from aos_core.errors import AgentUnavailableError, InvalidEventError, NotFoundError, RegistrationError
 from aos_core.etag import retry_on_conflict
 from aos_core.event_records import EventRecord, EventRecords
@@ -47,6 +48,8 @@ class AgentHosting:
     counts: dict[str, int]
     _pinned: dict[str, Agent]
     _durable: bool
+    _routes_seen: tuple[str | None, int]
+    _agent_types: AgentTypes
 
     if TYPE_CHECKING:  # provided by AgentOperatingSystem and EventIntake
         @property
@@ -75,8 +78,17 @@ class AgentHosting:
         agent = self._pinned.get(agent_id) or self.dispatcher.live_agent(agent_id)
         if agent is not None:
             return AgentId(agent.agent_type, agent_id)
-        record = await self.registry.require(agent_id)
-        return AgentId(record.type, agent_id)
+        return AgentId(await self.agent_type(agent_id), agent_id)
+
+    async def agent_type(self, agent_id: str) -> str:
+        """The registered agent's type (NotFoundError if it is not registered), read from the registry only when
+        it was not read since the registry generation this kernel routes by."""
+        generation = self._routes_seen[1]
+        agent_type = self._agent_types.get(agent_id, generation)
+        if agent_type is None:
+            agent_type = (await self.registry.require(agent_id)).type
+            self._agent_types.put(agent_id, agent_type, generation)
+        return agent_type
 
     async def _send_outbox(self, sender: str, outbox: list[Outgoing]) -> None:
         if self.hosted:
@@ -188,6 +200,15 @@ class AgentHosting:
         key = target.key
         if len(events) == 1:
             return [await self.run_in_mailbox(target, events[0])]
+        # Wake the agent first: activation writes the results its last commit lacks (a crash came between), and
+        # the check below must see them. Checked before it, such an event would look new, and once later events
+        # of this hand-over push it out of the context's recent ids, it would be applied a second time.
+        try:
+            await self._available(key)
+            await self.dispatcher.ensure_live(target)
+            awake = True
+        except Exception:  # reported by the one-at-a-time path, which checks each result again once it wakes
+            awake = False
         known = await asyncio.gather(*(self.records.has_result(event.id, key) for event in events))
         results: list[AgentResult | None] = [AgentResult(key, "duplicate") if done else None for done in known]
         todo: list[int] = []
@@ -205,8 +226,8 @@ class AgentHosting:
             group = todo[offset:offset + size]
             together = await self._apply_together(target, [events[i] for i in group]) if len(group) > 1 else None
             if together is None:
-                for index in group:  # none of the group was committed: each on its own (checked above: fresh)
-                    results[index] = await self.run_in_mailbox(target, events[index], fresh=True)
+                for index in group:  # none of the group was committed: each on its own (checked above if awake)
+                    results[index] = await self.run_in_mailbox(target, events[index], fresh=awake)
                 continue
             final = await asyncio.gather(*(self._finish(events[i], r) for i, r in zip(group, together, strict=True)))
             for index, result in zip(group, final, strict=True):

@@ -385,8 +385,8 @@ async def post_message(aos: AgentOperatingSystem, request: ApiRequest, caller: C
         event = Event(source=f"/api/agents/{agent_id}/messages", subject=agent_id, **fields)
     except ValidationError as exc:
         raise invalid(exc, "message") from None
-    target = await aos.registry.require(agent_id)  # 404 for an unknown agent, before anything is recorded
-    await enforce(aos, caller, "message.send", agent_id=agent_id, agent_type=target.type, event_type=event.type)
+    agent_type = await aos.agent_type(agent_id)  # 404 for an unknown agent, before anything is recorded
+    await enforce(aos, caller, "message.send", agent_id=agent_id, agent_type=agent_type, event_type=event.type)
     record = await aos.submit(aos.telemetry.inject(event), to_agent=agent_id, actor=caller.name)
     return await answer(aos, [record], wait, batch=False)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from aos_core.agent_host import AgentHosting
+from aos_core.agent_types import AgentTypes
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.config import AOSConfig
 from aos_core.dispatch import LocalDispatcher
@@ -123,6 +124,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._initialized = False
         self._registry: AgentRegistry | None = None
         self._routes_seen: tuple[str | None, int] = (None, 0)  # registry generation (ETag, number) routed by
+        self._agent_types = AgentTypes()  # agents addressed lately, while the generation routed by holds
         self._record_routes: dict[str, list[str]] = {}  # agent id -> ids of the subscriptions its record gives
         self._routes_lock = asyncio.Lock()
         self._pending_types: list[tuple[str, Any]] = []
