@@ -1,7 +1,7 @@
 """ContextMCPServer: an agent's working memory, stored between invocations with ETag concurrency.
 
 Layout in the StateStore (one agent):
-  context/<agent_id>                         the head: {"agent_id", "layout": 3, "version", "applied",
+  context/<agent_id>                         the head: {"agent_id", "layout": 2, "version", "applied",
                                              "committed", "memory_count", "updated_at", "bases", "log"}
   context/<agent_id>/snapshots/<version>-<n> the whole state as of a base version, with the log that led to it
   context/<agent_id>/memory/<seq>            appended memory entries
@@ -9,9 +9,7 @@ Layout in the StateStore (one agent):
 A commit writes the head once, with an ETag precondition: the new version, the event ids it applies (one, or
 several handled together) in `applied` and `committed`, and the commit's delta appended to `log` (the paths
 the agent changed, `services.context.tracked`). The state is the last base's snapshot with the log replayed,
-so an event costs what it changed, not the size of the state. Each delta is kept as its own JSON text, so a
-commit encodes only its own delta; the log around it is written as strings (layout 3; layout 2 logs held
-the deltas as objects and are still read). Once
+so an event costs what it changed, not the size of the state. Once
 the log outgrows a share of the snapshot (`_log_limit`), the commit first writes a new snapshot (create-only,
 under a name of its own) and starts an empty log: whole-state writes are amortised over many events.
 
@@ -37,7 +35,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aos_core.errors import ConflictError, NotFoundError
+from aos_core.errors import ConflictError, NotFoundError, StorageUnavailableError
 from aos_core.events import validate_id
 from aos_core.ports import JSON, Clock, StateStore
 from services.context.tracked import Changes, TrackedDict, apply_ops, plain, track
@@ -60,8 +58,7 @@ def merge_patch(target: JSON, patch: JSON) -> JSON:
     return result
 
 
-_LAYOUT = 3
-_LAYOUTS = (2, 3)  # what reload reads as this design: 2 is 3 with the log's deltas as objects
+_LAYOUT = 2
 _MIN_LOG_BYTES = 4096  # a log below this is never compacted: small states are snapshotted rarely
 _READ_ATTEMPTS = 5  # head-then-snapshot reads that may each race a commit dropping that snapshot
 
@@ -98,7 +95,7 @@ class ContextMCPServer:
         self._last_commit: list[str] = []  # the events the last commit applied
         self._memory_count = 0
         self._bases: list[list[Any]] = []  # [version, snapshot key or None (the empty state), snapshot bytes]
-        self._log: list[str] = []  # the deltas after the last base, each as its JSON text
+        self._log: list[dict[str, Any]] = []  # the deltas after the last base
         self._log_bytes = 0
         self._updated_at: str | None = None
         self._loaded = False
@@ -137,7 +134,13 @@ class ContextMCPServer:
         for _ in range(_READ_ATTEMPTS):
             doc = await self.store.get(self._key)
             value: dict[str, Any] = doc.value if doc else {}
-            if doc is not None and value.get("layout") not in _LAYOUTS:
+            if doc is not None and "layout" in value and value["layout"] != _LAYOUT:
+                # A newer release wrote it (during a rolling deployment or after a rollback, say). Read as
+                # something older, the state would look empty and the next commit would write that over it.
+                raise StorageUnavailableError(
+                    f"context {self.agent_id} has layout {value['layout']!r}, which this release cannot read (it "
+                    f"reads layout {_LAYOUT} and earlier); run the release that wrote it")
+            if doc is not None and value.get("layout") != _LAYOUT:
                 break
             try:
                 state, _ = await self._base_state(value.get("bases", [[0, None, 0]])[-1])
@@ -147,11 +150,11 @@ class ContextMCPServer:
         else:
             raise ConflictError(self._key, f"the context changed under {_READ_ATTEMPTS} reads in a row; try again")
         self._changes.clear()
-        if doc is None or value.get("layout") in _LAYOUTS:
+        if doc is None or value.get("layout") == _LAYOUT:
             self._bases = [list(b) for b in value.get("bases", [[0, None, 0]])]
-            self._log = [d if isinstance(d, str) else encode_value(d) for d in value.get("log", [])]
+            self._log = list(value.get("log", []))
             self._log_bytes = int(value.get("log_bytes", 0))
-            self._state = track(apply_ops(state, _ops(_deltas(self._log))), self._changes)
+            self._state = track(apply_ops(state, _ops(self._log)), self._changes)
         else:  # written by an earlier release: the state is in the document; the next commit snapshots it
             self._bases, self._log, self._log_bytes = [], [], 0
             self._state = track(value.get("state") or {}, self._changes)
@@ -222,8 +225,7 @@ class ContextMCPServer:
                                  "ops": self._changes.delta(self._state)}
         if len(ids) > 1:
             delta["event_ids"] = ids
-        text = encode_value(delta)
-        logged, log_bytes = [*self._log, text], self._log_bytes + len(text)
+        logged, log_bytes = [*self._log, delta], self._log_bytes + len(encode_value(delta))
         bases, snapshot_key = self._bases, None
         if not bases or log_bytes > _log_limit(bases[-1][2]):
             snapshot_key = f"{self._key}/snapshots/{version:012d}-{secrets.token_hex(4)}"
@@ -374,13 +376,13 @@ class ContextMCPServer:
             at = [0]
         index = at[-1]
         state, snapshot = await self._base_state(self._bases[index])
-        own = (_deltas(snapshot.get("log", [])) or [{}])[-1]
+        own = (snapshot.get("log") or [{}])[-1]
         if self._bases[index][0] >= first:
             found.append(_entry(self._bases[index][0], state, own))
         deltas: list[dict[str, Any]] = []
         for base in self._bases[index + 1:]:
-            deltas.extend(_deltas((await self._base_state(base))[1].get("log", [])))
-        deltas.extend(_deltas(self._log))
+            deltas.extend((await self._base_state(base))[1].get("log", []))
+        deltas.extend(self._log)
         for delta in deltas:
             version = int(delta["version"])
             if version <= self._bases[index][0]:
@@ -401,11 +403,6 @@ class ContextMCPServer:
 
     def _now(self) -> datetime:
         return self._clock.now() if self._clock else datetime.now(UTC)
-
-
-def _deltas(log: list[Any]) -> list[dict[str, Any]]:
-    """The deltas of a stored log: JSON texts (layout 3) or objects (layout 2)."""
-    return [json.loads(d) if isinstance(d, str) else d for d in log]
 
 
 def _ops(deltas: list[dict[str, Any]]) -> list[Any]:
