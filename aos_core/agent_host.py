@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aos_core.agent_context import AgentContext, Outgoing
 from aos_core.agent_types import AgentTypes
-from aos_core.errors import AgentUnavailableError, InvalidEventError, NotFoundError, RegistrationError
+from aos_core.errors import (
+    AgentUnavailableError,
+    InvalidEventError,
+    NotFoundError,
+    RegistrationError,
+    StorageUnavailableError,
+)
 from aos_core.etag import retry_on_conflict
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import AgentId, Event
@@ -158,7 +164,10 @@ class AgentHosting:
         one, and `activate` writes the missing result before anything else runs.
 
         A handling that fails is retried after the agent's recovery back-off, up to `dispatch.max_attempts`
-        times; then the event is failed with the reason and dead-lettered, and the agent goes on.
+        times; then the event is failed with the reason and dead-lettered, and the agent goes on. Storage that
+        cannot be reached is neither the agent's failure nor the event's: StorageUnavailableError goes to the
+        caller with nothing recorded as final, so the event stays pending and a resend (or the entity's retry)
+        applies it once storage answers again.
         """
         key = target.key
         if not fresh and await self.records.has_result(event.id, key):  # fresh: accepted just now, by us
@@ -169,7 +178,7 @@ class AgentHosting:
             try:
                 await self._available(key)
                 agent = await self.dispatcher.ensure_live(target)
-            except (NotFoundError, RegistrationError):
+            except (NotFoundError, RegistrationError, StorageUnavailableError):
                 raise
             except AgentUnavailableError as exc:
                 lifecycle = self.lifecycle.get(key)
@@ -258,6 +267,9 @@ class AgentHosting:
         try:
             outcomes = await process_many(list(zip(events, contexts, strict=True)), durable=self._durable,
                                           around=bounded)
+        except StorageUnavailableError:
+            await self.dispatcher.drop(target.key, save=False)  # as in _apply
+            raise
         except Exception:
             return None
         each = (self.clock.monotonic() - started) / len(events)
@@ -290,6 +302,9 @@ class AgentHosting:
                                                          retries=dispatch.commit_retries)
         except InvalidEventError as exc:
             return AgentResult(agent.agent_id, "rejected", error=str(exc))
+        except StorageUnavailableError:
+            await self.dispatcher.drop(agent.agent_id, save=False)  # it may hold a change that was not committed
+            raise
         except TimeoutError:
             return AgentResult(agent.agent_id, "failed",
                                error=f"the handler did not finish within {dispatch.handler_timeout:g}s")

@@ -12,6 +12,8 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 from aos_core import runtime
+from aos_core.errors import StorageUnavailableError
+from services.dispatch import durable as durable_dispatch
 from tests.support.durable_webhook import SignalRecorder
 from tests.support.function_calls import body_of, call, deliver_signals, functions, principal, register, run_entity
 
@@ -336,6 +338,33 @@ async def test_entity_operations_validate_before_they_change_state() -> None:
     ended = run_entity("t1", state, [("terminate", None)])
     assert ended["state"]["lifecycle"] == "terminated"
     assert body_of(await call("get_agent", route={"agent_id": "t1"}))["state"] == "terminated"
+
+
+async def test_an_entity_waits_out_a_storage_outage_instead_of_failing_its_events(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A failed operation is not delivered again: were the outage to fail it, its events would stay pending for good.
+    await register("t1")
+    store = await runtime.with_aos(_store_of)
+    real_put, refusals = store.put, [3]
+
+    async def put(key: str, value: Any, **options: Any) -> str:
+        if refusals[0] and key.startswith("context/t1"):
+            refusals[0] -= 1
+            raise StorageUnavailableError("storage unavailable: database or disk is full (simulated)")
+        return await real_put(key, value, **options)
+
+    monkeypatch.setattr(store, "put", put)
+    monkeypatch.setattr(durable_dispatch, "_STORAGE_PAUSE_FIRST", 0.01)
+    out = run_entity("t1", None, [("deliver", {"id": "e-outage", "source": "c", "type": "ping"})])
+    assert out["results"][0]["isError"] is False and refusals == [0]
+    assert json.loads(out["results"][0]["result"])["status"] == "completed"
+    assert out["state"]["delivered"] == 1
+    context = await runtime.with_aos(lambda aos: aos.read_context("t1"))
+    assert context is not None and context["state"]["total"] == 1
+
+
+async def _store_of(aos: Any) -> Any:
+    return aos.store
 
 
 async def test_an_entity_batch_applies_each_event_in_order() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
@@ -17,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import ValidationError
 
 from aos_core.batches import Batcher
-from aos_core.errors import AgentUnavailableError
+from aos_core.errors import AgentUnavailableError, StorageUnavailableError
 from aos_core.events import AgentId, Event
 from aos_core.ports import AgentResult
 from aos_core.telemetry import SPAN_ENTITY
@@ -25,6 +27,8 @@ from aos_core.telemetry import SPAN_ENTITY
 T = TypeVar("T")
 ENTITY_NAME = "agent"
 _QUERY_TIMEOUT = 60.0  # seconds the status and terminate operations may wait for the kernel
+_STORAGE_PAUSE_FIRST, _STORAGE_PAUSE_MAX = 0.5, 30.0  # seconds between tries while storage is unavailable
+log = logging.getLogger("aos.dispatch")
 _client: ContextVar[tuple[Any, asyncio.AbstractEventLoop | None] | None] = ContextVar("aos_durable_client",
                                                                                   default=None)
 
@@ -216,10 +220,29 @@ def _deliver(context: Any, key: str, state: dict[str, Any], run_with_aos: Kernel
         return results, {"type": agent_type, "lifecycle": state, "version": version}
 
     # No timeout here: the kernel bounds each handling attempt, and waiting out a recovery back-off is the point.
-    results, facts = run_with_aos(apply)
+    results, facts = _until_storage_answers(key, lambda: run_with_aos(apply))
     context.set_state({**state, **facts, "delivered": state.get("delivered", 0) + len(events)})
     answers = [result.to_dict() for result in results]
     context.set_result(answers if batch else answers[0])
+
+
+def _until_storage_answers(key: str, work: Callable[[], T]) -> T:
+    """`work()`, tried again after a growing pause for as long as storage is unavailable.
+
+    The events are this entity's to apply (their senders were answered 202), so an outage must not fail the
+    operation: a failed one is not delivered again, and the events would stay pending for good. Meanwhile the
+    entity's queue keeps what follows them, in order. Events applied before the outage are recognised when the
+    work runs again (the kernel's durable results). Should the host give up on the operation first (its function
+    timeout), the platform runs the batch again, which is just as safe.
+    """
+    pause = _STORAGE_PAUSE_FIRST
+    while True:
+        try:
+            return work()
+        except StorageUnavailableError as exc:
+            log.warning("entity %s/%s: %s; trying again in %.1fs", ENTITY_NAME, key, exc, pause)
+            time.sleep(pause)  # a worker thread of its own: the kernel loop goes on
+            pause = min(pause * 2, _STORAGE_PAUSE_MAX)
 
 
 async def _terminate(aos: Any, key: str) -> None:
