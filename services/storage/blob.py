@@ -30,6 +30,7 @@ from services.storage.keys import (
     decode_value,
     encode_value,
 )
+from services.storage.outages import outages_unavailable
 
 if TYPE_CHECKING:
     from services.storage.connections import StorageConnection
@@ -133,6 +134,7 @@ class BlobStateStore:
 
     # --- documents ----------------------------------------------------------------------------------
 
+    @outages_unavailable
     async def get(self, key: str) -> Document | None:
         """The document at `key`, or None."""
         name = _blob_name(key)
@@ -148,6 +150,7 @@ class BlobStateStore:
             return None
         return decode_value(data.decode("utf-8")), downloader.properties.etag
 
+    @outages_unavailable
     async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         """Write `value` and return its new ETag; ConflictError when `if_match`/`if_none_match` does not hold."""
         name = _blob_name(key)
@@ -173,6 +176,7 @@ class BlobStateStore:
         except ResourceNotFoundError:
             raise ConflictError(key, "ETag does not match (stale or missing)") from None
 
+    @outages_unavailable
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:
         """Delete `key`; False if it did not exist. With `if_match`, ConflictError if stale or missing."""
         name = _blob_name(key)
@@ -190,6 +194,7 @@ class BlobStateStore:
             return False
         return True
 
+    @outages_unavailable
     async def list(self, prefix: str = "", *, start_after: str | None = None, limit: int = 1000) -> list[Document]:
         """Documents whose key starts with `prefix`, in key order, after `start_after`, at most `limit`."""
         check_prefix(prefix)
@@ -210,6 +215,7 @@ class BlobStateStore:
         docs = await asyncio.gather(*(fetch(name) for name in names))
         return [doc for doc in docs if doc is not None]  # deleted between listing and reading: skipped
 
+    @outages_unavailable
     async def count(self, prefix: str = "") -> int:
         """How many documents have a key starting with `prefix`."""
         check_prefix(prefix)
@@ -250,6 +256,7 @@ class BlobStateStore:
 
     # --- blobs --------------------------------------------------------------------------------------
 
+    @outages_unavailable
     async def upload(self, container: str, name: str, data: bytes | str, *, overwrite: bool = True) -> str:
         """Store `data` (str is UTF-8 encoded) and return its ETag; ConflictError if it exists and not `overwrite`."""
         check_container(container)
@@ -264,6 +271,7 @@ class BlobStateStore:
         except ResourceExistsError:
             raise ConflictError(f"{container}/{name}", "blob already exists") from None
 
+    @outages_unavailable
     async def download(self, container: str, name: str) -> bytes:
         """The blob's bytes; NotFoundError if missing."""
         check_container(container)
@@ -274,6 +282,7 @@ class BlobStateStore:
         except ResourceNotFoundError:
             raise NotFoundError(f"blob {container}/{name} not found") from None
 
+    @outages_unavailable
     async def delete_blob(self, container: str, name: str) -> bool:
         """Delete the blob; False if it did not exist."""
         check_container(container)
@@ -284,6 +293,7 @@ class BlobStateStore:
             return False
         return True
 
+    @outages_unavailable
     async def list_blobs(self, container: str, prefix: str = "") -> builtins.list[str]:
         """Names of the blobs in `container` starting with `prefix`, in name order ([] for an unknown container)."""
         check_container(container)

@@ -50,6 +50,7 @@ from services.storage.keys import (
     decode_value,
     encode_value,
 )
+from services.storage.outages import outages_unavailable
 
 if TYPE_CHECKING:
     from services.storage.connections import CosmosConnection
@@ -106,8 +107,11 @@ class CosmosStateStore:
                         credential = self._connection.credential()
                         if credential is not None:
                             stack.push_async_callback(credential.close)
-                        client = await stack.enter_async_context(
-                            self._connection.client(credential, **self._client_options))
+                        client = self._connection.client(credential, **self._client_options)
+                        # Closed also when opening fails (the service unreachable, say): entering it starts
+                        # an HTTP session that a failed __aenter__ leaves open.
+                        stack.push_async_callback(client.close)
+                        await client.__aenter__()
                     self._containers = await self._create(client)
                 except BaseException:
                     await stack.aclose()
@@ -133,6 +137,7 @@ class CosmosStateStore:
 
     # --- documents ----------------------------------------------------------------------------------
 
+    @outages_unavailable
     async def get(self, key: str) -> Document | None:
         """The document at `key`, or None."""
         ident = item_id(check_key(key))
@@ -143,6 +148,7 @@ class CosmosStateStore:
             return None
         return Document(key, decode_value(item["json"]), item["_etag"])
 
+    @outages_unavailable
     async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         """Write `value` and return its new ETag; ConflictError when `if_match`/`if_none_match` does not hold."""
         ident = item_id(check_key(key))
@@ -167,6 +173,7 @@ class CosmosStateStore:
             raise
         return str(item["_etag"])
 
+    @outages_unavailable
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:
         """Delete `key`; False if it did not exist. With `if_match`, ConflictError if stale or missing."""
         ident = item_id(check_key(key))
@@ -185,6 +192,7 @@ class CosmosStateStore:
             return False
         return True
 
+    @outages_unavailable
     async def list(self, prefix: str = "", *, start_after: str | None = None, limit: int = 1000) -> list[Document]:
         """Documents whose key starts with `prefix`, in key order, after `start_after`, at most `limit`."""
         check_prefix(prefix)
@@ -206,6 +214,7 @@ class CosmosStateStore:
             parameters=parameters, max_item_count=min(limit, 1000))
         return [Document(item["docKey"], decode_value(item["json"]), item["_etag"]) async for item in query]
 
+    @outages_unavailable
     async def count(self, prefix: str = "") -> int:
         """How many documents have a key starting with `prefix`."""
         check_prefix(prefix)
@@ -216,6 +225,7 @@ class CosmosStateStore:
 
     # --- blobs --------------------------------------------------------------------------------------
 
+    @outages_unavailable
     async def upload(self, container: str, name: str, data: bytes | str, *, overwrite: bool = True) -> str:
         """Store `data` (str is UTF-8 encoded) and return its ETag; ConflictError if it exists and not `overwrite`."""
         check_container(container)
@@ -233,6 +243,7 @@ class CosmosStateStore:
             raise ConflictError(f"{container}/{name}", "blob already exists") from None
         return str(item["_etag"])
 
+    @outages_unavailable
     async def download(self, container: str, name: str) -> bytes:
         """The blob's bytes; NotFoundError if missing."""
         check_container(container)
@@ -244,6 +255,7 @@ class CosmosStateStore:
             raise NotFoundError(f"blob {container}/{name} not found") from None
         return base64.b64decode(item["data"])
 
+    @outages_unavailable
     async def delete_blob(self, container: str, name: str) -> bool:
         """Delete the blob; False if it did not exist."""
         check_container(container)
@@ -255,6 +267,7 @@ class CosmosStateStore:
             return False
         return True
 
+    @outages_unavailable
     async def list_blobs(self, container: str, prefix: str = "") -> builtins.list[str]:
         """Names of the blobs in `container` starting with `prefix`, in name order ([] for an unknown container)."""
         check_container(container)
