@@ -67,11 +67,12 @@ def test_linked_sequences_never_get_a_5xx_or_an_answer_outside_the_schema(in_pro
 
     # Generation only, as schemathesis' runner does. Replaying part of a scenario against a server whose state
     # has moved on can still draw different steps, which Hypothesis reports as a flaky strategy (not a failure
-    # of the API); like that runner, start another suite then, a few times at most. The steps a suite draws
+    # of the API); like that runner, start another suite then, a few times at most (six: on a loaded machine three
+    # once drew no step to a link). The steps a suite draws
     # follow the server's answers (ids, timings), so one seed's path may miss a link: another suite follows
     # until every link below was taken to a resource that exists.
     required = [("get_agent", 200), ("delete_agent", 200), ("get_event", 200), ("post_feedback", 201)]
-    for seed in range(3):
+    for seed in range(6):
         try:
             seed_for(seed)(Workflow).run(settings=settings(
                 max_examples=EXAMPLES, stateful_step_count=6, deadline=None, database=None, phases=[Phase.generate],
