@@ -42,10 +42,13 @@ class AgentRegistration:
     _record_routes: dict[str, list[str]]
     _routes_lock: asyncio.Lock
     _pending_types: list[tuple[str, Any]]
+    _durable: bool
 
     if TYPE_CHECKING:  # provided by AgentOperatingSystem and AgentHosting
         @property
         def registry(self) -> AgentRegistry: ...
+
+        async def agent_type(self, agent_id: str) -> str: ...
 
         async def _require_initialized(self) -> None: ...
 
@@ -233,15 +236,20 @@ class AgentRegistration:
         return context.snapshot() if context is not None else None
 
     async def read_context(self, agent_id: str) -> dict[str, Any] | None:
-        """A perpetual agent's context document as committed (live state for a live agent), without loading it;
-        None for agents that keep no context. NotFoundError for an unknown agent."""
+        """A perpetual agent's context document as committed, without loading it; None for agents that keep no
+        context. NotFoundError for an unknown agent.
+
+        Read from storage even when the agent is live here: another instance may have committed since this copy
+        was loaded, and a handling in progress may hold changes not committed yet. Only with write-behind
+        (`dispatch.durability` memory) or for an agent registered as an object in this process is the live state
+        the one to show."""
         await self._require_initialized()
         agent = self._pinned.get(agent_id) or self.dispatcher.live_agent(agent_id)
-        if agent is not None:
+        if agent is not None and (agent_id in self._pinned or not self._durable):
             context = getattr(agent, "context", None)
             return context.snapshot() if context is not None else None
-        record = await self.registry.require(agent_id)
-        agent_class = self.registry.agent_class(record.type) if self.registry.has_type(record.type) else None
+        agent_type = agent.agent_type if agent is not None else await self.agent_type(agent_id)
+        agent_class = self.registry.agent_class(agent_type) if self.registry.has_type(agent_type) else None
         reader = getattr(agent_class, "read_context", None)
         return await reader(self.store, agent_id) if reader is not None else None
 

@@ -1,4 +1,5 @@
-"""Addressing an agent by id reads its registry record once per registry generation, never a stale answer."""
+"""Two workers of one app over one database: addressing an agent by id reads its registry record once per
+registry generation, and reading its context shows what was committed, whichever worker committed it."""
 
 from __future__ import annotations
 
@@ -68,3 +69,16 @@ def test_types_hold_for_their_generation_and_the_oldest_go_first() -> None:
     assert types.get("a", 8) is None  # routing moved on: read it again
     types.put("c", "tally", 7)
     assert types.get("b", 7) is None and types.get("a", 7) == "tally" and types.get("c", 7) == "tally"
+
+
+async def test_a_context_read_shows_what_another_worker_committed_since(tmp_path: Path) -> None:
+    first, _ = await _worker(tmp_path, "a")
+    second, _ = await _worker(tmp_path, "b")
+    await first.register_agent("tally", agent_id="t3")
+    assert (await second.send_message("t3", Event(type="count"))).status == "completed"  # live on the second
+    assert (await first.send_message("t3", Event(type="count"))).status == "completed"  # committed by the first
+    for worker in (first, second):
+        context = await worker.read_context("t3")
+        assert context is not None and context["state"]["total"] == 2 and context["version"] == 2
+    await first.shutdown()
+    await second.shutdown()
