@@ -1,10 +1,11 @@
-"""Exactly once for one agent under any interleaving of deliver, redeliver, batch, crash and evict (hypothesis).
+"""Exactly once for one agent under any interleaving of deliver, redeliver, batch, crash, outage and evict
+(hypothesis).
 
 A "crash" abandons the kernel and starts a new one on the same files, optionally right after the agent's
 commit and before its result is stored, the one point where the two are not one write. A "batch" hands the
 agent several events at once, as an entity operation carrying many events does (committed together, up to the
-dedupe window). Whatever happens, once every id has been resent, the agent has applied each distinct id exactly
-once."""
+dedupe window). An "outage" refuses the next few context commits as unreachable storage does; what meets it stays
+pending. Whatever happens, once every id has been resent, the agent has applied each distinct id exactly once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aos_core import AgentOperatingSystem, AOSConfig
+from aos_core.errors import StorageUnavailableError
 from aos_core.events import Event
 from aos_core.ports import JSON
 from aos_core.testing import ManualClock
@@ -33,11 +35,15 @@ class FaultyStore:
     def __init__(self, store: SqliteStateStore) -> None:
         self._store = store
         self.fail_next_result = False
+        self.refused_commits = 0  # the next context commits refused, as by storage that cannot be reached
 
     async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         if self.fail_next_result and key.startswith("events/") and key.endswith("/results/t1"):
             self.fail_next_result = False
             raise CrashBetweenCommitAndResult(key)
+        if self.refused_commits and key == "context/t1":
+            self.refused_commits -= 1
+            raise StorageUnavailableError("storage unavailable: the service could not be reached (simulated)")
         return await self._store.put(key, value, if_match=if_match, if_none_match=if_none_match)
 
     def __getattr__(self, name: str) -> Any:
@@ -48,6 +54,7 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("deliver"), st.integers(0, 7)),
     st.tuples(st.just("redeliver"), st.integers(0, 7)),
     st.tuples(st.just("crash"), st.booleans()),
+    st.tuples(st.just("outage"), st.integers(1, 4)),
     st.tuples(st.just("evict"), st.just(0)),
     st.tuples(st.just("batch"), st.lists(st.integers(0, 7), min_size=1, max_size=6)),
 ), min_size=1, max_size=25)
@@ -83,6 +90,8 @@ async def _play(folder: Path, ops: list[tuple[str, Any]], window: int) -> tuple[
                 except CrashBetweenCommitAndResult:
                     await aos.shutdown()  # the process is gone; what was committed stays
                     aos = await _kernel(folder, store, window)
+                except StorageUnavailableError:
+                    pass  # pending: the resends below apply it
             elif op == "batch":
                 events = [Event(id=f"e{n}", type="hit") for n in arg]
                 for event in events:  # accepted (elsewhere) before any entity holds them
@@ -94,6 +103,10 @@ async def _play(folder: Path, ops: list[tuple[str, Any]], window: int) -> tuple[
                 except CrashBetweenCommitAndResult:
                     await aos.shutdown()
                     aos = await _kernel(folder, store, window)
+                except StorageUnavailableError:
+                    pass
+            elif op == "outage":
+                store.refused_commits = arg
             elif op == "crash":
                 store.fail_next_result = arg
                 if not arg:
@@ -101,7 +114,7 @@ async def _play(folder: Path, ops: list[tuple[str, Any]], window: int) -> tuple[
                     aos = await _kernel(folder, store, window)
             else:
                 await aos.dispatcher.drop("t1")
-        store.fail_next_result = False
+        store.fail_next_result, store.refused_commits = False, 0
         for n in sorted(seen):  # the client resends everything it is not sure about
             await aos.send_message("t1", Event(id=f"e{n}", type="hit"))
         context = await aos.read_context("t1") or {}
