@@ -239,15 +239,17 @@ class AgentRegistration:
         """A perpetual agent's context document as committed, without loading it; None for agents that keep no
         context. NotFoundError for an unknown agent.
 
-        Read from storage even when the agent is live here: another instance may have committed since this copy
-        was loaded, and a handling in progress may hold changes not committed yet. Only with write-behind
-        (`dispatch.durability` memory) or for an agent registered as an object in this process is the live state
-        the one to show."""
+        An agent live here shows its live state (a new agent's initial state included) only while no other
+        instance has committed since this copy was loaded; otherwise the stored context is read. With write-behind
+        (`dispatch.durability` memory), or for an agent registered as an object in this process, the live state
+        is the one to show."""
         await self._require_initialized()
         agent = self._pinned.get(agent_id) or self.dispatcher.live_agent(agent_id)
-        if agent is not None and (agent_id in self._pinned or not self._durable):
-            context = getattr(agent, "context", None)
-            return context.snapshot() if context is not None else None
+        context = getattr(agent, "context", None)
+        if agent is not None and context is None:
+            return None
+        if context is not None and (agent_id in self._pinned or not self._durable or await context.is_current()):
+            return context.snapshot()
         agent_type = agent.agent_type if agent is not None else await self.agent_type(agent_id)
         agent_class = self.registry.agent_class(agent_type) if self.registry.has_type(agent_type) else None
         reader = getattr(agent_class, "read_context", None)

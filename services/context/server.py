@@ -328,6 +328,12 @@ class ContextMCPServer:
         await self.store.delete(self._key)
         await self.reload()
 
+    async def is_current(self) -> bool:
+        """Whether the stored context is still the version this copy loaded or last committed (one read of its
+        head): false once another instance has committed since."""
+        doc = await self.store.get(self._key)
+        return (doc.etag if doc is not None else None) == self._etag
+
     def snapshot(self) -> dict[str, Any]:
         return {"agent_id": self.agent_id, "version": self.version, "state": plain(self._state),
                 "memory_count": self._memory_count, "applied": list(self._applied)}
