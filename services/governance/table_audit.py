@@ -28,6 +28,7 @@ from services.governance.chain import (
     check_page,
     prepare_entry,
 )
+from services.storage.outages import outages_unavailable
 from services.storage.tables import TableHandle
 
 if TYPE_CHECKING:
@@ -66,15 +67,18 @@ class TableAuditLog:
             return 0, "", None
         return int(head["seq"]), str(head["hash"]), head.metadata["etag"]
 
+    @outages_unavailable
     async def head(self) -> tuple[int, str] | None:
         """(seq, hash) of the last entry, or None for an empty log."""
         seq, digest, _ = await self._head(await self._table.client())
         return (seq, digest) if seq else None
 
+    @outages_unavailable
     async def append(self, actor: str, action: str, subject: str, payload: JSON = None) -> AuditEntry:
         """Append one entry (next seq, linked to the previous hash) and return it once stored."""
         return await self._append(self._prepare(actor, action, subject, payload))
 
+    @outages_unavailable
     async def append_many(self, items: Sequence[tuple[str, str, str, JSON]]) -> list[AuditEntry]:
         """Append the entries one after another, in this order (each is its own Table transaction)."""
         prepared = [self._prepare(*item) for item in items]  # all validated before the first is written
@@ -113,6 +117,7 @@ class TableAuditLog:
                 # another appender took this seq first: read the new head and link to it
         raise ConflictError(f"audit/{self.partition}", f"lost {self._max_attempts} append races in a row")
 
+    @outages_unavailable
     async def entries(self, after: int = 0, limit: int = 100, actor: str | None = None, action: str | None = None,
                       subject: str | None = None) -> list[AuditEntry]:
         """Entries with seq > `after` in seq order, at most `limit`, filtered by exact actor/action/subject."""
@@ -135,6 +140,7 @@ class TableAuditLog:
         async for row in client.query_entities(query, parameters=params, results_per_page=1000):
             yield _entry(row)
 
+    @outages_unavailable
     async def verify(self) -> AuditVerification:
         """Check the whole chain against the recorded head; names the first bad seq and why."""
         head = await self.head()

@@ -18,6 +18,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from aos_core.errors import ConflictError
 from aos_core.events import validate_id
 from aos_core.ports import AgentIndexEntry
+from services.storage.outages import outages_unavailable
 
 if TYPE_CHECKING:
     from services.storage.connections import StorageConnection
@@ -99,6 +100,7 @@ class TableAgentIndex:
         return AgentIndexEntry(entity["agent_id"], entity["type"], entity["state"],
                                tuple(json.loads(entity["capabilities"])), entity.metadata.get("etag") if etag else None)
 
+    @outages_unavailable
     async def get(self, agent_id: str) -> AgentIndexEntry | None:
         """The agent's entry, or None."""
         validate_id(agent_id, "agent id")
@@ -108,6 +110,7 @@ class TableAgentIndex:
         except ResourceNotFoundError:
             return None
 
+    @outages_unavailable
     async def put(self, entry: AgentIndexEntry, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         """Write `entry` and its lookup rows in one transaction; return the agent row's new ETag.
 
@@ -139,6 +142,7 @@ class TableAgentIndex:
         ops += [("upsert", self._entity(row, entry), {"mode": "replace"}) for row in new_rows]
         return str((await self._submit(entry.agent_id, ops))[0]["etag"])
 
+    @outages_unavailable
     async def remove(self, agent_id: str, *, if_match: str | None = None) -> bool:
         """Remove the agent and its lookups; False if it was not indexed. ConflictError on a stale `if_match`."""
         current = await self.get(agent_id)
@@ -170,14 +174,17 @@ class TableAgentIndex:
         # Lookup rows carry their own ETags, not the agent row's: read `get` before a conditional put.
         return [self._entry(entity, etag=False) async for entity in entities]
 
+    @outages_unavailable
     async def by_type(self, agent_type: str) -> list[AgentIndexEntry]:
         """Agents of `agent_type`, by id (without ETags: use `get` before a conditional put)."""
         return await self._lookup("type", agent_type)
 
+    @outages_unavailable
     async def by_capability(self, capability: str) -> list[AgentIndexEntry]:
         """Agents that declare `capability`, by id."""
         return await self._lookup("cap", capability)
 
+    @outages_unavailable
     async def by_state(self, state: str) -> list[AgentIndexEntry]:
         """Agents in lifecycle `state`, by id."""
         return await self._lookup("state", state)

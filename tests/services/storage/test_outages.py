@@ -63,6 +63,25 @@ async def test_an_unreachable_service_is_storage_unavailable(make: Any) -> None:
     assert time.monotonic() - started < 60
 
 
+async def test_an_unreachable_table_service_is_storage_unavailable_for_the_index_and_the_audit_log() -> None:
+    from azure.data.tables.aio import TableServiceClient
+
+    from aos_core.ports import AgentIndexEntry
+    from services.governance.table_audit import TableAuditLog
+    from services.storage.tables import TableAgentIndex
+
+    port = _dead_port()
+    conn = development_connection_string("127.0.0.1", {"blob": port, "queue": port, "table": port})
+    async with TableServiceClient.from_connection_string(conn, retry_total=0) as service:
+        index, audit = TableAgentIndex(service_client=service), TableAuditLog(service_client=service)
+        with pytest.raises(StorageUnavailableError):
+            await index.put(AgentIndexEntry(agent_id="t1", agent_type="tally", state="running"))
+        with pytest.raises(StorageUnavailableError):
+            await audit.append("kernel", "event.accepted", "event/e1")
+        await index.close()
+        await audit.close()
+
+
 def test_only_outages_are_storage_unavailable() -> None:
     assert as_outage(ServiceRequestError("connection refused")) is not None
     for status in (500, 503, 408, 429):
