@@ -140,7 +140,7 @@ class ContextMCPServer:
                 raise StorageUnavailableError(
                     f"context {self.agent_id} has layout {value['layout']!r}, which this release cannot read (it "
                     f"reads layout {_LAYOUT} and earlier); run the release that wrote it")
-            if doc is not None and value.get("layout") != _LAYOUT:
+            if doc is not None and "layout" not in value:  # an earlier release's document: read below as it is
                 break
             try:
                 state, _ = await self._base_state(value.get("bases", [[0, None, 0]])[-1])

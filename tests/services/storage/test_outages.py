@@ -6,7 +6,6 @@ exception types."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,12 +16,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, Serv
 from aos_core.errors import StorageUnavailableError
 from services.storage.connections import development_connection_string
 from services.storage.outages import as_outage
-
-
-def _dead_port() -> int:
-    with socket.socket() as sock:  # bound, then closed: nothing listens there now
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.host_process import free_port
 
 
 @contextlib.asynccontextmanager
@@ -31,7 +25,7 @@ async def _blob_store() -> AsyncIterator[Any]:
 
     from services.storage.blob import BlobStateStore
 
-    port = _dead_port()
+    port = free_port()
     conn = development_connection_string("127.0.0.1", {"blob": port, "queue": port, "table": port})
     async with BlobServiceClient.from_connection_string(conn, retry_total=0) as client:
         yield BlobStateStore(service_client=client)
@@ -43,7 +37,7 @@ async def _cosmos_store() -> AsyncIterator[Any]:
     from services.storage.cosmos import CosmosStateStore
 
     key = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
-    setting = f"AccountEndpoint=http://127.0.0.1:{_dead_port()}/;AccountKey={key};"
+    setting = f"AccountEndpoint=http://127.0.0.1:{free_port()}/;AccountKey={key};"
     connection = resolve_cosmos_connection("CosmosDBConnection", {"CosmosDBConnection": setting})
     store = CosmosStateStore(connection, retry_total=0, connection_timeout=2)
     try:
@@ -70,7 +64,7 @@ async def test_an_unreachable_table_service_is_storage_unavailable_for_the_index
     from services.governance.table_audit import TableAuditLog
     from services.storage.tables import TableAgentIndex
 
-    port = _dead_port()
+    port = free_port()
     conn = development_connection_string("127.0.0.1", {"blob": port, "queue": port, "table": port})
     async with TableServiceClient.from_connection_string(conn, retry_total=0) as service:
         index, audit = TableAgentIndex(service_client=service), TableAuditLog(service_client=service)
