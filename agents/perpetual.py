@@ -110,14 +110,16 @@ class PerpetualAgent(BaseAgent):
                 raise
             finally:
                 self._context, self._handling = None, False
+            context.stage_outbox(ctx.outgoing())  # committed with the state: a crash after it loses no message
             if not durable:
                 context.mark_applied(event.id)
                 return "completed", result
             try:
                 await context.save_state(applied_event_id=event.id)
                 return "completed", result
-            except ConflictError:
+            except ConflictError:  # handled again after the reload: what it sends is queued again
                 ctx.outbox.clear()
+                ctx.workflows.clear()
                 await context.reload()
         raise ConflictError(f"context/{self.agent_id}", f"gave up after {retries + 1} lost races")
 
@@ -146,6 +148,7 @@ class PerpetualAgent(BaseAgent):
                     outcomes.append(("completed", await (around(event, work) if around is not None else work)))
                 finally:
                     self._context, self._handling = None, False
+                context.stage_outbox(ctx.outgoing())
                 applied.append(event.id)
             if durable and applied:
                 await context.save_state(applied_event_ids=applied)

@@ -26,6 +26,11 @@ class Outgoing:
     to_agent: str | None = None  # None: routed by subscriptions
 
 
+def outbox_entry(event: Event, to_agent: str | None) -> dict[str, Any]:
+    """A message or published event as a context's outbox keeps it until it is handed on."""
+    return {"id": event.id, "event": event.to_dict(), "to_agent": to_agent}
+
+
 @dataclass
 class AgentContext:
     agent_id: str
@@ -38,6 +43,12 @@ class AgentContext:
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def outgoing(self) -> list[dict[str, Any]]:
+        """What this handling sends, as outbox entries (`{"id", "event", "to_agent"}` or `{"id", "workflow"}`):
+        a perpetual agent commits them with its state, and the kernel hands them on after the commit."""
+        return [*(outbox_entry(out.event, out.to_agent) for out in self.outbox),
+                *({"id": spec["id"], "workflow": spec} for spec in self.workflows)]
 
     def publish(self, event_type: str, data: JSON = None, *, subject: str | None = None) -> Event:
         """Queue an event for everyone subscribed to `event_type`, in this event's conversation."""

@@ -20,6 +20,7 @@ from aos_core.errors import (
     NotFoundError,
     RegistrationError,
     StorageUnavailableError,
+    outage_pauses,
 )
 from aos_core.etag import retry_on_conflict
 from aos_core.event_records import EventRecord, EventRecords
@@ -56,6 +57,7 @@ class AgentHosting:
     _durable: bool
     _routes_seen: tuple[str | None, int]
     _agent_types: AgentTypes
+    _handing_on: set[tuple[str, str]]  # (agent, outbox entry) being submitted here
 
     if TYPE_CHECKING:  # provided by AgentOperatingSystem and EventIntake
         @property
@@ -97,15 +99,69 @@ class AgentHosting:
         return agent_type
 
     async def _send_outbox(self, sender: str, outbox: list[Outgoing]) -> None:
-        if self.hosted:
-            # Through the bus, whose triggers submit them: the message survives this process, and its
-            # deterministic id lets the event records drop a copy if this handling runs again.
-            for out in outbox:
-                topic = self.config.messaging.topic(direct=out.to_agent is not None)
-                await self.bus.publish(topic, self.telemetry.inject(out.event))
-            return
+        """Send what an agent without a context sent (nothing keeps it for a resend)."""
         for out in outbox:
-            self._spawn(self.submit(out.event, to_agent=out.to_agent, actor=f"agent:{sender}"))
+            if self.hosted:
+                await self._publish(out)
+            else:
+                self._spawn(self.submit(out.event, to_agent=out.to_agent, actor=f"agent:{sender}"))
+
+    async def _publish(self, out: Outgoing) -> None:
+        # Through the bus, whose triggers submit it: the message survives this process, and its deterministic id
+        # lets the event records drop a copy if it is sent again.
+        topic = self.config.messaging.topic(direct=out.to_agent is not None)
+        await self.bus.publish(topic, self.telemetry.inject(out.event))
+
+    async def _hand_on(self, agent: Agent, *, waking: bool = False) -> str | None:
+        """Hand on what the agent's handlings sent and nothing has taken yet (its context's outbox, committed with
+        the state that sent it): messages to the bus when hosted, else submitted here; workflows started. An entry
+        handed on leaves the outbox with the next commit; one a crash or an outage kept is handed on again at the
+        next activation or commit, and its id lets the receiver drop a copy. The first error, or None.
+
+        `waking`: the entries come from storage (the last commit's, or older ones never sent). Hosted, a message
+        the event records know was delivered by the bus already and is not published again."""
+        context = agent.context  # type: ignore[attr-defined]
+        error = None
+        for entry in context.unsent():
+            if (agent.agent_id, entry["id"]) in self._handing_on:
+                continue  # being submitted here already
+            try:
+                if "workflow" in entry:
+                    await self._start_workflows(agent.agent_id, [entry["workflow"]])
+                elif self.hosted:
+                    if not (waking and await self.records.exists(entry["id"])):  # else the bus delivered it
+                        await self._publish(Outgoing(Event.model_validate(entry["event"]), entry.get("to_agent")))
+                else:
+                    self._handing_on.add((agent.agent_id, entry["id"]))
+                    self._spawn(self._submit_outgoing(context, agent.agent_id, entry))
+                    continue
+            except Exception as exc:  # kept in the outbox for the next try
+                log.error("agent %s: handing on %s failed: %s", agent.agent_id, entry["id"], exc)
+                error = error or f"{type(exc).__name__}: {exc}"
+                continue
+            context.mark_sent(entry["id"])
+        return error
+
+    async def _submit_outgoing(self, context: Any, sender: str, entry: dict[str, Any]) -> None:
+        """Submit an agent's message here, trying again while storage is unavailable: the sender committed it,
+        so it is as much owed as an event a client was answered 202 for."""
+        event, pauses = Event.model_validate(entry["event"]), outage_pauses()
+        try:
+            while True:
+                try:
+                    await self.submit(event, to_agent=entry.get("to_agent"), actor=f"agent:{sender}")
+                    break
+                except StorageUnavailableError as exc:
+                    pause = next(pauses)
+                    log.warning("agent %s: message %s waits for storage (%s); trying again in %.1fs", sender,
+                                event.id, exc, pause)
+                    await asyncio.sleep(pause)
+                except Exception:  # refused for good (an unknown target, say): as a client's submit would be
+                    log.exception("agent %s: message %s could not be submitted", sender, event.id)
+                    break
+            context.mark_sent(entry["id"])
+        finally:
+            self._handing_on.discard((sender, entry["id"]))
 
     async def _start_workflows(self, sender: str, workflows: list[dict[str, Any]]) -> None:
         for spec in workflows:
@@ -146,6 +202,8 @@ class AgentHosting:
                        host=self)
         await agent.initialize()
         await self._settle_last_commit(agent)
+        if _has_outbox(agent):
+            await self._hand_on(agent, waking=True)  # what a crash or an outage kept from going out
         now = self.clock.now()
         if lifecycle.state == AgentState.CREATED:
             lifecycle.transition(AgentState.INITIALIZED, at=now)
@@ -323,6 +381,11 @@ class AgentHosting:
         lifecycle = self.lifecycle.get(agent.agent_id)
         if lifecycle is not None and lifecycle.restarts:
             await self.lifecycle.record_success(agent.agent_id)
+        if _has_outbox(agent):  # what it sent was committed with its state
+            error = await self._hand_on(agent)
+            if error is not None:  # the state is committed; say what was not sent yet rather than fail it
+                return AgentResult(agent.agent_id, status, result, extra={"outbox_error": error})
+            return AgentResult(agent.agent_id, status, result)
         if ctx.outbox:
             try:
                 await self._send_outbox(agent.agent_id, ctx.outbox)
@@ -381,3 +444,7 @@ class AgentHosting:
 
         await retry_on_conflict(attempt, key=f"registry/agents/{agent_id}", what="lifecycle update")
 
+
+def _has_outbox(agent: Agent) -> bool:
+    """Whether the agent keeps what it sends in its context until it is handed on (a perpetual agent)."""
+    return callable(getattr(getattr(agent, "context", None), "unsent", None))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class AOSError(Exception):
     """Base of every AOS error."""
@@ -91,3 +93,12 @@ class IdempotencyInProgress(AOSError):
 class StorageUnavailableError(AOSError):
     """Storage refused an operation (disk full, I/O error, locked past the timeout): the operation failed and
     changed nothing; it is safe to retry once the fault clears (a 503 naming storage)."""
+
+
+def outage_pauses(first: float = 0.5, longest: float = 30.0) -> Iterator[float]:
+    """Seconds to wait between tries of work that met StorageUnavailableError: doubling from `first` up to
+    `longest`, for as long as the caller keeps trying (work whose senders were answered must not give up)."""
+    pause = first
+    while True:
+        yield pause
+        pause = min(pause * 2, longest)

@@ -125,6 +125,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._registry: AgentRegistry | None = None
         self._routes_seen: tuple[str | None, int] = (None, 0)  # registry generation (ETag, number) routed by
         self._agent_types = AgentTypes()  # agents addressed lately, while the generation routed by holds
+        self._handing_on: set[tuple[str, str]] = set()  # (agent, outbox entry) being submitted here
         self._record_routes: dict[str, list[str]] = {}  # agent id -> ids of the subscriptions its record gives
         self._routes_lock = asyncio.Lock()
         self._pending_types: list[tuple[str, Any]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -354,7 +355,7 @@ async def test_an_entity_waits_out_a_storage_outage_instead_of_failing_its_event
         return await real_put(key, value, **options)
 
     monkeypatch.setattr(store, "put", put)
-    monkeypatch.setattr(durable_dispatch, "_STORAGE_PAUSE_FIRST", 0.01)
+    monkeypatch.setattr(durable_dispatch, "outage_pauses", lambda: itertools.repeat(0.01))
     out = run_entity("t1", None, [("deliver", {"id": "e-outage", "source": "c", "type": "ping"})])
     assert out["results"][0]["isError"] is False and refusals == [0]
     assert json.loads(out["results"][0]["result"])["status"] == "completed"

@@ -19,8 +19,14 @@ version in that window needs them.
 
 `applied` holds the ids of the last events whose effects are in the state, written in the same head, so a
 redelivered event is recognised and never applied twice; `committed` names those of the last commit, whose
-result documents the kernel settles after a crash. The MCP exposure of this store is added on
-top of this class; this module is the storage-backed core.
+result documents the kernel settles after a crash.
+
+`outbox` (absent when empty) holds what the agent's handlings sent (messages, workflows) that the kernel has not
+handed on yet, written in the same commit as the change that sent it, so a crash after the commit loses no
+message (a transactional outbox). Each entry has an `id` its receiver dedupes by; once handed on, it is left
+out of the next commit.
+
+The MCP exposure of this store is added on top of this class; this module is the storage-backed core.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from aos_core.errors import ConflictError, NotFoundError, StorageUnavailableErro
 from aos_core.events import validate_id
 from aos_core.ports import JSON, Clock, StateStore
 from services.context.tracked import Changes, TrackedDict, apply_ops, plain, track
-from services.storage.keys import encode_value
+from services.storage.keys import encode_value, with_encoded_list
 
 log = logging.getLogger("aos.context")
 _PREFIX = "context/"
@@ -93,9 +99,11 @@ class ContextMCPServer:
         self._applied: deque[str] = deque(maxlen=dedupe_window)
         self._applied_set: set[str] = set()
         self._last_commit: list[str] = []  # the events the last commit applied
+        self._outbox: list[dict[str, Any]] = []  # outgoing entries not handed on yet, in the order sent
         self._memory_count = 0
         self._bases: list[list[Any]] = []  # [version, snapshot key or None (the empty state), snapshot bytes]
         self._log: list[dict[str, Any]] = []  # the deltas after the last base
+        self._log_texts: list[str] = []  # their JSON texts, kept so a commit does not encode the log again
         self._log_bytes = 0
         self._updated_at: str | None = None
         self._loaded = False
@@ -153,10 +161,11 @@ class ContextMCPServer:
         if doc is None or value.get("layout") == _LAYOUT:
             self._bases = [list(b) for b in value.get("bases", [[0, None, 0]])]
             self._log = list(value.get("log", []))
+            self._log_texts = [encode_value(delta) for delta in self._log]
             self._log_bytes = int(value.get("log_bytes", 0))
             self._state = track(apply_ops(state, _ops(self._log)), self._changes)
         else:  # written by an earlier release: the state is in the document; the next commit snapshots it
-            self._bases, self._log, self._log_bytes = [], [], 0
+            self._bases, self._log, self._log_texts, self._log_bytes = [], [], [], 0
             self._state = track(value.get("state") or {}, self._changes)
         self.version = int(value.get("version", 0))
         self._etag = doc.etag if doc else None
@@ -164,6 +173,7 @@ class ContextMCPServer:
         self._applied.extend(value.get("applied", []))
         self._applied_set = set(self._applied)
         self._last_commit = list(value.get("committed", []))
+        self._outbox = list(value.get("outbox", []))
         self._memory_count = int(value.get("memory_count", 0))
         self._updated_at = value.get("updated_at")
         self._loaded = True
@@ -187,6 +197,20 @@ class ContextMCPServer:
 
     def has_applied(self, event_id: str) -> bool:
         return event_id in self._applied_set
+
+    def stage_outbox(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Add what a handling sends (JSON objects, each with an `id`) to the outbox the next commit writes."""
+        if entries:
+            self._outbox.extend(entries)
+            self.dirty = True
+
+    def unsent(self) -> list[dict[str, Any]]:
+        """The outbox entries not yet handed on (committed ones, and staged ones the next commit writes)."""
+        return list(self._outbox)
+
+    def mark_sent(self, entry_id: str) -> None:
+        """Entry `entry_id` has been handed on (its receiver has it): the next commit leaves it out."""
+        self._outbox = [entry for entry in self._outbox if entry["id"] != entry_id]
 
     def mark_applied(self, event_id: str) -> None:
         """Remember an event as applied without writing (write-behind mode); `dirty` says a save is owed."""
@@ -225,19 +249,24 @@ class ContextMCPServer:
                                  "ops": self._changes.delta(self._state)}
         if len(ids) > 1:
             delta["event_ids"] = ids
-        logged, log_bytes = [*self._log, delta], self._log_bytes + len(encode_value(delta))
+        delta_text = encode_value(delta)
+        logged, texts = [*self._log, delta], [*self._log_texts, delta_text]
+        log_bytes = self._log_bytes + len(delta_text)
         bases, snapshot_key = self._bases, None
         if not bases or log_bytes > _log_limit(bases[-1][2]):
             snapshot_key = f"{self._key}/snapshots/{version:012d}-{secrets.token_hex(4)}"
             await self.store.put(snapshot_key, {"version": version, "at": now, "state": plain(self._state),
                                                 "log": logged}, if_none_match=True)
             size = (bases[-1][2] if bases else 0) + log_bytes  # an estimate: only the next log limit uses it
-            bases, logged, log_bytes = [*bases, [version, snapshot_key, size]], [], 0
+            bases, logged, texts, log_bytes = [*bases, [version, snapshot_key, size]], [], [], 0
         bases, dropped = self._prune(bases, version)
-        head = {"agent_id": self.agent_id, "layout": _LAYOUT, "version": version, "applied": applied,
-                "committed": ids,
-                "memory_count": self._memory_count, "updated_at": now, "bases": bases, "log": logged,
-                "log_bytes": log_bytes}
+        outbox = self.unsent()
+        fields = {"agent_id": self.agent_id, "layout": _LAYOUT, "version": version, "applied": applied,
+                  "committed": ids, "memory_count": self._memory_count, "updated_at": now, "bases": bases,
+                  "log_bytes": log_bytes}
+        if outbox:  # a field an earlier release ignores (and drops): it then behaves as it always did
+            fields["outbox"] = outbox
+        head = with_encoded_list(fields, "log", logged, texts)  # the deltas' texts kept from their commits
         try:
             if self._etag is None:
                 etag = await self.store.put(self._key, head, if_none_match=True)
@@ -248,7 +277,7 @@ class ContextMCPServer:
                 await self._discard(snapshot_key)
             raise
         self._etag, self.version, self._updated_at = etag, version, now
-        self._bases, self._log, self._log_bytes = bases, logged, log_bytes
+        self._bases, self._log, self._log_texts, self._log_bytes = bases, logged, texts, log_bytes
         self._changes.clear()
         for event_id in ids:
             self.mark_applied(event_id)

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import ValidationError
 
 from aos_core.batches import Batcher
-from aos_core.errors import AgentUnavailableError, StorageUnavailableError
+from aos_core.errors import AgentUnavailableError, StorageUnavailableError, outage_pauses
 from aos_core.events import AgentId, Event
 from aos_core.ports import AgentResult
 from aos_core.telemetry import SPAN_ENTITY
@@ -27,7 +27,6 @@ from aos_core.telemetry import SPAN_ENTITY
 T = TypeVar("T")
 ENTITY_NAME = "agent"
 _QUERY_TIMEOUT = 60.0  # seconds the status and terminate operations may wait for the kernel
-_STORAGE_PAUSE_FIRST, _STORAGE_PAUSE_MAX = 0.5, 30.0  # seconds between tries while storage is unavailable
 log = logging.getLogger("aos.dispatch")
 _client: ContextVar[tuple[Any, asyncio.AbstractEventLoop | None] | None] = ContextVar("aos_durable_client",
                                                                                   default=None)
@@ -235,14 +234,14 @@ def _until_storage_answers(key: str, work: Callable[[], T]) -> T:
     work runs again (the kernel's durable results). Should the host give up on the operation first (its function
     timeout), the platform runs the batch again, which is just as safe.
     """
-    pause = _STORAGE_PAUSE_FIRST
+    pauses = outage_pauses()
     while True:
         try:
             return work()
         except StorageUnavailableError as exc:
+            pause = next(pauses)
             log.warning("entity %s/%s: %s; trying again in %.1fs", ENTITY_NAME, key, exc, pause)
             time.sleep(pause)  # a worker thread of its own: the kernel loop goes on
-            pause = min(pause * 2, _STORAGE_PAUSE_MAX)
 
 
 async def _terminate(aos: Any, key: str) -> None:

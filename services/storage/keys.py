@@ -97,7 +97,29 @@ _ENCODE = strict_json.encoder()
 
 def encode_value(value: Any) -> str:
     """The stored JSON text of `value`; ValueError/TypeError if it is not JSON (NaN and infinities included)."""
+    if type(value) is EncodedObject:
+        return value.text
     return _ENCODE(value)
+
+
+class EncodedObject(dict[str, Any]):
+    """A JSON object written as text put together from parts encoded before (`with_encoded_list`), which
+    `encode_value` returns instead of encoding the object again. It is the same object for code that reads it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: dict[str, Any], text: str) -> None:
+        super().__init__(value)
+        self.text = text
+
+
+def with_encoded_list(value: dict[str, Any], name: str, items: list[Any], texts: list[str]) -> EncodedObject:
+    """`value` with member `name` set to `items`, whose texts (`encode_value` of each) were kept from before:
+    the other members are encoded now, the list's items are not encoded again (a context head's log, which
+    grows by one delta a commit, would otherwise be encoded whole on every commit)."""
+    rest = _ENCODE({k: v for k, v in value.items() if k != name})
+    member = f'{_ENCODE(name)}:[{",".join(texts)}]'
+    return EncodedObject({**value, name: items}, f"{rest[:-1]}{',' if len(rest) > 2 else ''}{member}}}")
 
 
 def decode_value(text: str) -> Any:

@@ -4,6 +4,7 @@ A received message is invisible for its visibility timeout; `complete` deletes i
 again (now or after a delay). Each receive raises its dequeue count; a message received more than
 `max_dequeue_count` times is moved to `<queue>-poison` instead of being handed out, as the Functions host does.
 Bodies are JSON, base64-encoded like the Functions host expects, so a queue trigger can read what this sends.
+A service that cannot be reached, or answers 408, 429 or 5xx, is StorageUnavailableError (as for the stores).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from aos_core.errors import LockLostError
 from aos_core.ports import JSON
 from services.storage.keys import check_container, encode_value
+from services.storage.outages import outages_unavailable
 
 if TYPE_CHECKING:
     from services.storage.connections import StorageConnection
@@ -85,6 +87,7 @@ class StorageWorkQueue:
             self._clients[name] = client
         return client
 
+    @outages_unavailable
     async def send(self, body: JSON, *, delay: float = 0, time_to_live: float | None = None) -> str:
         """Enqueue `body` (any JSON value), visible after `delay` seconds; returns the message id."""
         text = encode_value(body)  # a bad body fails here, before anything is sent
@@ -93,6 +96,7 @@ class StorageWorkQueue:
         sent = await queue.send_message(text, visibility_timeout=_seconds(delay, "delay") or None, time_to_live=ttl)
         return str(sent.id)
 
+    @outages_unavailable
     async def receive(self, max_messages: int = 1, *, visibility_timeout: float | None = None) -> list[WorkItem]:
         """Up to `max_messages` (1-32) messages, each hidden for the visibility timeout; poison ones are moved."""
         if not 1 <= max_messages <= 32:
@@ -137,14 +141,17 @@ class StorageWorkQueue:
                 raise LockLostError(f"queue {self.name} message {message_id}: visibility expired or already "
                                     "settled") from None
 
+    @outages_unavailable
     async def complete(self, item: WorkItem) -> None:
         """Delete a processed message. LockLostError if its visibility ran out and another receiver took it."""
         await self._delete(await self._queue(self.name), item.id, item.pop_receipt)
 
+    @outages_unavailable
     async def abandon(self, item: WorkItem, *, delay: float = 0) -> WorkItem:
         """Make the message visible again after `delay` seconds (0: now); returns it with its new pop receipt."""
         return await self._update(item, _seconds(delay, "delay"))
 
+    @outages_unavailable
     async def extend(self, item: WorkItem, seconds: float) -> WorkItem:
         """Keep the message hidden for `seconds` more (long work); returns it with its new pop receipt."""
         return await self._update(item, _seconds(seconds, "seconds"))
@@ -160,11 +167,13 @@ class StorageWorkQueue:
         return WorkItem(item.id, item.body, item.dequeue_count, updated.pop_receipt, item.inserted_on,
                         updated.next_visible_on)
 
+    @outages_unavailable
     async def dead_letter(self, item: WorkItem, *, reason: str) -> None:
         """Move the message to the poison queue now, with `reason` next to its body."""
         content = encode_value({"body": item.body, "reason": reason, "dequeue_count": item.dequeue_count})
         await self._to_poison(await self._queue(self.name), item.id, item.pop_receipt, content)
 
+    @outages_unavailable
     async def poison_messages(self, max_messages: int = 32) -> list[JSON]:
         """The bodies in the poison queue (peeked: they stay there)."""
         poison = await self._queue(self.poison_name)

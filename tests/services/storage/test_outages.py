@@ -76,6 +76,21 @@ async def test_an_unreachable_table_service_is_storage_unavailable_for_the_index
         await audit.close()
 
 
+async def test_an_unreachable_queue_service_is_storage_unavailable() -> None:
+    from azure.storage.queue.aio import QueueServiceClient
+
+    from services.storage.queues import StorageWorkQueue
+
+    port = free_port()
+    conn = development_connection_string("127.0.0.1", {"blob": port, "queue": port, "table": port})
+    async with QueueServiceClient.from_connection_string(conn, retry_total=0) as service:
+        queue = StorageWorkQueue("work", service_client=service)
+        with pytest.raises(StorageUnavailableError):
+            await queue.send({"n": 1})
+        with pytest.raises(StorageUnavailableError):
+            await queue.receive()
+
+
 def test_only_outages_are_storage_unavailable() -> None:
     assert as_outage(ServiceRequestError("connection refused")) is not None
     for status in (500, 503, 408, 429):
