@@ -49,6 +49,9 @@ class DispatchSettings(_Section):
     max_attempts: int = Field(default=3, ge=1)  # handlings of one event before it is failed and dead-lettered
     handler_timeout: float = Field(default=300.0, gt=0)  # seconds one handling may take before it is cancelled
     block_threshold: float = Field(default=1.0, gt=0)  # seconds the kernel loop may stall before it is reported
+    # allocations between young collections of a hosting process's garbage collector (aos_core/gc_tuning.py);
+    # 0 leaves Python's defaults
+    gc_threshold: int = Field(default=50_000, ge=0)
 
 
 class LifecycleSettings(_Section):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aos_core.config import AOSConfig
 from aos_core.errors import ConfigError
 from aos_core.events import Event
+from aos_core.gc_tuning import tune_for_server
 from aos_core.ports import (
     AuditLog,
     Clock,
@@ -342,6 +343,7 @@ class KernelLoop:
                                            telemetry=build_telemetry(config))
                 await aos.initialize()
                 aos.orchestrations = build_orchestrations(aos.store, aos.remote)
+                tune_for_server(config.dispatch.gc_threshold)  # a worker process: modules and kernel are here
                 self.kernel = aos
                 log.info("AOS kernel warm on %s (storage %s, messaging %s)", self._thread.name,
                          aos.config.storage.backend, aos.config.messaging.backend)

@@ -31,6 +31,10 @@ def _isolated_aos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty.mkdir()
     monkeypatch.setenv("AOS_CONFIG_DIR", str(empty))
     monkeypatch.setenv("AOS_DATA_DIR", str(tmp_path / "data"))
+    # The test process warms one kernel after another: frozen out of the garbage collector (what a hosting process
+    # does once, aos_core/gc_tuning.py), each one's objects would stay for good. Hosts started as processes
+    # (tests/support/host_process.py) run with the default, as deployed.
+    monkeypatch.setenv("AOS_DISPATCH__GC_THRESHOLD", "0")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -271,3 +271,33 @@ async def test_in_memory_work_runs_on_the_callers_loop_even_while_the_kernel_loo
     assert await runtime.with_aos(where, in_memory=True) == here
     assert time.monotonic() - began < 0.1
     await holder
+
+
+_GC_PROBE = """
+import gc, json
+from aos_core import runtime
+before = gc.get_threshold()
+runtime.get_aos()
+print(json.dumps({"before": before, "after": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_a_worker_whose_kernel_is_warm_sets_its_garbage_collector_for_a_server(
+        setting: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a process of its own: the collector's settings are the whole process's.
+    import json
+    import subprocess
+
+    if setting is None:
+        monkeypatch.delenv("AOS_DISPATCH__GC_THRESHOLD", raising=False)  # the default a deployment runs with
+    else:
+        monkeypatch.setenv("AOS_DISPATCH__GC_THRESHOLD", setting)
+    out = subprocess.run([sys.executable, "-c", _GC_PROBE], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=120, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["before"] == [700, 10, 10]  # Python's defaults until the kernel is warm
+    if setting is None:
+        assert seen["after"] == [50_000, 20, 20] and seen["frozen"] > 1000  # the modules and the kernel, frozen
+    else:
+        assert seen["after"] == [700, 10, 10] and seen["frozen"] == 0
