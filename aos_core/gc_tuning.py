@@ -2,9 +2,10 @@
 
 CPython's cyclic collector looks at the young container objects every 700 allocations, and after enough of those
 at every object the process holds: imported modules, the kernel, live agents' states. In a worker applying
-events that was a third of the time (`bench/dispatch.py`'s committed round: 7.5 s of 19 in the collector, at
-1,207 events per CPU-second; 1,692 with this). Garbage without reference cycles is freed at once by reference
-counting whatever is set here; only cycles wait longer, and they are rare on the event path.
+events that was a third of the time (`bench/dispatch.py`'s committed round: 7.5 s of 19 in the collector;
+medians of 1,172 events per CPU-second with Python's defaults and 1,798 with this, docs/benchmarks.md).
+Garbage without reference cycles is freed at once by reference counting whatever is set here; only cycles wait
+longer, and they are rare on the event path.
 
 So once a hosted kernel is warm (`aos_core.runtime`), `tune_for_server`:
 - freezes what exists then out of every later collection (`gc.freeze`): the modules and the kernel live as long
