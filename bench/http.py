@@ -32,7 +32,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -40,6 +39,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
+
+from services.devhost.instances import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
@@ -150,12 +151,6 @@ end
 def emit(metric: str, value: float | None, unit: str, **extra: Any) -> None:
     line: dict[str, Any] = {"metric": metric, "value": None if value is None else round(value, 3), "unit": unit}
     print(json.dumps({**line, **extra}), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(cmd: list[str], url: str, **options: Any) -> subprocess.Popen[bytes]:

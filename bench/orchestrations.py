@@ -20,7 +20,6 @@ sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
-import socket  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -33,6 +32,7 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
 from services.devhost.index import index_functions  # noqa: E402
+from services.devhost.instances import free_port  # noqa: E402
 from services.devhost.server import DevHost  # noqa: E402
 from services.devhost.settings import HostSettings  # noqa: E402
 
@@ -59,12 +59,6 @@ def build_app() -> df.DFApp:
         return context.get_input()
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run(http: httpx.AsyncClient, name: str, n: int) -> float:

@@ -36,18 +36,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[0] = str(REPO)
 
+from services.devhost.instances import free_port  # noqa: E402
 from services.storage import SqliteStateStore  # noqa: E402
 from services.storage.connections import development_connection_string, resolve_storage_connection  # noqa: E402
 
 
 def emit(metric: str, value: float, unit: str, **extra: Any) -> None:
     print(json.dumps({"metric": metric, "value": round(value, 1), "unit": unit, **extra}), flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -59,7 +54,7 @@ def azurite() -> Iterator[str]:
     binary = REPO / "node_modules" / ".bin" / "azurite"
     if not binary.exists():
         raise SystemExit("Azurite is not installed: run `npm install` in the repository first")
-    ports = {"blob": _free_port(), "queue": _free_port(), "table": _free_port()}
+    ports = {"blob": free_port(), "queue": free_port(), "table": free_port()}
     folder = tempfile.mkdtemp(prefix="azurite-bench-")
     args = [str(binary), "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--location", folder]
     for service, port in ports.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from services.devhost.instances import free_port
 from services.storage.connections import development_connection_string
 from tests.support.node_tools import node_with, stop
 
@@ -36,12 +37,6 @@ class Azurite:
     def connection_string(self) -> str:
         """An explicit development-account connection string for this instance."""
         return development_connection_string(self.host, self.ports)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -63,7 +58,7 @@ def running_azurite(debug: Path | None = None) -> Iterator[Azurite]:
 
     `debug`: a file where Azurite logs every request it serves (what `tests/support/azurite_requests.py` counts)."""
     node_with(AZURITE, "Azurite")
-    ports = {"blob": _free_port(), "queue": _free_port(), "table": _free_port()}
+    ports = {"blob": free_port(), "queue": free_port(), "table": free_port()}
     workspace = tempfile.mkdtemp(prefix="azurite-")
     command = [
         str(AZURITE), "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--location", workspace,

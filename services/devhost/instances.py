@@ -53,7 +53,8 @@ class Worker:
         return self.proc.poll() is None
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the system picks it), for a server about to start."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -63,7 +64,7 @@ def start_workers(count: int, settings: HostSettings, *, app: str, log_level: st
     """Start `count` workers, each `aos serve` on a free loopback port over `settings.data_dir`."""
     workers = []
     for index in range(count):
-        port = _free_port("127.0.0.1")
+        port = free_port("127.0.0.1")
         env = {**os.environ, "AOS_DEVHOST__INSTANCE_ID": f"instance-{index}",
                "AOS_DEVHOST__SUPERVISOR_PID": str(os.getpid())}
         cmd = [sys.executable, "-m", "services.cli", "serve", "--instances", "1", "--port", str(port),

@@ -34,6 +34,11 @@ async def _kernel(data: Path, store: SqliteStateStore | None = None, **options: 
     return aos
 
 
+async def _stop(aos: AgentOperatingSystem) -> None:
+    await aos.shutdown()
+    await aos.store.close()  # type: ignore[attr-defined]  # a store given to the kernel is the giver's to close
+
+
 async def _register(aos: AgentOperatingSystem) -> None:
     await aos.register_agent("announcer", agent_id="a1", subscribe=["ping"])
     await aos.register_agent("tally", agent_id="t1", subscribe=["ping.seen"])
@@ -73,7 +78,7 @@ def crash_after_commit(data: str) -> None:
 async def test_a_message_committed_before_a_kill_9_is_handed_on_when_the_sender_wakes(tmp_path: Path) -> None:
     aos = await _kernel(tmp_path)
     await _register(aos)
-    await aos.shutdown()
+    await _stop(aos)
     code = "import asyncio, sys; from tests.aos_core.test_outbox import crash_after_commit as run; run(sys.argv[1])"
     child = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
                                     capture_output=True, text=True, timeout=60)
@@ -94,7 +99,7 @@ async def test_a_message_committed_before_a_kill_9_is_handed_on_when_the_sender_
         assert await _total(aos) == 2
         assert await _outbox(aos) == ["e2"]  # e1's message, handed on, left the outbox with the next commit
     finally:
-        await aos.shutdown()
+        await _stop(aos)
 
 
 class OutageStore(SqliteStateStore):
@@ -124,7 +129,7 @@ async def test_a_message_whose_receiver_meets_an_outage_is_applied_once_storage_
         assert await _total(aos) == 2
         assert await _outbox(aos) == ["e2"]
     finally:
-        await aos.shutdown()
+        await _stop(aos)
 
 
 class RefusingBus(SqliteEventBus):
@@ -158,14 +163,15 @@ async def test_a_publish_the_bus_refused_is_retried_with_the_next_commit_and_kee
             await aos.submit(event)
         assert await _total(aos) == 2
     finally:
-        await aos.shutdown()
+        await _stop(aos)
     aos = await _kernel(tmp_path, bus=bus, hosted=True)  # a restart: the announcer wakes with both entries kept
     try:
         await aos.process_event(Event(id="e3", type="ping"))
         # e1's and e2's messages were not published again: their records say the bus delivered them already
         assert [e.data["original"] for e in bus.published] == ["e1", "e2", "e3"]  # type: ignore[index]
     finally:
-        await aos.shutdown()
+        await _stop(aos)
+        await bus.close()
 
 
 def test_the_outbox_entries_name_each_message_its_target_and_each_workflow() -> None:

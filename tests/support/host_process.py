@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
+from services.devhost.instances import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "e2e-function-key"
 MASTER_KEY = "e2e-master-key"
 ADMIN = {"x-functions-key": MASTER_KEY}  # headers for the host's own routes (/admin, topic posting)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class HostProcess:

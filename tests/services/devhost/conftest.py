@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,17 +12,12 @@ import pytest
 import uvicorn
 
 from services.devhost.index import index_functions
+from services.devhost.instances import free_port
 from services.devhost.server import DevHost
 from services.devhost.settings import HostSettings
 
 FUNCTION_KEY, MASTER_KEY = "test-function-key", "test-master-key"
 ADMIN = {"x-functions-key": MASTER_KEY}  # headers for the host's own routes (/admin, topic posting)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
