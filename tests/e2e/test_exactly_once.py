@@ -131,10 +131,15 @@ async def test_kill_9_at_three_points_then_resending_ends_exact(make_host: Any) 
     acked: set[str] = set()
     async with host.client() as http:
         assert (await http.post("/api/agents", json=TALLY)).status_code == 201
-    for round_no, kill_after in enumerate((0.6, 1.2, 2.0)):
+    per_round = 8 * (4 * 100 + 2 * 10)  # 8 clients, each 4 batches of 100 events and 2 of 10 direct messages
+    for round_no, share in enumerate((0.1, 0.4, 0.7)):
+        before = len(acked)
         async with host.client() as http:
             clients = [asyncio.ensure_future(_stream(http, c + 8 * round_no, 6, acked, sent)) for c in range(8)]
-            await asyncio.sleep(kill_after)  # let the stream get going, then pull the plug mid-way
+            # Pull the plug once that share of the round is acknowledged: a point in the stream, however fast
+            # the host is (a fixed delay let a faster host finish the round first).
+            while len(acked) - before < share * per_round and not all(c.done() for c in clients):
+                await asyncio.wait(clients, timeout=0.01)  # the clients' progress, looked at every 10 ms
             host.kill9()
             await asyncio.gather(*clients)
         assert len(acked) < sum(len(b) for b in sent), "the kill came after the stream ended"
