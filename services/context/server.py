@@ -255,8 +255,9 @@ class ContextMCPServer:
         bases, snapshot_key = self._bases, None
         if not bases or log_bytes > _log_limit(bases[-1][2]):
             snapshot_key = f"{self._key}/snapshots/{version:012d}-{secrets.token_hex(4)}"
-            await self.store.put(snapshot_key, {"version": version, "at": now, "state": plain(self._state),
-                                                "log": logged}, if_none_match=True)
+            snapshot = with_encoded_list({"version": version, "at": now, "state": plain(self._state)}, "log", logged,
+                                         texts)  # the log's deltas are encoded already, as for the head
+            await self.store.put(snapshot_key, snapshot, if_none_match=True)
             size = (bases[-1][2] if bases else 0) + log_bytes  # an estimate: only the next log limit uses it
             bases, logged, texts, log_bytes = [*bases, [version, snapshot_key, size]], [], [], 0
         bases, dropped = self._prune(bases, version)
