@@ -9,6 +9,12 @@ the kernel and the Azure SDKs load on first use, so indexing the app (cold start
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from types import ModuleType
+from typing import Any
+
 import azure.durable_functions as df
 import azure.functions as func
 
@@ -30,12 +36,20 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(workflow_functions)  # the aos_workflow orchestrator and its activity
 
 
-async def _serve(req: func.HttpRequest, op: HttpOperation, client: df.DurableOrchestrationClient | None = None
-                 ) -> func.HttpResponse:
+@functools.cache
+def _request_path() -> tuple[ModuleType, Callable[..., Awaitable[Any]], Callable[..., AbstractContextManager[Any]]]:
+    """What serves an HTTP request: imported by the first request, not when the app is indexed (cold start), and
+    kept (an import statement per request costs a few microseconds of a health check's hundred)."""
     from aos_core import api
     from aos_core.runtime import with_aos
     from services.dispatch import durable_client
 
+    return api, with_aos, durable_client
+
+
+async def _serve(req: func.HttpRequest, op: HttpOperation, client: df.DurableOrchestrationClient | None = None
+                 ) -> func.HttpResponse:
+    api, with_aos, durable_client = _request_path()
     request = api.ApiRequest.from_http(req, API)
     in_memory = op.in_memory is not None and resolve(op.in_memory)(request)
     try:

@@ -24,10 +24,10 @@ _V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits o
 _V4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 
-def _invocation_id() -> str:
+def _invocation_id(bits: int | None = None) -> str:
     """A random version-4 UUID as text: a label, not a secret (so no urandom), formatted without `uuid.UUID`,
-    whose checks cost more than the rest of an invocation's bookkeeping."""
-    digits = f"{random.getrandbits(128) & _V4_CLEAR | _V4_SET:032x}"
+    whose checks cost more than the rest of an invocation's bookkeeping. `bits`: the random ones to format."""
+    digits = f"{(random.getrandbits(128) if bits is None else bits) & _V4_CLEAR | _V4_SET:032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
@@ -57,16 +57,17 @@ class Invoker:
     def __init__(self, executor: ThreadPoolExecutor, *, function_directory: str = ".", history: int = 20) -> None:
         self.executor = executor
         self._directory = function_directory
-        self._history: dict[str, deque[Invocation]] = {}
+        # per function: (id bits, started (epoch s), duration (ms), outcome, error) of its last invocations
+        self._history: dict[str, deque[tuple[int, float, float, str, str | None]]] = {}
         self._history_size = history
         self.counts: dict[str, dict[str, int]] = {}
 
     async def invoke(self, spec: FunctionSpec, kwargs: dict[str, Any], *, quiet: bool = False) -> Any:
         """Run `spec.func(**kwargs)`; re-raises what the function raises after logging and recording it."""
-        invocation_id = _invocation_id()
+        bits = random.getrandbits(128)  # the invocation id, formatted only when someone reads it
         if spec.wants_context:
-            kwargs = {**kwargs, "context": InvocationContext(invocation_id, spec.name, self._directory)}
-        started, t0 = datetime.now(UTC), time.perf_counter()
+            kwargs = {**kwargs, "context": InvocationContext(_invocation_id(bits), spec.name, self._directory)}
+        started, t0 = time.time(), time.perf_counter()
         try:
             if spec.is_async:
                 result = await spec.func(**kwargs)
@@ -74,23 +75,29 @@ class Invoker:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(self.executor, functools.partial(spec.func, **kwargs))
         except BaseException as exc:
-            self._record(spec.name, invocation_id, started, t0, "Failed", f"{type(exc).__name__}: {exc}", quiet)
+            self._record(spec.name, bits, started, t0, "Failed", f"{type(exc).__name__}: {exc}", quiet)
             raise
-        self._record(spec.name, invocation_id, started, t0, "Succeeded", None, quiet)
+        self._record(spec.name, bits, started, t0, "Succeeded", None, quiet)
         return result
 
-    def _record(self, name: str, invocation_id: str, started: datetime, t0: float, outcome: str,
-                error: str | None, quiet: bool) -> None:
+    def _record(self, name: str, bits: int, started: float, t0: float, outcome: str, error: str | None,
+                quiet: bool) -> None:
         duration = (time.perf_counter() - t0) * 1000
-        entry = Invocation(name, invocation_id, started, round(duration, 2), outcome, error)
-        self._history.setdefault(name, deque(maxlen=self._history_size)).appendleft(entry)
-        counts = self.counts.setdefault(name, {"Succeeded": 0, "Failed": 0})
-        counts[outcome] += 1
+        history = self._history.get(name)
+        if history is None:
+            history = self._history[name] = deque(maxlen=self._history_size)
+            self.counts[name] = {"Succeeded": 0, "Failed": 0}
+        history.appendleft((bits, started, duration, outcome, error))  # an Invocation when read (`recent`)
+        self.counts[name][outcome] += 1
         if outcome == "Failed":
-            log.warning("Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms): %s", name, invocation_id,
+            log.warning("Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms): %s", name, _invocation_id(bits),
                         duration, error)
         elif not quiet:
-            log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", name, invocation_id, duration)
+            log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", name, _invocation_id(bits),
+                     duration)
 
     def recent(self, name: str) -> list[Invocation]:
-        return list(self._history.get(name, ()))
+        """The last invocations of `name`, newest first."""
+        return [Invocation(name, _invocation_id(bits), datetime.fromtimestamp(started, UTC), round(duration, 2),
+                           outcome, error)
+                for bits, started, duration, outcome, error in self._history.get(name, ())]

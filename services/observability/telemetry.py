@@ -47,6 +47,10 @@ def configure_telemetry(config: Any = None, *, environ: Mapping[str, str] | None
             _mode = "otlp"
         else:
             _mode = "none"
+        if _mode != "none":
+            from services.observability import tracing
+
+            tracing.refresh()  # spans go to the provider just set from the next one on
         return _mode
 
 

@@ -9,8 +9,9 @@ the code that sent it. Uses the OpenTelemetry API only; what is exported is deci
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -33,6 +34,12 @@ _propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
 # What `trace.get_tracer_provider()` is until a provider is configured: every span from it is a no-op.
 _NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+# The process-global provider as last looked up. Looking it up reads the environment each time until one is set
+# (a few microseconds, a tenth of a health request), and the API lets it be set only once: so once a real one is
+# seen it is kept, and before that it is looked up again at most every _RECHECK seconds (`refresh` at once).
+_RECHECK = 1.0
+_global: TracerProvider | None = None
+_global_until = 0.0
 
 
 
@@ -42,8 +49,24 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
     _provider = provider
 
 
+def refresh() -> None:
+    """Look the process-global provider up again on the next span (`configure_telemetry` has just set one)."""
+    global _global
+    _global = None
+
+
+def _current_provider() -> TracerProvider:
+    global _global, _global_until
+    if _provider is not None:
+        return _provider
+    if _global is None or (_global_until and time.monotonic() >= _global_until):
+        _global = trace.get_tracer_provider()
+        _global_until = time.monotonic() + _RECHECK if isinstance(_global, _NO_OP_PROVIDERS) else 0.0
+    return _global
+
+
 def tracer() -> trace.Tracer:
-    return (_provider or trace.get_tracer_provider()).get_tracer(TRACER_NAME)
+    return _current_provider().get_tracer(TRACER_NAME)
 
 
 def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,15 +79,22 @@ def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@contextmanager
 def span(name: str, *, parent: Event | Mapping[str, Any] | str | None = None, kind: SpanKind = SpanKind.INTERNAL,
-         **attributes: Any) -> Iterator[Span]:
+         **attributes: Any) -> AbstractContextManager[Span]:
     """A span around the block, child of the current span, or of `parent` (an Event, carrier or traceparent).
 
     An exception escaping the block is recorded on the span and marks it as an error, then re-raised.
     """
+    provider = _current_provider()
+    if parent is None and isinstance(provider, _NO_OP_PROVIDERS):
+        return nullcontext(trace.get_current_span())  # nothing to record and no context to carry on
+    return _span(provider, name, parent, kind, attributes)
+
+
+@contextmanager
+def _span(provider: TracerProvider, name: str, parent: Event | Mapping[str, Any] | str | None, kind: SpanKind,
+          attributes: Mapping[str, Any]) -> Iterator[Span]:
     ctx = extract(parent) if parent is not None else None
-    provider = _provider or trace.get_tracer_provider()
     if isinstance(provider, _NO_OP_PROVIDERS):
         # Nothing would record it: skip the API's layers of no-op spans (the bulk of a health request's cost) and
         # only carry the parent's context on, as its no-op tracer does, so events sent inside keep the trace.

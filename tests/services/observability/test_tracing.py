@@ -76,3 +76,30 @@ def test_without_a_provider_a_span_still_carries_the_callers_trace_onto_events()
     assert tracing.current_traceparent() is None  # and the caller's context ends with the span
     with pytest.raises(KeyError), tracing.span("failing"):
         raise KeyError("the block's exception goes through")
+
+
+def test_a_global_provider_set_later_records_from_the_next_span_after_refresh(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The global provider is looked up once and kept while none is set; `configure_telemetry` sets one and calls
+    # `refresh`, so the spans after it are exported. (The real global can be set once per process, so the
+    # lookup is replaced here.)
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    configured = TracerProvider()
+    configured.add_span_processor(SimpleSpanProcessor(exporter))
+    current: list[trace.TracerProvider] = [trace.ProxyTracerProvider()]
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: current[0])
+    tracing.refresh()
+    with tracing.span("before") as span:
+        assert not span.is_recording()
+    current[0] = configured  # what configure_telemetry does through the distro
+    tracing.refresh()
+    with tracing.span("after") as span:
+        assert span.is_recording()
+    assert [s.name for s in exporter.get_finished_spans()] == ["after"]
+    current[0] = trace.ProxyTracerProvider()
+    tracing.refresh()  # leave the lookup as the other tests expect it
+    configured.shutdown()
