@@ -104,7 +104,7 @@ class AgentHosting:
             if self.hosted:
                 await self._publish(out)
             else:
-                self._spawn(self.submit(out.event, to_agent=out.to_agent, actor=f"agent:{sender}"))
+                self._spawn(self._submit_owed(sender, out.event, out.to_agent))
 
     async def _publish(self, out: Outgoing) -> None:
         # Through the bus, whose triggers submit it: the message survives this process, and its deterministic id
@@ -143,25 +143,29 @@ class AgentHosting:
         return error
 
     async def _submit_outgoing(self, context: Any, sender: str, entry: dict[str, Any]) -> None:
-        """Submit an agent's message here, trying again while storage is unavailable: the sender committed it,
-        so it is as much owed as an event a client was answered 202 for."""
-        event, pauses = Event.model_validate(entry["event"]), outage_pauses()
+        """Submit a message kept in the sender's outbox here; it leaves the outbox once submitted."""
         try:
-            while True:
-                try:
-                    await self.submit(event, to_agent=entry.get("to_agent"), actor=f"agent:{sender}")
-                    break
-                except StorageUnavailableError as exc:
-                    pause = next(pauses)
-                    log.warning("agent %s: message %s waits for storage (%s); trying again in %.1fs", sender,
-                                event.id, exc, pause)
-                    await asyncio.sleep(pause)
-                except Exception:  # refused for good (an unknown target, say): as a client's submit would be
-                    log.exception("agent %s: message %s could not be submitted", sender, event.id)
-                    break
+            await self._submit_owed(sender, Event.model_validate(entry["event"]), entry.get("to_agent"))
             context.mark_sent(entry["id"])
         finally:
             self._handing_on.discard((sender, entry["id"]))
+
+    async def _submit_owed(self, sender: str, event: Event, to_agent: str | None) -> None:
+        """Submit an agent's message here, trying again while storage is unavailable: the sender's handling is
+        done, so the message is as much owed as an event a client was answered 202 for."""
+        pauses = outage_pauses()
+        while True:
+            try:
+                await self.submit(event, to_agent=to_agent, actor=f"agent:{sender}")
+                return
+            except StorageUnavailableError as exc:
+                pause = next(pauses)
+                log.warning("agent %s: message %s waits for storage (%s); trying again in %.1fs", sender, event.id,
+                            exc, pause)
+                await asyncio.sleep(pause)
+            except Exception:  # refused for good (an unknown target, say): as a client's submit would be
+                log.exception("agent %s: message %s could not be submitted", sender, event.id)
+                return
 
     async def _start_workflows(self, sender: str, workflows: list[dict[str, Any]]) -> None:
         for spec in workflows:

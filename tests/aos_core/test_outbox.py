@@ -21,7 +21,8 @@ from services.messaging.sqlite_bus import SqliteEventBus
 from services.storage import SqliteStateStore
 
 ROOT = Path(__file__).resolve().parents[2]
-TYPES = {"announcer": "tests.support.agents:Announcer"}  # publishes `<type>.seen` for each event it counts
+TYPES = {"announcer": "tests.support.agents:Announcer",  # publishes `<type>.seen` for each event it counts
+         "relay": "tests.support.agents:Relay"}  # keeps no state; publishes `<type>.relayed` for each event
 
 
 def _config(data: Path) -> AOSConfig:
@@ -128,6 +129,28 @@ async def test_a_message_whose_receiver_meets_an_outage_is_applied_once_storage_
         await aos.run_until_idle()
         assert await _total(aos) == 2
         assert await _outbox(aos) == ["e2"]
+    finally:
+        await _stop(aos)
+
+
+async def test_a_stateless_agents_message_whose_receiver_meets_an_outage_is_applied_once_storage_answers(
+        tmp_path: Path) -> None:
+    # A BaseAgent keeps no context, so no outbox: its message is submitted at once, and tried again while the
+    # receiver's storage is out, as a perpetual agent's is (before, it stayed pending and nobody sent it again).
+    store = OutageStore(tmp_path / "state.db")
+    aos = await _kernel(tmp_path, store)
+    try:
+        await aos.register_agent("relay", agent_id="r1", subscribe=["ping"])
+        await aos.register_agent("tally", agent_id="t1", subscribe=["ping.relayed"])
+        store.outage = 2
+        await aos.process_event(Event(id="e1", type="ping"))
+        await asyncio.wait_for(aos.run_until_idle(), timeout=30)  # tried again after 0.5 s, then 1 s
+        assert store.outage == 0
+        assert await _total(aos) == 1
+        await aos.process_event(Event(id="e1", type="ping"))  # a resend: applied once, relayed once
+        await aos.process_event(Event(id="e2", type="ping"))
+        await asyncio.wait_for(aos.run_until_idle(), timeout=30)
+        assert await _total(aos) == 2
     finally:
         await _stop(aos)
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agents.base import BaseAgent
 from agents.perpetual import PerpetualAgent
 from agents.purpose_driven import PurposeDrivenAgent
 from aos_core.events import Event
@@ -21,6 +22,16 @@ class Announcer(PerpetualAgent):
         self.state["seen"] = self.state.get("seen", 0) + 1
         self.ctx.publish(f"{event.type}.seen", {"original": event.id})
         return self.state["seen"]
+
+
+class Relay(BaseAgent):
+    """Keeps no state and publishes `<type>.relayed` for each event (a stateless sender)."""
+
+    agent_type = "relay"
+
+    async def handle_event(self, event: Event) -> Any:
+        self.ctx.publish(f"{event.type}.relayed", {"original": event.id})
+        return None
 
 
 class Sleeper(PerpetualAgent):
