@@ -124,6 +124,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._initialized = False
         self._registry: AgentRegistry | None = None
         self._routes_seen: tuple[str | None, int] = (None, 0)  # registry generation (ETag, number) routed by
+        self._routes_here: set[int] = set()  # generations of changes made here, routed by, beyond a gap in those seen
         self._agent_types = AgentTypes()  # agents addressed lately, while the generation routed by holds
         self._handing_on: set[tuple[str, str]] = set()  # (agent, outbox entry) being submitted here
         self._record_routes: dict[str, list[str]] = {}  # agent id -> ids of the subscriptions its record gives
@@ -209,6 +210,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         seen = await self.registry.generation()  # read first: a change made while restoring is seen next time
         await self._restore_subscriptions()
         self._routes_seen = (seen.etag, int(seen.value["generation"])) if seen else (None, 0)
+        self._routes_here = {n for n in self._routes_here if n > self._routes_seen[1]}
         for spec in self.config.schedules:
             if spec.enabled:
                 self.scheduler.add(spec)

@@ -70,3 +70,27 @@ async def test_many_registrations_at_once_on_both_workers_all_succeed_and_both_r
         for i in range(0, count, 7):
             results = await worker.process_event(Event(source="test", type=f"m{i}.ping"))
             assert [r.agent_id for r in results] == [f"many-{i}"]
+
+
+async def test_a_worker_does_not_reload_the_registry_for_its_own_bulk_registration(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem], monkeypatch: pytest.MonkeyPatch) -> None:
+    # More registrations than the generation document names: before, the next event on the worker that made
+    # them read every agent record again (23 s with 100,000 agents). A change the other worker makes in
+    # between is still picked up, with the ones after it.
+    a, b = workers
+    await asyncio.gather(*(a.register_agent("tally", agent_id=f"bulk-{i}", subscribe=[f"b{i}.*"])
+                           for i in range(150)))
+    await b.register_agent("tally", agent_id="from-b", subscribe=["fromb.*"])  # a gap in a's own numbers
+    await asyncio.gather(*(a.register_agent("tally", agent_id=f"bulk-{i}", subscribe=[f"b{i}.*"])
+                           for i in range(150, 300)))
+    listed: list[str] = []
+    store_list = a.store.list
+
+    async def counting_list(prefix: str, **options: object) -> object:
+        listed.append(prefix)
+        return await store_list(prefix, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(a.store, "list", counting_list)
+    assert [r.agent_id for r in await a.process_event(Event(source="test", type="fromb.x"))] == ["from-b"]
+    assert [r.agent_id for r in await a.process_event(Event(source="test", type="b299.x"))] == ["bulk-299"]
+    assert not [p for p in listed if p.startswith("registry/")]  # no reload of every record
