@@ -58,6 +58,7 @@ class AgentHosting:
     _routes_seen: tuple[str | None, int]
     _agent_types: AgentTypes
     _handing_on: set[tuple[str, str]]  # (agent, outbox entry) being submitted here
+    _live_records: dict[str, AgentRecord]  # live agents' registry records as last read or saved here
 
     if TYPE_CHECKING:  # provided by AgentOperatingSystem and EventIntake
         @property
@@ -213,7 +214,9 @@ class AgentHosting:
             lifecycle.transition(AgentState.INITIALIZED, at=now)
         if lifecycle.state in (AgentState.INITIALIZED, AgentState.SLEEPING):
             lifecycle.transition(AgentState.RUNNING, at=now)
-            await self._persist_lifecycle(key, lifecycle, record)
+            record = await self._persist_lifecycle(key, lifecycle, record)
+        if record is not None:
+            self._live_records[key] = record  # its next lifecycle change is a write without a read
         self.lifecycle.track(key, lifecycle)
         return agent
 
@@ -418,8 +421,11 @@ class AgentHosting:
     async def deactivate(self, agent: Agent) -> None:
         await agent.sleep()
         lifecycle = self.lifecycle.get(agent.agent_id)
-        if lifecycle is not None and lifecycle.state == AgentState.RUNNING:
-            await self.lifecycle.transition(agent.agent_id, AgentState.SLEEPING)
+        try:
+            if lifecycle is not None and lifecycle.state == AgentState.RUNNING:
+                await self.lifecycle.transition(agent.agent_id, AgentState.SLEEPING)
+        finally:
+            self._live_records.pop(agent.agent_id, None)
         self.lifecycle.forget(agent.agent_id)
 
     # --- what the lifecycle manager calls (Supervisor) ------------------------------------------------
@@ -436,8 +442,14 @@ class AgentHosting:
         await self._persist_lifecycle(agent_id, lifecycle)
 
     async def _persist_lifecycle(self, agent_id: str, lifecycle: Lifecycle, record: AgentRecord | None = None
-                                 ) -> None:
-        first = [record]  # the caller's copy is tried once; after a lost race, the record is read again
+                                 ) -> AgentRecord | None:
+        """Write the agent's lifecycle into its registry record; the record as saved (None if there is none).
+
+        The caller's copy, or the one a live agent's activation read or last saved, is tried first without a
+        read (its ETag makes the write fail if anyone changed the record since); after a lost race, the record
+        is read again."""
+        first = [record or self._live_records.pop(agent_id, None)]
+        saved: list[AgentRecord] = []
 
         async def attempt() -> None:
             current = first.pop() if first else None
@@ -445,8 +457,12 @@ class AgentHosting:
             if current is not None:
                 current.lifecycle = lifecycle.to_dict()
                 await self.registry.save(current)
+                saved[:] = [current]
 
         await retry_on_conflict(attempt, key=f"registry/agents/{agent_id}", what="lifecycle update")
+        if saved and self.dispatcher.is_live(agent_id):
+            self._live_records[agent_id] = saved[0]
+        return saved[0] if saved else None
 
 
 def _has_outbox(agent: Agent) -> bool:

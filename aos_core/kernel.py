@@ -38,7 +38,7 @@ from aos_core.ports import (
     Telemetry,
 )
 from aos_core.registration import AgentRegistration
-from aos_core.registry import AgentRegistry
+from aos_core.registry import AgentRecord, AgentRegistry
 from aos_core.router import Router
 from aos_core.runtime import (
     build_alerts,
@@ -127,6 +127,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._routes_here: set[int] = set()  # generations of changes made here, routed by, beyond a gap in those seen
         self._agent_types = AgentTypes()  # agents addressed lately, while the generation routed by holds
         self._handing_on: set[tuple[str, str]] = set()  # (agent, outbox entry) being submitted here
+        self._live_records: dict[str, AgentRecord] = {}  # live agents' registry records as last read or saved here
         self._record_routes: dict[str, list[str]] = {}  # agent id -> ids of the subscriptions its record gives
         self._routes_lock = asyncio.Lock()
         self._pending_types: list[tuple[str, Any]] = []

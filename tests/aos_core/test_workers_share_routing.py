@@ -94,3 +94,29 @@ async def test_a_worker_does_not_reload_the_registry_for_its_own_bulk_registrati
     assert [r.agent_id for r in await a.process_event(Event(source="test", type="fromb.x"))] == ["from-b"]
     assert [r.agent_id for r in await a.process_event(Event(source="test", type="b299.x"))] == ["bulk-299"]
     assert not [p for p in listed if p.startswith("registry/")]  # no reload of every record
+
+
+async def test_an_eviction_writes_the_lifecycle_without_a_read_and_never_over_another_workers_change(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A live agent's registry record is kept from its activation, so putting it to sleep is one conditional
+    # write, not a read and a write; when another worker changed the record meanwhile, the write loses its ETag
+    # race and the change is kept.
+    a, b = workers
+    await a.register_agent("tally", agent_id="t", subscribe=["one.*"])
+    await a.process_event(Event(source="test", type="one.x"))  # live on a
+    reads: list[str] = []
+    registry_get = a.registry.get
+
+    async def counting_get(agent_id: str) -> object:
+        reads.append(agent_id)
+        return await registry_get(agent_id)
+
+    monkeypatch.setattr(a.registry, "get", counting_get)
+    await a.dispatcher.drop("t")
+    assert reads == [] and (await a.get_agent("t"))["state"] == "sleeping"
+    await a.process_event(Event(source="test", type="one.x"))  # live again
+    await b.register_agent("tally", agent_id="t", subscribe=["two.*"])  # the record changes under a's copy
+    await a.dispatcher.drop("t")
+    record = await b.registry.get("t")
+    assert record is not None and record.config["subscribe"] == ["two.*"]  # not a's stale copy, ["one.*"]
+    assert (await a.get_agent("t"))["state"] == "sleeping"
