@@ -59,6 +59,7 @@ class HttpTriggers:
         self._invoker = invoker
         self._extra_inputs = extra_inputs  # callable(spec) -> dict of non-trigger inputs
         self._prefix = f"/{settings.route_prefix}" if settings.route_prefix else ""
+        self._prefix_lower = self._prefix.lower()
         self.router = Router()
         self.functions = [f for f in functions if f.trigger_type == "httpTrigger"]
         self._keys: dict[str, tuple[str, ...] | None] = {}  # per function: the keys it takes, None for anonymous
@@ -86,8 +87,8 @@ class HttpTriggers:
     async def _answer(self, scope: Scope, receive: Receive) -> Response | RawResponse:
         # The path as sent (still percent-encoded), so `{*path}` and `%2F` reach the function as the client wrote them.
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        prefix, method = self._prefix, scope["method"]
-        if prefix and not (path.lower() == prefix.lower() or path.lower().startswith(prefix.lower() + "/")):
+        prefix, method = self._prefix_lower, scope["method"]
+        if prefix and not (path[:len(prefix)].lower() == prefix and path[len(prefix):len(prefix) + 1] in ("", "/")):
             return problem(404, "Not Found", f"no function serves {scope['path']}")
         route, params, allowed = self.router.find(method, path[len(prefix):])
         if route is None and method == "HEAD":  # HEAD works wherever GET does (uvicorn sends no body)
