@@ -29,7 +29,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -267,7 +266,7 @@ class _Checkpointer:
         self._path = path
         self._synchronous = synchronous
         self._wakeup = threading.Event()
-        self._stopping = False
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sqlite-checkpoint:{path}", daemon=True)
         self._thread.start()
 
@@ -275,7 +274,7 @@ class _Checkpointer:
         self._wakeup.set()
 
     def stop(self) -> None:
-        self._stopping = True
+        self._stopping.set()
         self._wakeup.set()
         self._thread.join()
 
@@ -289,14 +288,15 @@ class _Checkpointer:
         try:
             while True:
                 self._wakeup.wait()
-                if self._stopping:
+                if self._stopping.is_set():
                     return
                 self._wakeup.clear()
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # a full disk, say: the next commit wakes it to try again
                     log.debug("checkpoint of %s failed: %s", self._path, exc)
-                time.sleep(_CHECKPOINT_EVERY)  # commits meanwhile are copied by the next run, together
+                if self._stopping.wait(_CHECKPOINT_EVERY):  # commits meanwhile are copied by the next run
+                    return
         finally:
             conn.close()
 
