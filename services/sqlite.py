@@ -11,10 +11,6 @@ event loop in one wake-up (one `call_soon_threadsafe` per loop, not one per call
 Durability: WAL with `synchronous=NORMAL` survives a process crash (kill -9) without losing a committed
 transaction; use `synchronous="FULL"` to also survive power loss.
 
-Checkpoints: the WAL is copied into the database file by a thread of its own (`_Checkpointer`), so no commit
-waits for it. SQLite's default has the commit that takes the WAL past 1,000 pages do it: ~15 ms in which every
-read and write of the database waited (activation p99 ~16 ms with 100,000 agents registered).
-
 Faults: when SQLite refuses (disk full, I/O error, locked past the busy timeout) the writes of that
 transaction fail with StorageUnavailableError, the transaction is rolled back, and the thread keeps serving:
 the next write tries again, so the database heals by itself once the fault clears. `last_fault` says what
@@ -24,7 +20,6 @@ the last failure was until a write succeeds again (for readiness checks).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import queue
 import sqlite3
@@ -36,15 +31,11 @@ from typing import Any, TypeVar
 from aos_core.errors import StorageUnavailableError
 from services.private_files import ensure_private_file
 
-log = logging.getLogger("aos.sqlite")
-
 T = TypeVar("T")
 
 _READ, _WRITE, _CLOSE, _WRITE_ONE = 0, 1, 2, 3
 _MAX_BATCH = 512
 _MIN_FREE_BYTES = 1 << 20  # below this the disk counts as full for readiness
-_CHECKPOINT_EVERY = 0.05  # seconds between the checkpointer's runs while commits come in
-_WAL_BACKSTOP_PAGES = 10_000  # the writer checkpoints by itself only past this (the checkpointer fell behind)
 
 
 class SqliteDatabase:
@@ -58,7 +49,6 @@ class SqliteDatabase:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.last_fault: str | None = None  # the last storage failure, cleared by the next successful commit
-        self._checkpointer: _Checkpointer | None = None
 
     def _start(self) -> None:
         with self._lock:
@@ -127,9 +117,6 @@ class SqliteDatabase:
             conn.execute("PRAGMA foreign_keys=ON")
             if self._schema:
                 conn.executescript(self._schema)
-            if self.path != ":memory:":
-                conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_BACKSTOP_PAGES}")
-                self._checkpointer = _Checkpointer(self.path, self._synchronous)
         except BaseException as exc:  # reported to the opener
             ready.put(exc)
             return
@@ -150,9 +137,6 @@ class SqliteDatabase:
                         continue
                     self._commit(conn, pending, answers)
                     if kind == _CLOSE:
-                        if self._checkpointer is not None:
-                            self._checkpointer.stop()
-                            self._checkpointer = None
                         conn.close()
                         answers.add(waiter, result=None)
                         self._refuse_rest(batch[index + 1:], answers)
@@ -248,57 +232,7 @@ class SqliteDatabase:
             self.last_fault = None
             for waiter, result in pending:
                 answers.add(waiter, result=result)
-            if self._checkpointer is not None:
-                self._checkpointer.wake()
         pending.clear()
-
-
-class _Checkpointer:
-    """Copies a database's WAL into its file on a thread and connection of its own, woken by commits.
-
-    A PASSIVE checkpoint never blocks the writer, so commits go on meanwhile. It runs at most every
-    `_CHECKPOINT_EVERY` seconds, with the writer's `synchronous` setting (a checkpoint syncs the database file
-    before the WAL may be reused, so durability is unchanged). Should it fail or fall behind (a full disk, say),
-    the writer's own checkpoint at `_WAL_BACKSTOP_PAGES` still bounds the WAL.
-    """
-
-    def __init__(self, path: str, synchronous: str) -> None:
-        self._path = path
-        self._synchronous = synchronous
-        self._wakeup = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sqlite-checkpoint:{path}", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wakeup.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wakeup.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        except sqlite3.Error as exc:  # the writer's own checkpoints take over
-            log.warning("no checkpointer for %s: %s", self._path, exc)
-            return
-        try:
-            while True:
-                self._wakeup.wait()
-                if self._stopping.is_set():
-                    return
-                self._wakeup.clear()
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # a full disk, say: the next commit wakes it to try again
-                    log.debug("checkpoint of %s failed: %s", self._path, exc)
-                if self._stopping.wait(_CHECKPOINT_EVERY):  # commits meanwhile are copied by the next run
-                    return
-        finally:
-            conn.close()
 
 
 _Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]

@@ -103,26 +103,3 @@ async def test_a_one_statement_write_that_fails_fails_alone_unless_sqlite_itself
     assert kept == sum(1 for o in outcomes[:-1] if o == 1)  # what was acknowledged is there, nothing else
     assert await db.write(create("after", 2), one_statement=True) == 1
     await db.close()
-
-
-async def test_the_wal_is_copied_into_the_database_file_by_a_thread_of_its_own_not_by_commits(
-        tmp_path: Path) -> None:
-    # The writer checkpoints by itself only past a far backstop, so no commit waits for a checkpoint (one took
-    # ~15 ms of every read's and write's time); the data still reaches the database file, copied meanwhile by
-    # the checkpointer.
-    import threading
-
-    path = tmp_path / "t.db"
-    db = SqliteDatabase(path, schema="CREATE TABLE IF NOT EXISTS b(k INT PRIMARY KEY, v BLOB);")
-    backstop = await db.read(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-    assert backstop >= 10_000  # pages: 40 MB of WAL before a commit would checkpoint
-    for group in range(20):  # ~8 MB in groups of commits: far below the backstop, far above SQLite's 1,000 pages
-        await asyncio.gather(*(db.write(lambda c, k=group * 100 + i: c.execute(
-            "INSERT INTO b VALUES(?, randomblob(4000))", (k,))) for i in range(100)))
-    for _ in range(200):  # up to 10 s for the checkpointer's next run
-        if path.stat().st_size >= 7_000_000:
-            break
-        await asyncio.sleep(0.05)
-    assert path.stat().st_size >= 7_000_000
-    await db.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("sqlite-checkpoint:") and str(path) in t.name]
