@@ -454,10 +454,14 @@ class AgentHosting:
         async def attempt() -> None:
             current = first.pop() if first else None
             current = current or await self.registry.get(agent_id)
-            if current is not None:
-                current.lifecycle = lifecycle.to_dict()
-                await self.registry.save(current)
-                saved[:] = [current]
+            if current is None:
+                return
+            if (current.lifecycle or {}).get("state") == AgentState.TERMINATED and \
+                    lifecycle.state != AgentState.TERMINATED:
+                return  # terminated by another worker meanwhile: that is final, whatever this one last saw
+            current.lifecycle = lifecycle.to_dict()
+            await self.registry.save(current)
+            saved[:] = [current]
 
         await retry_on_conflict(attempt, key=f"registry/agents/{agent_id}", what="lifecycle update")
         if saved and self.dispatcher.is_live(agent_id):

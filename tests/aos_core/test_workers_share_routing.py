@@ -120,3 +120,17 @@ async def test_an_eviction_writes_the_lifecycle_without_a_read_and_never_over_an
     record = await b.registry.get("t")
     assert record is not None and record.config["subscribe"] == ["two.*"]  # not a's stale copy, ["one.*"]
     assert (await a.get_agent("t"))["state"] == "sleeping"
+
+
+async def test_a_termination_on_another_worker_is_not_undone_when_this_one_puts_the_agent_to_sleep(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem]) -> None:
+    # The agent is live on a when b terminates it; a's eviction used to write "sleeping" over "terminated" after
+    # losing its ETag race, and the agent came back to life.
+    a, b = workers
+    await a.register_agent("tally", agent_id="t", subscribe=["one.*"])
+    await a.process_event(Event(source="test", type="one.x"))  # live on a
+    await b.terminate_agent("t")
+    await a.dispatcher.drop("t")
+    assert (await b.get_agent("t"))["state"] == "terminated"
+    results = await a.send_message("t", Event(source="test", type="one.y"))
+    assert results.status == "rejected"
