@@ -210,8 +210,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
                                       start=True)
         seen = await self.registry.generation()  # read first: a change made while restoring is seen next time
         await self._restore_subscriptions()
-        self._routes_seen = (seen.etag, int(seen.value["generation"])) if seen else (None, 0)
-        self._routes_here = {n for n in self._routes_here if n > self._routes_seen[1]}
+        self._routes_seen_at(seen.etag if seen else None, int(seen.value["generation"]) if seen else 0)
         for spec in self.config.schedules:
             if spec.enabled:
                 self.scheduler.add(spec)

@@ -181,9 +181,7 @@ class AgentRegistration:
             for agent_id in ids:
                 await self._reload_routes(agent_id)
             if int(doc.value["generation"]) >= self._routes_seen[1]:
-                self._routes_seen = (doc.etag, int(doc.value["generation"]))
-            self._routes_here = {n for n in self._routes_here if n > self._routes_seen[1]}
-            self._advance_routes_seen()
+                self._routes_seen_at(doc.etag, int(doc.value["generation"]))
 
     async def _changed_here(self, agent_id: str) -> None:
         """Bump the registry generation for a change this worker has routed by already, and count it as seen.
@@ -193,6 +191,13 @@ class AgentRegistration:
         100,000 agents. Only numbers that follow the one seen without a gap count: a change another worker made
         in between is reloaded by the next `_routes_current`, with those after it."""
         self._routes_here.add(await self.registry.changed(agent_id))
+        self._advance_routes_seen()
+
+    def _routes_seen_at(self, etag: str | None, generation: int) -> None:
+        """Routing is current up to the registry generation read (`etag`, `generation`), and up to this worker's
+        own changes that follow it without a gap."""
+        self._routes_seen = (etag, generation)
+        self._routes_here = {n for n in self._routes_here if n > generation}
         self._advance_routes_seen()
 
     def _advance_routes_seen(self) -> None:

@@ -24,10 +24,10 @@ _V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits o
 _V4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 
-def _invocation_id(bits: int | None = None) -> str:
-    """A random version-4 UUID as text: a label, not a secret (so no urandom), formatted without `uuid.UUID`,
-    whose checks cost more than the rest of an invocation's bookkeeping. `bits`: the random ones to format."""
-    digits = f"{(random.getrandbits(128) if bits is None else bits) & _V4_CLEAR | _V4_SET:032x}"
+def _invocation_id(bits: int) -> str:
+    """128 random `bits` (`random.getrandbits`: a label, not a secret, so no urandom) as version-4 UUID text,
+    formatted without `uuid.UUID`, whose checks cost more than the rest of an invocation's bookkeeping."""
+    digits = f"{bits & _V4_CLEAR | _V4_SET:032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
