@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aos_core.agent_context import AgentContext, Outgoing
 from aos_core.agent_types import AgentTypes
+from aos_core.deadlines import Deadlines
 from aos_core.errors import (
     AgentUnavailableError,
     InvalidEventError,
@@ -59,6 +60,7 @@ class AgentHosting:
     _agent_types: AgentTypes
     _handing_on: set[tuple[str, str]]  # (agent, outbox entry) being submitted here
     _live_records: dict[str, AgentRecord]  # live agents' registry records as last read or saved here
+    _deadlines: Deadlines  # handlers' timeouts
 
     if TYPE_CHECKING:  # provided by AgentOperatingSystem and EventIntake
         @property
@@ -323,7 +325,7 @@ class AgentHosting:
 
         async def bounded(event: Event, work: Awaitable[Any]) -> Any:
             with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
-                async with asyncio.timeout(dispatch.handler_timeout):
+                async with self._deadlines.bound(dispatch.handler_timeout):
                     return await work
 
         contexts = [AgentContext(agent.agent_id, event, self.clock, audit=self.audit, policy=self.policy)
@@ -362,7 +364,7 @@ class AgentHosting:
         dispatch = self.config.dispatch
         try:
             with self.telemetry.event_span(SPAN_HANDLER, event, agent=agent.agent_id):
-                async with asyncio.timeout(dispatch.handler_timeout):  # no extra task, unlike wait_for
+                async with self._deadlines.bound(dispatch.handler_timeout):  # no extra task, unlike wait_for
                     status, result = await agent.process(event, ctx, durable=self._durable,
                                                          retries=dispatch.commit_retries)
         except InvalidEventError as exc:

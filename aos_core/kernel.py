@@ -17,6 +17,7 @@ from aos_core.agent_host import AgentHosting
 from aos_core.agent_types import AgentTypes
 from aos_core.clock import SystemClock, UuidIds
 from aos_core.config import AOSConfig
+from aos_core.deadlines import Deadlines
 from aos_core.dispatch import LocalDispatcher
 from aos_core.event_records import EventRecord, EventRecords
 from aos_core.events import Event
@@ -115,6 +116,7 @@ class AgentOperatingSystem(EventIntake, AgentRegistration, AgentHosting):
         self._deps: dict[str, tuple[str, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # messages agents sent, being delivered
         self._delivering: SingleFlight[tuple[str, str], AgentResult] = SingleFlight()  # (event id, agent)
+        self._deadlines = Deadlines()
         self._loops: set[asyncio.Task[Any]] = set()  # scheduler, lifecycle and eviction loops
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []  # what services started on this kernel
         self.resources: dict[str, Any] = {}  # what services keep per kernel (e.g. the MCP endpoint), by name
