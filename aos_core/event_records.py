@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -94,18 +95,27 @@ class EventRecords:
     async def accept(self, event: Event, targets: list[str], *, kind: str = "event", topic: str | None = None
                      ) -> tuple[EventRecord, bool]:
         """Record `event` as accepted for `targets`; `(record, False)` with the first record if its id was seen."""
-        value = {"id": event.id, "type": event.type, "kind": kind, "topic": topic, "targets": targets,
-                 "accepted_at": self._clock.now().isoformat(), "event": event.to_dict()}
-        try:
-            await self._store.put(record_key(event.id), value, if_none_match=True)
-        except ConflictError:
-            existing = await self.get(event.id)
-            if existing is not None:
-                existing.repeat = True
-                return existing, False
-            raise  # created and deleted in between: let the caller's retry decide
-        self.board.accepted(event.id, value)
-        return self._from(value, []), True
+        return (await self.accept_many([(event, targets)], kind=kind, topic=topic))[0]
+
+    async def accept_many(self, batch: Sequence[tuple[Event, list[str]]], *, kind: str = "event",
+                          topic: str | None = None) -> list[tuple[EventRecord, bool]]:
+        """`accept` for each `(event, targets)`, the new records created in one storage call."""
+        accepted_at = self._clock.now().isoformat()
+        values = [{"id": event.id, "type": event.type, "kind": kind, "topic": topic, "targets": targets,
+                   "accepted_at": accepted_at, "event": event.to_dict()} for event, targets in batch]
+        etags = await self._store.create_many([(record_key(value["id"]), value) for value in values])
+        accepted: list[tuple[EventRecord, bool]] = []
+        for value, etag in zip(values, etags, strict=True):
+            if etag is not None:
+                self.board.accepted(value["id"], value)
+                accepted.append((self._from(value, []), True))
+                continue
+            existing = await self.get(value["id"])  # an id seen before: its first record
+            if existing is None:  # created and deleted in between: let the caller's retry decide
+                raise ConflictError(record_key(value["id"]), "already exists")
+            existing.repeat = True
+            accepted.append((existing, False))
+        return accepted
 
     async def add_result(self, event_id: str, result: AgentResult) -> bool:
         """Store one target's result; a second result for the same target (a redelivery) is ignored (False)."""

@@ -83,7 +83,7 @@ class EventIntake:
         order while different agents are served in parallel."""
         await self._require_initialized()
         await self._routes_current()  # registrations made through other workers route from this event on
-        intakes = await _all([self._accept(e, topic, to_agent, actor) for e in events])
+        intakes = await self._accept(events, topic, to_agent)
         await self._audit_accepted(actor, intakes)
         queues: dict[str, list[tuple[_Intake, AgentId]]] = {}
         for intake in intakes:
@@ -96,24 +96,33 @@ class EventIntake:
         return [intake.outcome(next(reread) if intake.targets and not intake.created else None)
                 for intake in intakes]
 
-    async def _accept(self, event: Event, topic: str | None, to_agent: str | None, actor: str) -> _Intake:
-        """Record `event` (or find its first record); the targets still to deliver it to. It is audited with the
-        rest of its batch (`_audit_accepted`)."""
-        with self.telemetry.event_span(SPAN_PROCESS, event, kind=topic or ("message" if to_agent else "event")):
-            targets = [await self._address(to_agent)] if to_agent is not None else self.router.route(event, topic)
-            record, created = await self.records.accept(event, [t.key for t in targets], topic=topic,
-                                                        kind="message" if to_agent is not None else "event")
-            if created:
-                return _Intake(record, event, targets, created=True)
-            if record.status != "pending":
-                return _Intake(record, event, [], created=False)
-            # A resend of a pending event: a crash may have come between the record and its audit entry or its
-            # hand-over. Deliver only to targets no mailbox holds: not running here, not handed to an entity.
-            original = Event.model_validate(record.event) if record.event else event
-            held = await self.records.handed_over(record.id) if self.remote is not None else set()
-            missing = [key for key in record.missing() if key not in held]
-            return _Intake(record, original, [await self._address(key) for key in missing], created=False,
-                           check_audit=True)
+    async def _accept(self, events: Sequence[Event], topic: str | None, to_agent: str | None) -> list[_Intake]:
+        """Record each event (one storage call for the new records), or find its first record; the targets still
+        to deliver each to. They are audited together (`_audit_accepted`)."""
+        kind = "message" if to_agent is not None else "event"
+        addressed = [await self._address(to_agent)] if to_agent is not None else None
+        routed: list[tuple[Event, list[AgentId]]] = []
+        for event in events:
+            with self.telemetry.event_span(SPAN_PROCESS, event, kind=topic or kind):
+                routed.append((event, addressed if addressed is not None else self.router.route(event, topic)))
+        accepted = await self.records.accept_many([(event, [t.key for t in targets]) for event, targets in routed],
+                                                  kind=kind, topic=topic)
+        seen_before = iter(await _all([self._resent(event, record) for (event, _), (record, created)
+                                       in zip(routed, accepted, strict=True) if not created]))
+        return [_Intake(record, event, targets, created=True) if created else next(seen_before)
+                for (event, targets), (record, created) in zip(routed, accepted, strict=True)]
+
+    async def _resent(self, event: Event, record: EventRecord) -> _Intake:
+        """An event whose id was accepted before: what is left to deliver of it."""
+        if record.status != "pending":
+            return _Intake(record, event, [], created=False)
+        # A resend of a pending event: a crash may have come between the record and its audit entry or its
+        # hand-over. Deliver only to targets no mailbox holds: not running here, not handed to an entity.
+        original = Event.model_validate(record.event) if record.event else event
+        held = await self.records.handed_over(record.id) if self.remote is not None else set()
+        missing = [key for key in record.missing() if key not in held]
+        return _Intake(record, original, [await self._address(key) for key in missing], created=False,
+                       check_audit=True)
 
     async def _audit_accepted(self, actor: str, intakes: list[_Intake]) -> None:
         """One `event.accepted` entry per new record, the batch in one append; then a resend of a pending event

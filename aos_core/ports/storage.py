@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +35,12 @@ class StateStore(Protocol):
         `if_match`: replace only if the stored ETag equals it (ConflictError otherwise, also if missing).
         `if_none_match`: create only; ConflictError if the key exists.
         """
+        ...
+
+    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> list[str | None]:
+        """Create each `(key, value)` whose key does not exist yet, as `put(..., if_none_match=True)` would: the
+        new ETag per item, or None where the key existed (nothing written there). One storage call where the
+        store has a batch write (a batch of accepted events is recorded with one); never atomic as a whole."""
         ...
 
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
@@ -27,6 +27,7 @@ from services.storage.keys import (
     check_limit,
     check_preconditions,
     check_prefix,
+    create_each,
     decode_value,
     encode_value,
 )
@@ -175,6 +176,11 @@ class BlobStateStore:
             raise ConflictError(key, "already exists") from None
         except ResourceNotFoundError:
             raise ConflictError(key, "ETag does not match (stale or missing)") from None
+
+    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> builtins.list[str | None]:
+        """Create each document whose key does not exist yet (one create-only request each, all at once): its
+        ETag, or None where the key existed."""
+        return await create_each(self.put, items)
 
     @outages_unavailable
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:

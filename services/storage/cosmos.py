@@ -24,6 +24,7 @@ import asyncio
 import base64
 import builtins
 import hashlib
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from services.storage.keys import (
     check_limit,
     check_preconditions,
     check_prefix,
+    create_each,
     decode_value,
     encode_value,
 )
@@ -172,6 +174,11 @@ class CosmosStateStore:
                 raise ValueError(f"document {key!r} is larger than a Cosmos DB item may be (2 MB)") from None
             raise
         return str(item["_etag"])
+
+    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> builtins.list[str | None]:
+        """Create each document whose key does not exist yet (one create-only request each, all at once): its
+        ETag, or None where the key existed."""
+        return await create_each(self.put, items)
 
     @outages_unavailable
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:

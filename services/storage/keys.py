@@ -1,18 +1,22 @@
 """Validation, encoding and ETags shared by every StateStore/BlobStore implementation.
 
 Both embedded stores (and later the Azure ones) call these, so a key, value or container name that one
-implementation rejects is rejected by all of them, with the same error.
+implementation rejects is rejected by all of them, with the same error. `create_each` is `create_many` for a
+store with no batch write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
 import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aos_core import strict_json
+from aos_core.errors import ConflictError
 
 MAX_KEY_LENGTH = 1024
 MAX_BLOB_NAME_LENGTH = 1024
@@ -120,6 +124,22 @@ def with_encoded_list(value: dict[str, Any], name: str, items: list[Any], texts:
     rest = _ENCODE({k: v for k, v in value.items() if k != name})
     member = f'{_ENCODE(name)}:[{",".join(texts)}]'
     return EncodedObject({**value, name: items}, f"{rest[:-1]}{',' if len(rest) > 2 else ''}{member}}}")
+
+
+async def create_each(put: Callable[..., Awaitable[str]], items: Sequence[tuple[str, Any]]) -> list[str | None]:
+    """`StateStore.create_many` as one create-only `put` per item, all at once (Blob Storage and Cosmos DB
+    have no batch write that spans keys): the new ETag per item, or None where the key existed."""
+    for key, value in items:  # a bad item fails the call before anything is written, as in the other stores
+        check_key(key)
+        encode_value(value)
+
+    async def create(key: str, value: Any) -> str | None:
+        try:
+            return await put(key, value, if_none_match=True)
+        except ConflictError:
+            return None
+
+    return list(await asyncio.gather(*(create(key, value) for key, value in items)))
 
 
 def decode_value(text: str) -> Any:

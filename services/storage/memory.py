@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 
 from aos_core.errors import ConflictError, NotFoundError
 from aos_core.ports import JSON, Document
@@ -48,7 +49,15 @@ class InMemoryStateStore:
         """Write `value` and return its new ETag; ConflictError when `if_match`/`if_none_match` does not hold."""
         check_key(key)
         check_preconditions(if_match, if_none_match)
-        text = encode_value(value)
+        return self._write(key, encode_value(value), if_match=if_match, if_none_match=if_none_match)
+
+    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> builtins.list[str | None]:
+        """Create each document whose key does not exist yet: its ETag, or None where the key existed."""
+        texts = [(check_key(key), encode_value(value)) for key, value in items]  # all checked before any write
+        return [None if key in self._docs else self._write(key, text, if_match=None, if_none_match=True)
+                for key, text in texts]
+
+    def _write(self, key: str, text: str, *, if_match: str | None, if_none_match: bool) -> str:
         current = self._docs.get(key)
         if if_match is not None and (current is None or current[1] != if_match):
             raise ConflictError(key, "ETag does not match (stale or missing)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,26 @@ class SqliteStateStore:
             return etag
 
         return await self.db.write(write, one_statement=True)
+
+    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> builtins.list[str | None]:
+        """Create each document whose key does not exist yet, in one transaction: its ETag, or None where the key
+        existed."""
+        rows = [(check_key(key), encode_value(value), self._etags.new()) for key, value in items]
+        updated = datetime.now(UTC).isoformat()
+
+        def write(conn: sqlite3.Connection) -> builtins.list[str | None]:
+            created: builtins.list[str | None] = []
+            for key, text, etag in rows:
+                try:
+                    conn.execute("INSERT INTO documents (key, value, etag, updated) VALUES (?, ?, ?, ?)",
+                                 (key, text, etag, updated))
+                except sqlite3.IntegrityError:  # the key exists: SQLite undid this statement only
+                    created.append(None)
+                else:
+                    created.append(etag)
+            return created
+
+        return await self.db.write(write) if rows else []
 
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:
         """Delete `key`; False if it did not exist. With `if_match`, ConflictError if stale or missing."""

@@ -136,6 +136,26 @@ async def test_if_none_match_creates_only(store: Store) -> None:
     assert doc is not None and doc.value == "first" and doc.etag == etag
 
 
+async def test_create_many_creates_what_is_new_and_leaves_what_exists(store: Store) -> None:
+    kept = await store.put("events/b", "first")
+    etags = await store.create_many([("events/a", {"n": 1}), ("events/b", "second"), ("events/c", [3]),
+                                     ("events/a", "again")])
+    assert etags[1] is None and etags[3] is None  # existed before the call, or earlier in it
+    assert etags[0] is not None and etags[2] is not None
+    docs = {d.key: d for d in await store.list("events/")}
+    assert {k: d.value for k, d in docs.items()} == {"events/a": {"n": 1}, "events/b": "first", "events/c": [3]}
+    assert (docs["events/a"].etag, docs["events/b"].etag, docs["events/c"].etag) == (etags[0], kept, etags[2])
+    assert await store.create_many([]) == []
+
+
+async def test_create_many_with_a_bad_item_writes_nothing(store: Store) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        await store.create_many([("ok", 1), ("bad", math.nan)])
+    with pytest.raises(ValueError):
+        await store.create_many([("ok", 1), ("", 2)])
+    assert await store.list() == []
+
+
 async def test_if_match_and_if_none_match_together_are_refused(store: Store) -> None:
     etag = await store.put("k", 1)
     with pytest.raises(ValueError):
