@@ -6,11 +6,14 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from aos_core import strict_json
 from aos_core.events import AgentId, Event, validate_id
 from aos_core.ports import JSON
 
 if TYPE_CHECKING:
     from aos_core.agent_context import AgentContext
+
+_encode = strict_json.encoder()  # checks a handler's result: stored with the event, it must be JSON
 
 
 def _snake(name: str) -> str:
@@ -77,9 +80,19 @@ class BaseAgent:
         """Run one event through `handle` with `ctx` bound; perpetual agents add dedupe and commit."""
         self._context = ctx
         try:
-            return "completed", await self.handle(event, ctx)
+            return "completed", await self.handled(event, ctx)
         finally:
             self._context = None
+
+    async def handled(self, event: Event, ctx: AgentContext) -> JSON:
+        """`handle`'s result, checked: it is stored with the event, so one that is not JSON fails the handling
+        (ValueError, before anything is committed) instead of failing the write of the event's result after."""
+        result = await self.handle(event, ctx)
+        try:
+            _encode(result)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the handler returned a result that is not JSON: {exc}") from None
+        return result
 
     async def handle(self, event: Event, ctx: AgentContext) -> JSON:
         """Handle one event. The default calls `handle_event`; `ctx` is also reachable as `self.ctx`."""

@@ -104,7 +104,7 @@ class PerpetualAgent(BaseAgent):
                 return "duplicate", None
             self._context, self._handling = ctx, True
             try:
-                result = await self.handle(event, ctx)
+                result = await self.handled(event, ctx)
             except BaseException:
                 await context.reload()  # drop a half-applied change to state
                 raise
@@ -144,7 +144,7 @@ class PerpetualAgent(BaseAgent):
                     continue
                 self._context, self._handling = ctx, True
                 try:
-                    work = self.handle(event, ctx)
+                    work = self.handled(event, ctx)
                     outcomes.append(("completed", await (around(event, work) if around is not None else work)))
                 finally:
                     self._context, self._handling = None, False

@@ -134,20 +134,19 @@ class EventRecords:
     async def exists(self, event_id: str) -> bool:
         return await self._store.get(record_key(event_id)) is not None
 
-    async def mark_handed_over(self, event_id: str, agents: list[str]) -> None:
-        """Note that these targets' mailboxes elsewhere (Durable entities) hold the event, so a resend of the
-        pending event does not queue it a second time."""
-        key = f"{record_key(event_id)}/handover"
-        try:  # the first hand-over of an event (nearly all of them): one write, no read
-            await self._store.put(key, {"agents": list(dict.fromkeys(agents))}, if_none_match=True)
-            return
-        except ConflictError:
-            pass
-        doc = await self._store.get(key)
-        known = list(doc.value.get("agents", [])) if doc is not None and isinstance(doc.value, dict) else []
-        merged = list(dict.fromkeys([*known, *agents]))
-        if merged != known:
-            await self._store.put(key, {"agents": merged})
+    async def mark_handed_over(self, handed: Sequence[tuple[str, list[str]]]) -> None:
+        """Note, for each `(event id, agents)`, that these targets' mailboxes elsewhere (Durable entities) hold the
+        event, so a resend of the pending event does not queue it a second time."""
+        notes = [(f"{record_key(event_id)}/handover", list(dict.fromkeys(agents))) for event_id, agents in handed]
+        # The first hand-over of an event (nearly all of them): created together, no read.
+        created = await self._store.create_many([(key, {"agents": agents}) for key, agents in notes])
+        for (key, agents), etag in zip(notes, created, strict=True):
+            if etag is None:  # handed over before (a resend after a crash): add these agents to those known
+                doc = await self._store.get(key)
+                known = list(doc.value.get("agents", [])) if doc is not None and isinstance(doc.value, dict) else []
+                merged = list(dict.fromkeys([*known, *agents]))
+                if merged != known:
+                    await self._store.put(key, {"agents": merged})
 
     async def handed_over(self, event_id: str) -> set[str]:
         doc = await self._store.get(f"{record_key(event_id)}/handover")

@@ -90,7 +90,9 @@ class EventIntake:
             for target in intake.targets:
                 queues.setdefault(target.key, []).append((intake, target))
         await _all([self._deliver_in_order(queue) for queue in queues.values()])
-        await _all([self.records.mark_handed_over(i.record.id, i.handed_over) for i in intakes if i.handed_over])
+        handed = [(i.record.id, i.handed_over) for i in intakes if i.handed_over]
+        if handed:
+            await self.records.mark_handed_over(handed)
         # Only a resent id needs a read (others may have answered it meanwhile); a fresh one's outcome is known.
         reread = iter(await _all([self.records.get(i.record.id) for i in intakes if i.targets and not i.created]))
         return [intake.outcome(next(reread) if intake.targets and not intake.created else None)

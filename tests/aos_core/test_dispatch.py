@@ -25,6 +25,8 @@ class Flaky(PerpetualAgent):
         if event.type == "boom":
             raise RuntimeError("exploded on purpose")
         self.state["ok"] = self.state.get("ok", 0) + 1
+        if event.type == "unstorable":  # a result the event record cannot hold
+            return {"when": {event.id}}
         return self.state["ok"]
 
 
@@ -121,6 +123,20 @@ async def test_a_poison_event_is_retried_then_dead_lettered_and_events_behind_it
     assert "exploded on purpose" in dead[0]["reason"]
     assert (await aos.get_agent("f1"))["state"] == "running"
     assert (await aos.process_event(Event(type="ok")))[0].result == 3
+    await aos.shutdown()
+
+
+async def test_a_handler_result_that_is_not_json_fails_its_event_and_commits_nothing(tmp_path: Path) -> None:
+    clock = ManualClock()
+    aos = await kernel(tmp_path, clock)
+    await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
+    assert (await aos.process_event(Event(type="ok")))[0].result == 1
+    bad = asyncio.ensure_future(aos.process_event(Event(id="unstorable-1", type="unstorable")))
+    await until_done(clock, bad)
+    [failed] = bad.result()
+    assert failed.status == "failed" and "not JSON" in (failed.error or "") and "set" in (failed.error or "")
+    assert (await aos.records.get("unstorable-1")).status == "failed"  # type: ignore[union-attr]
+    assert (await aos.process_event(Event(type="ok")))[0].result == 2  # its state change was not committed
     await aos.shutdown()
 
 

@@ -210,11 +210,11 @@ async def test_the_status_of_an_answered_event(records: Records, statuses: list[
 async def test_handed_over_targets_accumulate_without_rewriting_what_is_known(records: Records) -> None:
     er, store, _ = records
     assert await er.handed_over("e") == set()
-    await er.mark_handed_over("e", ["a"])
-    await er.mark_handed_over("e", ["b", "a"])
+    await er.mark_handed_over([("e", ["a"])])
+    await er.mark_handed_over([("e", ["b", "a"])])
     doc = await store.get("events/e/handover")
     assert doc is not None and doc.value == {"agents": ["a", "b"]}
-    await er.mark_handed_over("e", ["a"])  # nothing new: no write
+    await er.mark_handed_over([("e", ["a"])])  # nothing new: no write
     again = await store.get("events/e/handover")
     assert again is not None and again.etag == doc.etag
     assert await er.handed_over("e") == {"a", "b"}
@@ -333,7 +333,7 @@ async def test_purge_takes_a_record_exactly_at_its_retention_with_its_results(re
     er, store, clock = records
     await er.accept(Event(id="e", type="t"), ["a"])
     await er.add_result("e", AgentResult("a", "completed"))
-    await er.mark_handed_over("e", ["a"])
+    await er.mark_handed_over([("e", ["a"])])
     await clock.advance(60)
     assert await er.purge(older_than=60.5) == 0
     assert await er.purge(older_than=60) == 1
