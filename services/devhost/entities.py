@@ -18,7 +18,6 @@ import json
 import logging
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from aos_core.errors import NotFoundError
 from services.devhost import host_db
 from services.devhost.index import FunctionSpec
 from services.devhost.invoker import Invoker
+from services.devhost.labels import new_label
 from services.devhost.leases import LeaseLost, Leases, partition_of
 from services.sqlite import SqliteDatabase
 
@@ -64,7 +64,7 @@ class EntityHost:
     async def signal(self, name: str, key: str, operation: str, input_json: str | None) -> str:
         """Queue one operation durably and start its entity's worker; returns the request id."""
         self.function_for(name)
-        request_id = str(uuid.uuid4())
+        request_id = new_label()
         row = (name.lower(), key, operation, input_json, request_id)
         await self._db.write(lambda c: host_db.enqueue(c, [row], time.time()))
         self._schedule(name.lower(), key)
@@ -199,4 +199,4 @@ def _signal_row(signal: Any) -> tuple[str, str, str, str | None, str]:
     target = signal.get("target", {})
     input_ = signal.get("input")
     return (str(target.get("name", "")).lower(), str(target.get("key", "")), str(signal.get("name", "")),
-            input_ if isinstance(input_, str) or input_ is None else json.dumps(input_), str(uuid.uuid4()))
+            input_ if isinstance(input_, str) or input_ is None else json.dumps(input_), new_label())

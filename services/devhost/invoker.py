@@ -18,17 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.devhost.index import FunctionSpec
+from services.devhost.labels import uuid_text
 
 log = logging.getLogger("aos.devhost")
-_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits of a UUID
-_V4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
-
-
-def _invocation_id(bits: int) -> str:
-    """128 random `bits` (`random.getrandbits`: a label, not a secret, so no urandom) as version-4 UUID text,
-    formatted without `uuid.UUID`, whose checks cost more than the rest of an invocation's bookkeeping."""
-    digits = f"{bits & _V4_CLEAR | _V4_SET:032x}"
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +58,7 @@ class Invoker:
         """Run `spec.func(**kwargs)`; re-raises what the function raises after logging and recording it."""
         bits = random.getrandbits(128)  # the invocation id, formatted only when someone reads it
         if spec.wants_context:
-            kwargs = {**kwargs, "context": InvocationContext(_invocation_id(bits), spec.name, self._directory)}
+            kwargs = {**kwargs, "context": InvocationContext(uuid_text(bits), spec.name, self._directory)}
         started, t0 = time.time(), time.perf_counter()
         try:
             if spec.is_async:
@@ -90,14 +82,14 @@ class Invoker:
         history.appendleft((bits, started, duration, outcome, error))  # an Invocation when read (`recent`)
         self.counts[name][outcome] += 1
         if outcome == "Failed":
-            log.warning("Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms): %s", name, _invocation_id(bits),
+            log.warning("Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms): %s", name, uuid_text(bits),
                         duration, error)
         elif not quiet:
-            log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", name, _invocation_id(bits),
+            log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", name, uuid_text(bits),
                      duration)
 
     def recent(self, name: str) -> list[Invocation]:
         """The last invocations of `name`, newest first."""
-        return [Invocation(name, _invocation_id(bits), datetime.fromtimestamp(started, UTC), round(duration, 2),
+        return [Invocation(name, uuid_text(bits), datetime.fromtimestamp(started, UTC), round(duration, 2),
                            outcome, error)
                 for bits, started, duration, outcome, error in self._history.get(name, ())]
