@@ -32,7 +32,7 @@ from aos_core.registry import AgentRecord, AgentRegistry
 from aos_core.telemetry import EVENTS_PROCESSED, HANDLING_DURATION, SPAN_HANDLER
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Sequence
 
     from aos_core.config import AOSConfig
     from aos_core.dispatch import LocalDispatcher
@@ -78,6 +78,8 @@ class AgentHosting:
                          actor: str = "kernel") -> EventRecord: ...
 
         async def _finish(self, event: Event, result: AgentResult) -> AgentResult: ...
+
+        async def _finish_many(self, finished: Sequence[tuple[Event, AgentResult]]) -> list[AgentResult]: ...
 
     def _perpetual(self, target: AgentId) -> bool:
         if target.key in self._pinned:
@@ -305,7 +307,7 @@ class AgentHosting:
                 for index in group:  # none of the group was committed: each on its own (checked above if awake)
                     results[index] = await self.run_in_mailbox(target, events[index], fresh=awake)
                 continue
-            final = await asyncio.gather(*(self._finish(events[i], r) for i, r in zip(group, together, strict=True)))
+            final = await self._finish_many([(events[i], r) for i, r in zip(group, together, strict=True)])
             for index, result in zip(group, final, strict=True):
                 results[index] = result
         return cast(list[AgentResult], results)  # every index was given its result above

@@ -119,13 +119,17 @@ class EventRecords:
 
     async def add_result(self, event_id: str, result: AgentResult) -> bool:
         """Store one target's result; a second result for the same target (a redelivery) is ignored (False)."""
-        value = result.to_dict()
-        try:
-            await self._store.put(_result_key(event_id, result.agent_id), value, if_none_match=True)
-        except ConflictError:
-            return False
-        self.board.post(event_id, value)
-        return True
+        return (await self.add_results([(event_id, result)]))[0]
+
+    async def add_results(self, results: Sequence[tuple[str, AgentResult]]) -> list[bool]:
+        """`add_result` for each `(event id, result)`, created in one storage call."""
+        values = [(event_id, result.to_dict()) for event_id, result in results]
+        created = await self._store.create_many([(_result_key(event_id, str(value["agent_id"])), value)
+                                                 for event_id, value in values])
+        for (event_id, value), etag in zip(values, created, strict=True):
+            if etag is not None:
+                self.board.post(event_id, value)
+        return [etag is not None for etag in created]
 
     async def has_result(self, event_id: str, agent_id: str) -> bool:
         """Whether `agent_id` has dealt with the event for good (applied, refused, or failed it)."""

@@ -207,14 +207,19 @@ class EventIntake:
 
     async def _finish(self, event: Event, result: AgentResult) -> AgentResult:
         """Store a target's final result; a failure is also dead-lettered with its reason."""
-        if result.status == "failed":
-            self.telemetry.increment(EVENTS_FAILED, type=event.type)
-            self.counts["failed"] += 1
-            await self.records.dead_letter(f"agent/{result.agent_id}", event.id, result.error or "failed",
-                                           json.dumps(event.to_dict(), default=str))
-            log.error("event %s failed for good at agent %s: %s", event.id, result.agent_id, result.error)
-        await self.records.add_result(event.id, result)
-        return result
+        return (await self._finish_many([(event, result)]))[0]
+
+    async def _finish_many(self, finished: Sequence[tuple[Event, AgentResult]]) -> list[AgentResult]:
+        """`_finish` for several results (one agent's group commit), stored with one storage call."""
+        for event, result in finished:
+            if result.status == "failed":
+                self.telemetry.increment(EVENTS_FAILED, type=event.type)
+                self.counts["failed"] += 1
+                await self.records.dead_letter(f"agent/{result.agent_id}", event.id, result.error or "failed",
+                                               json.dumps(event.to_dict(), default=str))
+                log.error("event %s failed for good at agent %s: %s", event.id, result.agent_id, result.error)
+        await self.records.add_results([(event.id, result) for event, result in finished])
+        return [result for _, result in finished]
 
 
 def _accepted_entry(actor: str, event: Event, record: EventRecord) -> tuple[str, str, str, JSON]:

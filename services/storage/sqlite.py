@@ -138,7 +138,7 @@ class SqliteStateStore:
                     created.append(etag)
             return created
 
-        return await self.db.write(write) if rows else []
+        return await self.db.write(write, one_statement=len(rows) == 1) if rows else []
 
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:
         """Delete `key`; False if it did not exist. With `if_match`, ConflictError if stale or missing."""

@@ -38,13 +38,16 @@ class FaultyStore:
         self.refused_commits = 0  # the next context commits refused, as by storage that cannot be reached
 
     async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        if self.fail_next_result and key.startswith("events/") and key.endswith("/results/t1"):
-            self.fail_next_result = False
-            raise CrashBetweenCommitAndResult(key)
         if self.refused_commits and key == "context/t1":
             self.refused_commits -= 1
             raise StorageUnavailableError("storage unavailable: the service could not be reached (simulated)")
         return await self._store.put(key, value, if_match=if_match, if_none_match=if_none_match)
+
+    async def create_many(self, items: list[tuple[str, JSON]]) -> list[str | None]:  # how results are written
+        if self.fail_next_result and any(key.startswith("events/") and key.endswith("/results/t1") for key, _ in items):
+            self.fail_next_result = False
+            raise CrashBetweenCommitAndResult(items[0][0])  # before any of the group's results is written
+        return await self._store.create_many(items)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -3,6 +3,7 @@ storage answers again. Not failed, not dead-lettered, and the agent is not put i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ class OutageStore(SqliteStateStore):
             self.outage -= 1
             raise StorageUnavailableError("storage unavailable: database or disk is full (simulated)")
         return await super().put(key, value, **options)
+
+    async def create_many(self, items: Sequence[tuple[str, Any]]) -> list[str | None]:
+        if self.outage and any(key.startswith(self.failing) for key, _ in items):
+            self.outage -= 1
+            raise StorageUnavailableError("storage unavailable: database or disk is full (simulated)")
+        return await super().create_many(items)
 
 
 @pytest.fixture
