@@ -287,7 +287,7 @@ class AgentHosting:
             awake = True
         except Exception:  # reported by the one-at-a-time path, which checks each result again once it wakes
             awake = False
-        known = await asyncio.gather(*(self.records.has_result(event.id, key) for event in events))
+        known = await self.records.have_results([event.id for event in events], key)
         results: list[AgentResult | None] = [AgentResult(key, "duplicate") if done else None for done in known]
         todo: list[int] = []
         seen: set[str] = set()

@@ -133,7 +133,12 @@ class EventRecords:
 
     async def has_result(self, event_id: str, agent_id: str) -> bool:
         """Whether `agent_id` has dealt with the event for good (applied, refused, or failed it)."""
-        return await self._store.get(_result_key(event_id, agent_id)) is not None
+        return (await self.have_results([event_id], agent_id))[0]
+
+    async def have_results(self, event_ids: Sequence[str], agent_id: str) -> list[bool]:
+        """`has_result` for several events to one agent, read with one storage call."""
+        docs = await self._store.get_many([_result_key(event_id, agent_id) for event_id in event_ids])
+        return [doc is not None for doc in docs]
 
     async def exists(self, event_id: str) -> bool:
         return await self._store.get(record_key(event_id)) is not None

@@ -37,6 +37,11 @@ class StateStore(Protocol):
         """
         ...
 
+    async def get_many(self, keys: Sequence[str]) -> list[Document | None]:
+        """The document at each key, or None, in the order of `keys`: one storage call where the store can read
+        several documents at once."""
+        ...
+
     async def create_many(self, items: Sequence[tuple[str, JSON]]) -> list[str | None]:
         """Create each `(key, value)` whose key does not exist yet, as `put(..., if_none_match=True)` would: the
         new ETag per item, or None where the key existed (nothing written there). One storage call where the

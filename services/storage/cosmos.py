@@ -175,6 +175,10 @@ class CosmosStateStore:
             raise
         return str(item["_etag"])
 
+    async def get_many(self, keys: Sequence[str]) -> builtins.list[Document | None]:
+        """The document at each key, or None (one request each, all at once)."""
+        return list(await asyncio.gather(*(self.get(key) for key in keys)))
+
     async def create_many(self, items: Sequence[tuple[str, JSON]]) -> builtins.list[str | None]:
         """Create each document whose key does not exist yet (one create-only request each, all at once): its
         ETag, or None where the key existed."""

@@ -139,7 +139,18 @@ async def create_each(put: Callable[..., Awaitable[str]], items: Sequence[tuple[
         except ConflictError:
             return None
 
-    return list(await asyncio.gather(*(create(key, value) for key, value in items)))
+    # A key given twice is sent once (its later items find it existing): two racing creates of one key are not
+    # something every store settles.
+    first: dict[str, Any] = {}
+    for key, value in items:
+        first.setdefault(key, value)
+    etags = dict(zip(first, await asyncio.gather(*(create(key, value) for key, value in first.items())), strict=True))
+    answered: set[str] = set()
+    created: list[str | None] = []
+    for key, _ in items:
+        created.append(None if key in answered else etags[key])
+        answered.add(key)
+    return created
 
 
 def decode_value(text: str) -> Any:

@@ -45,6 +45,10 @@ class InMemoryStateStore:
         found = self._docs.get(key)
         return None if found is None else Document(key, decode_value(found[0]), found[1])
 
+    async def get_many(self, keys: Sequence[str]) -> builtins.list[Document | None]:
+        """The document at each key, or None."""
+        return [await self.get(key) for key in keys]
+
     async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         """Write `value` and return its new ETag; ConflictError when `if_match`/`if_none_match` does not hold."""
         check_key(key)

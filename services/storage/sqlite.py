@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 """
 
+_KEYS_PER_QUERY = 500  # well under SQLite's limit on a statement's parameters
 _UPSERT = (
     "INSERT INTO documents (key, value, etag, updated) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag, updated = excluded.updated"
@@ -89,6 +90,24 @@ class SqliteStateStore:
             lambda conn: conn.execute("SELECT value, etag FROM documents WHERE key = ?", (key,)).fetchone()
         )
         return None if row is None else Document(key, decode_value(row[0]), row[1])
+
+    async def get_many(self, keys: Sequence[str]) -> builtins.list[Document | None]:
+        """The document at each key, or None, read together."""
+        wanted = [check_key(key) for key in keys]
+
+        def read(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+            found: dict[str, tuple[str, str]] = {}
+            for start in range(0, len(wanted), _KEYS_PER_QUERY):
+                chunk = wanted[start:start + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                for key, value, etag in conn.execute(
+                        f"SELECT key, value, etag FROM documents WHERE key IN ({marks})", chunk):
+                    found[key] = (value, etag)
+            return found
+
+        found = await self.db.read(read) if wanted else {}
+        return [None if key not in found else Document(key, decode_value(found[key][0]), found[key][1])
+                for key in wanted]
 
     async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         """Write `value` and return its new ETag; ConflictError when `if_match`/`if_none_match` does not hold."""

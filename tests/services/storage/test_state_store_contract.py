@@ -148,6 +148,16 @@ async def test_create_many_creates_what_is_new_and_leaves_what_exists(store: Sto
     assert await store.create_many([]) == []
 
 
+async def test_get_many_reads_each_key_in_order(store: Store) -> None:
+    etags = {key: await store.put(key, {"key": key}) for key in ("r/a", "r/c")}
+    docs = await store.get_many(["r/c", "r/b", "r/a", "r/c"])
+    assert [d.value if d else None for d in docs] == [{"key": "r/c"}, None, {"key": "r/a"}, {"key": "r/c"}]
+    assert [d.etag if d else None for d in docs] == [etags["r/c"], None, etags["r/a"], etags["r/c"]]
+    assert await store.get_many([]) == []
+    with pytest.raises(ValueError):
+        await store.get_many(["r/a", ""])
+
+
 async def test_create_many_with_a_bad_item_writes_nothing(store: Store) -> None:
     with pytest.raises((ValueError, TypeError)):
         await store.create_many([("ok", 1), ("bad", math.nan)])
