@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
@@ -20,6 +20,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from aos_core.errors import ConflictError, NotFoundError
 from aos_core.ports import JSON, Document
 from services.storage.keys import (
+    RequestPerDocument,
     blob_bytes,
     check_blob_name,
     check_container,
@@ -27,7 +28,6 @@ from services.storage.keys import (
     check_limit,
     check_preconditions,
     check_prefix,
-    create_each,
     decode_value,
     encode_value,
 )
@@ -88,7 +88,7 @@ def _container_missing(exc: ResourceNotFoundError) -> bool:
     return getattr(exc, "error_code", None) == "ContainerNotFound"
 
 
-class BlobStateStore:
+class BlobStateStore(RequestPerDocument):
     """JSON documents with ETags and blobs on Azure Blob Storage; implements StateStore and BlobStore.
 
     `if_match` sends `If-Match: <etag>`, `if_none_match` sends `If-None-Match: *`; the service checks them
@@ -176,15 +176,6 @@ class BlobStateStore:
             raise ConflictError(key, "already exists") from None
         except ResourceNotFoundError:
             raise ConflictError(key, "ETag does not match (stale or missing)") from None
-
-    async def get_many(self, keys: Sequence[str]) -> builtins.list[Document | None]:
-        """The document at each key, or None (one request each, all at once)."""
-        return list(await asyncio.gather(*(self.get(key) for key in keys)))
-
-    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> builtins.list[str | None]:
-        """Create each document whose key does not exist yet (one create-only request each, all at once): its
-        ETag, or None where the key existed."""
-        return await create_each(self.put, items)
 
     @outages_unavailable
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:

@@ -24,7 +24,6 @@ import asyncio
 import base64
 import builtins
 import hashlib
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from aos_core.errors import ConflictError, NotFoundError
 from aos_core.ports import JSON, Document
 from services.storage.blob import encode_key
 from services.storage.keys import (
+    RequestPerDocument,
     blob_bytes,
     check_blob_name,
     check_container,
@@ -48,7 +48,6 @@ from services.storage.keys import (
     check_limit,
     check_preconditions,
     check_prefix,
-    create_each,
     decode_value,
     encode_value,
 )
@@ -75,7 +74,7 @@ def item_id(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
-class CosmosStateStore:
+class CosmosStateStore(RequestPerDocument):
     """JSON documents with ETags and (small) blobs in Cosmos DB; implements StateStore and BlobStore.
 
     Build it from a resolved connection, or pass an existing async `CosmosClient` (the caller closes that one).
@@ -174,15 +173,6 @@ class CosmosStateStore:
                 raise ValueError(f"document {key!r} is larger than a Cosmos DB item may be (2 MB)") from None
             raise
         return str(item["_etag"])
-
-    async def get_many(self, keys: Sequence[str]) -> builtins.list[Document | None]:
-        """The document at each key, or None (one request each, all at once)."""
-        return list(await asyncio.gather(*(self.get(key) for key in keys)))
-
-    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> builtins.list[str | None]:
-        """Create each document whose key does not exist yet (one create-only request each, all at once): its
-        ETag, or None where the key existed."""
-        return await create_each(self.put, items)
 
     @outages_unavailable
     async def delete(self, key: str, *, if_match: str | None = None) -> bool:

@@ -1,8 +1,8 @@
 """Validation, encoding and ETags shared by every StateStore/BlobStore implementation.
 
 Both embedded stores (and later the Azure ones) call these, so a key, value or container name that one
-implementation rejects is rejected by all of them, with the same error. `create_each` is `create_many` for a
-store with no batch write.
+implementation rejects is rejected by all of them, with the same error. `RequestPerDocument` gives a store with
+no batch read or write its `get_many` and `create_many`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import itertools
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from aos_core import strict_json
 from aos_core.errors import ConflictError
+from aos_core.ports import JSON, Document
 
 MAX_KEY_LENGTH = 1024
 MAX_BLOB_NAME_LENGTH = 1024
@@ -126,31 +127,45 @@ def with_encoded_list(value: dict[str, Any], name: str, items: list[Any], texts:
     return EncodedObject({**value, name: items}, f"{rest[:-1]}{',' if len(rest) > 2 else ''}{member}}}")
 
 
-async def create_each(put: Callable[..., Awaitable[str]], items: Sequence[tuple[str, Any]]) -> list[str | None]:
-    """`StateStore.create_many` as one create-only `put` per item, all at once (Blob Storage and Cosmos DB
-    have no batch write that spans keys): the new ETag per item, or None where the key existed."""
-    for key, value in items:  # a bad item fails the call before anything is written, as in the other stores
-        check_key(key)
-        encode_value(value)
+class RequestPerDocument:
+    """`get_many` and `create_many` for a store with no batch read or write that spans keys (Blob Storage, Cosmos
+    DB): one `get`, or one create-only `put`, per document, all at once."""
 
-    async def create(key: str, value: Any) -> str | None:
-        try:
-            return await put(key, value, if_none_match=True)
-        except ConflictError:
-            return None
+    if TYPE_CHECKING:  # the store's own
+        async def get(self, key: str) -> Document | None: ...
 
-    # A key given twice is sent once (its later items find it existing): two racing creates of one key are not
-    # something every store settles.
-    first: dict[str, Any] = {}
-    for key, value in items:
-        first.setdefault(key, value)
-    etags = dict(zip(first, await asyncio.gather(*(create(key, value) for key, value in first.items())), strict=True))
-    answered: set[str] = set()
-    created: list[str | None] = []
-    for key, _ in items:
-        created.append(None if key in answered else etags[key])
-        answered.add(key)
-    return created
+        async def put(self, key: str, value: JSON, *, if_match: str | None = None,
+                      if_none_match: bool = False) -> str: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[Document | None]:
+        """The document at each key, or None."""
+        return list(await asyncio.gather(*(self.get(key) for key in keys)))
+
+    async def create_many(self, items: Sequence[tuple[str, JSON]]) -> list[str | None]:
+        """Create each document whose key does not exist yet: its ETag, or None where the key existed."""
+        for key, value in items:  # a bad item fails the call before anything is written, as in the other stores
+            check_key(key)
+            encode_value(value)
+
+        async def create(key: str, value: JSON) -> str | None:
+            try:
+                return await self.put(key, value, if_none_match=True)
+            except ConflictError:
+                return None
+
+        # A key given twice is sent once (its later items find it existing): two racing creates of one key are not
+        # something every store settles.
+        first: dict[str, JSON] = {}
+        for key, value in items:
+            first.setdefault(key, value)
+        etags = dict(zip(first, await asyncio.gather(*(create(key, value) for key, value in first.items())),
+                         strict=True))
+        answered: set[str] = set()
+        created: list[str | None] = []
+        for key, _ in items:
+            created.append(None if key in answered else etags[key])
+            answered.add(key)
+        return created
 
 
 def decode_value(text: str) -> Any:

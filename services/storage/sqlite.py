@@ -43,8 +43,9 @@ CREATE TABLE IF NOT EXISTS blobs (
 """
 
 _KEYS_PER_QUERY = 500  # well under SQLite's limit on a statement's parameters
+_INSERT = "INSERT INTO documents (key, value, etag, updated) VALUES (?, ?, ?, ?)"
 _UPSERT = (
-    "INSERT INTO documents (key, value, etag, updated) VALUES (?, ?, ?, ?) "
+    f"{_INSERT} "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag, updated = excluded.updated"
 )
 
@@ -127,10 +128,7 @@ class SqliteStateStore:
                     raise ConflictError(key, "ETag does not match (stale or missing)")
             elif if_none_match:
                 try:
-                    conn.execute(
-                        "INSERT INTO documents (key, value, etag, updated) VALUES (?, ?, ?, ?)",
-                        (key, text, etag, updated),
-                    )
+                    conn.execute(_INSERT, (key, text, etag, updated))
                 except sqlite3.IntegrityError:
                     raise ConflictError(key, "already exists") from None
             else:
@@ -149,8 +147,7 @@ class SqliteStateStore:
             created: builtins.list[str | None] = []
             for key, text, etag in rows:
                 try:
-                    conn.execute("INSERT INTO documents (key, value, etag, updated) VALUES (?, ?, ?, ?)",
-                                 (key, text, etag, updated))
+                    conn.execute(_INSERT, (key, text, etag, updated))
                 except sqlite3.IntegrityError:  # the key exists: SQLite undid this statement only
                     created.append(None)
                 else:
