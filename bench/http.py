@@ -9,6 +9,13 @@
                         afterwards, every agent's total grew by exactly the number of ids accepted for it (each
                         accepted id applied once) and every request was answered 2xx
   messages_vs_baseline  messages_rps / baseline_post_rps (target >= 0.25)
+  floor_rps             the same load against the least an app can do on this path (bench/durable_floor_app.py on
+                        the same local host: an HTTP function that signals a counter entity through the Durable
+                        client and answers once the entity has applied the message; no kernel, no storage of its
+                        own), with its p99 and CPU per request. Counted only when the counters applied every message
+                        answered and no more than were sent
+  floor_vs_baseline     floor_rps / baseline_post_rps: the most messages_vs_baseline can be on this host
+  messages_vs_floor     messages_rps / floor_rps: the share of the path's own limit that AOS reaches
   events_per_s          end to end, for `aos serve --instances 1` and `--instances 2`: events POSTed to
                         /api/events in batches of 100 (unique ids) to 100 tally agents for the run's duration, counted
                         from the first request until every accepted event is applied by its agent's entity
@@ -236,11 +243,11 @@ def bare_round(metric: str, path: str, script: str, seconds: float, connections:
         proc.wait(20)
 
 
-def serve(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    """`aos serve` (one instance) of the real function_app over a fresh data folder in `tmp`."""
+def serve(tmp: Path, port: int, app: str = "function_app:app", app_dir: Path = ROOT) -> subprocess.Popen[bytes]:
+    """`aos serve` (one instance) of `app` (the real function_app unless told) over a fresh data folder in `tmp`."""
     return start([sys.executable, "-m", "services.cli", "serve", "--port", str(port), "--data", str(tmp / "data"),
-                  "--log-level", "warning"], f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=host_env(tmp),
-                 stdout=subprocess.DEVNULL)
+                  "--log-level", "warning", "--app", app, "--app-dir", str(app_dir)],
+                 f"http://127.0.0.1:{port}/api/health", cwd=ROOT, env=host_env(tmp), stdout=subprocess.DEVNULL)
 
 
 def instances(base: str) -> list[dict[str, Any]]:
@@ -251,9 +258,14 @@ def instances(base: str) -> list[dict[str, Any]]:
 def delivered(base: str) -> int:
     """Events the bench's agents' entities have taken in: the sum of their `delivered` counts, committed with each
     entity batch (one entity operation may carry several events, so the host's operation count is not it)."""
-    entities = httpx.get(f"{base}/admin/status", headers=ADMIN, timeout=30).json()["entities"]
-    return sum(int(json.loads(e["state"] or "{}").get("delivered", 0)) for e in entities
-               if e["name"] == "agent" and e["key"].startswith("t"))
+    return sum(int(json.loads(e["state"] or "{}").get("delivered", 0)) for e in entities(base, "agent")
+               if e["key"].startswith("t"))
+
+
+def entities(base: str, name: str) -> list[dict[str, Any]]:
+    """The host's entities named `name`, with their state as stored (JSON text)."""
+    return [e for e in httpx.get(f"{base}/admin/status", headers=ADMIN, timeout=30).json()["entities"]
+            if e["name"] == name]
 
 
 def events_per_s(count: int, seconds: float, connections: int) -> None:
@@ -381,6 +393,30 @@ def messages(seconds: float, connections: int) -> None:
                applied_exactly_once=checked is None, **summary)
         report("messages_vs_baseline", rps / baseline, "ratio", bound or checked, target=0.25,
                p99_ms=summary["p99_ms"], p99_target_ms=20)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    floor = floor_rps(seconds, connections)
+    report("floor_vs_baseline", floor / baseline, "ratio", bound)
+    report("messages_vs_floor", rps / floor, "ratio", bound or checked)
+
+
+def floor_rps(seconds: float, connections: int) -> float:
+    """The messages round's load against bench/durable_floor_app.py on the same host; its req/s."""
+    tmp = Path(tempfile.mkdtemp(prefix="aos-bench-http-floor-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = serve(tmp, port, app="durable_floor_app:app", app_dir=ROOT / "bench")
+    try:
+        env = {"AOS_BENCH_RUN": "floor", "AOS_BENCH_AGENTS": str(AGENTS), "AOS_BENCH_KEY": KEY,
+               "AOS_BENCH_IDS": str(tmp / "ids")}
+        summary, bound = wrk(base, MESSAGES_LUA, seconds, connections, env, [proc.pid])
+        applied = sum(int(json.loads(e["state"] or "0")) for e in entities(base, "counter"))
+        if not summary["accepted"] <= applied <= len(read_ids(tmp, "sent")):
+            bound = bound or f"the counters applied {applied} messages; {summary['accepted']} were answered"
+        rps = summary["accepted"] / summary["seconds"]
+        report("floor_rps", rps, "req/s", bound, connections=connections, agents=AGENTS, applied=applied, **summary)
+        return rps
     finally:
         proc.terminate()
         proc.wait(60)
