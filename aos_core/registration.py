@@ -171,6 +171,9 @@ class AgentRegistration:
 
     async def _routes_current(self) -> None:
         """Bring routing up to the registry generation: reload the agents any worker changed since last time."""
+        # Its ETag first: on every event, unlike the document (the last 256 changes, ~5 KB to read and decode).
+        if await self.registry.generation_etag() in (None, self._routes_seen[0]):
+            return
         doc = await self.registry.generation()
         if doc is None or doc.etag == self._routes_seen[0]:
             return

@@ -121,6 +121,10 @@ class AgentRegistry:
         """The registry generation document (`{"generation": n, "changes": [[n, agent id], ...]}`), if any."""
         return await self._store.get(GENERATION_KEY)
 
+    async def generation_etag(self) -> str | None:
+        """The ETag of the generation document (None if there is none): whether it changed, without reading it."""
+        return await self._store.etag(GENERATION_KEY)
+
     async def remove(self, agent_id: str) -> bool:
         return await self._store.delete(_PREFIX + agent_id)
 

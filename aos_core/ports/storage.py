@@ -29,6 +29,10 @@ class StateStore(Protocol):
         """The document at `key`, or None."""
         ...
 
+    async def etag(self, key: str) -> str | None:
+        """The ETag `get` would return, or None, without reading or decoding the value (a cheap "has it changed")."""
+        ...
+
     async def put(self, key: str, value: JSON, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         """Write `value` and return the new ETag.
 

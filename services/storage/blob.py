@@ -142,6 +142,16 @@ class BlobStateStore(RequestPerDocument):
         found = await self._read(name)
         return None if found is None else Document(key, found[0], found[1])
 
+    @outages_unavailable
+    async def etag(self, key: str) -> str | None:
+        """The ETag of the document at `key`, or None: its properties (a HEAD request), not its content."""
+        blob = self.service_client.get_blob_client(self.container, _blob_name(key))
+        try:
+            properties = await blob.get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return str(properties.etag)
+
     async def _read(self, name: str) -> tuple[JSON, str] | None:
         blob = self.service_client.get_blob_client(self.container, name)
         try:

@@ -45,6 +45,12 @@ class InMemoryStateStore:
         found = self._docs.get(key)
         return None if found is None else Document(key, decode_value(found[0]), found[1])
 
+    async def etag(self, key: str) -> str | None:
+        """The ETag of the document at `key`, or None."""
+        check_key(key)
+        found = self._docs.get(key)
+        return None if found is None else found[1]
+
     async def get_many(self, keys: Sequence[str]) -> builtins.list[Document | None]:
         """The document at each key, or None."""
         return [await self.get(key) for key in keys]

@@ -92,6 +92,13 @@ class SqliteStateStore:
         )
         return None if row is None else Document(key, decode_value(row[0]), row[1])
 
+    async def etag(self, key: str) -> str | None:
+        """The ETag of the document at `key`, or None (the value is not read)."""
+        check_key(key)
+        row = await self.db.read(lambda conn: conn.execute("SELECT etag FROM documents WHERE key = ?", (key,)
+                                                           ).fetchone())
+        return None if row is None else str(row[0])
+
     async def get_many(self, keys: Sequence[str]) -> builtins.list[Document | None]:
         """The document at each key, or None, read together."""
         wanted = [check_key(key) for key in keys]

@@ -134,3 +134,23 @@ async def test_a_termination_on_another_worker_is_not_undone_when_this_one_puts_
     assert (await b.get_agent("t"))["state"] == "terminated"
     results = await a.send_message("t", Event(source="test", type="one.y"))
     assert results.status == "rejected"
+
+
+async def test_an_event_reads_the_generation_document_only_when_another_worker_changed_it(
+        workers: tuple[AgentOperatingSystem, AgentOperatingSystem], monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = workers
+    await a.register_agent("tally", agent_id="t", subscribe=["one.*"])
+    reads: list[str] = []
+    read = b.registry.generation
+
+    async def counted() -> object:
+        reads.append("generation")
+        return await read()
+
+    monkeypatch.setattr(b.registry, "generation", counted)
+    for _ in range(5):  # only its ETag is read: routing here is current
+        assert [r.agent_id for r in await b.process_event(Event(source="test", type="one.x"))] == ["t"]
+    assert reads == ["generation"]  # the first event: b had not seen a's registration
+    await a.register_agent("tally", agent_id="u", subscribe=["one.*"])
+    assert [r.agent_id for r in await b.process_event(Event(source="test", type="one.x"))] == ["t", "u"]
+    assert reads == ["generation", "generation"]

@@ -148,6 +148,18 @@ async def test_create_many_creates_what_is_new_and_leaves_what_exists(store: Sto
     assert await store.create_many([]) == []
 
 
+async def test_etag_is_the_etag_get_returns_without_the_value(store: Store) -> None:
+    assert await store.etag("r/a") is None
+    first = await store.put("r/a", {"big": "x" * 10_000})
+    assert await store.etag("r/a") == first == (await store.get("r/a")).etag
+    second = await store.put("r/a", {"big": "y"}, if_match=first)
+    assert await store.etag("r/a") == second != first
+    await store.delete("r/a")
+    assert await store.etag("r/a") is None
+    with pytest.raises(ValueError):
+        await store.etag("")
+
+
 async def test_get_many_reads_each_key_in_order(store: Store) -> None:
     etags = {key: await store.put(key, {"key": key}) for key in ("r/a", "r/c")}
     docs = await store.get_many(["r/c", "r/b", "r/a", "r/c"])
