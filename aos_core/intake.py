@@ -10,7 +10,6 @@ in; the mailbox side (applying an event exactly once) is `AgentOperatingSystem.r
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 from collections.abc import Coroutine, Sequence
@@ -253,6 +252,7 @@ class _Intake:
             return self.record
         if not self.created:  # others may have answered meanwhile
             return stored or self.record
-        final = [self.results[k].to_dict() for k in self.record.targets
-                 if k in self.results and self.results[k].status != "accepted"]
-        return dataclasses.replace(self.record, results=final)
+        # The record was made for this call (accept_many), so it takes its results in place.
+        self.record.results = [self.results[k].to_dict() for k in self.record.targets
+                               if k in self.results and self.results[k].status != "accepted"]
+        return self.record
