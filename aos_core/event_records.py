@@ -101,14 +101,18 @@ class EventRecords:
                           topic: str | None = None) -> list[tuple[EventRecord, bool]]:
         """`accept` for each `(event, targets)`, the new records created in one storage call."""
         accepted_at = self._clock.now().isoformat()
-        values = [{"id": event.id, "type": event.type, "kind": kind, "topic": topic, "targets": targets,
-                   "accepted_at": accepted_at, "event": event.to_dict()} for event, targets in batch]
+        # What the result board keeps (no event data), and the stored record: the same with the event.
+        heads = [{"id": event.id, "type": event.type, "kind": kind, "topic": topic, "targets": targets,
+                  "accepted_at": accepted_at} for event, targets in batch]
+        values = [{**head, "event": event.to_dict()} for head, (event, _) in zip(heads, batch, strict=True)]
         etags = await self._store.create_many([(record_key(value["id"]), value) for value in values])
         accepted: list[tuple[EventRecord, bool]] = []
-        for value, etag in zip(values, etags, strict=True):
+        for head, value, etag in zip(heads, values, etags, strict=True):
             if etag is not None:
-                self.board.accepted(value["id"], value)
-                accepted.append((self._from(value, []), True))
+                self.board.accepted(head)
+                accepted.append((EventRecord(id=head["id"], type=head["type"], accepted_at=accepted_at,
+                                             targets=list(head["targets"]), kind=kind, topic=topic,
+                                             event=value["event"]), True))
                 continue
             existing = await self.get(value["id"])  # an id seen before: its first record
             if existing is None:  # created and deleted in between: let the caller's retry decide

@@ -37,9 +37,9 @@ class ResultBoard:
         self._events: OrderedDict[str, Posted] = OrderedDict()
         self._capacity = capacity
 
-    def accepted(self, event_id: str, record: dict[str, Any]) -> None:
-        """The record of an event this instance accepted (stored without the event's own data)."""
-        self._entry(event_id).record = {k: v for k, v in record.items() if k != "event"}
+    def accepted(self, record: dict[str, Any]) -> None:
+        """The record of an event this instance accepted, without the event's own data (kept as given)."""
+        self._entry(str(record["id"])).record = record
 
     def post(self, event_id: str, result: dict[str, JSON]) -> None:
         """A target's result, once its document is written; wakes the callers waiting for the event."""

@@ -49,13 +49,25 @@ class Changes:
         """The operations that turn the last committed state into `state` (plain JSON, safe to store)."""
         ops: list[Op] = []
         kept: set[Path] = set()
-        for path in sorted(self._paths, key=lambda p: (len(p), p)):  # a parent is kept before its children
-            if any(path[:depth] in kept for depth in range(len(path))):
+        for path in sorted(self._paths, key=_parents_first):
+            if kept and _inside(path, kept):
                 continue  # inside a path already written whole
             kept.add(path)
             found, value = _resolve(state, path)
             ops.append([list(path), plain(value)] if found else [list(path)])
         return ops
+
+
+def _parents_first(path: Path) -> tuple[int, Path]:
+    return len(path), path
+
+
+def _inside(path: Path, kept: set[Path]) -> bool:
+    """Whether a proper prefix of `path` (the whole state included) is in `kept`."""
+    for depth in range(len(path)):
+        if path[:depth] in kept:
+            return True
+    return False
 
 
 class TrackedDict(dict[str, Any]):
