@@ -1,0 +1,77 @@
+"""Instructions per event, counted by valgrind: a figure that does not move with the load of a shared machine.
+
+Wall-clock and CPU-time rates on a machine shared with other work move by a third from run to run, more than most
+changes to the event path are worth. Counting the instructions the process executes does not: the same code gives
+the same in-memory count within ~0.1%. The committed count moves by up to ~7% (the storage thread groups commits
+as timing allows), so compare a few runs there. Compare two versions of the code with this, and measure their
+speed with `bench/dispatch.py`.
+
+  instructions_per_event_memory     `bench/dispatch.py`'s in-memory round (routed to 500 tally agents, batches of
+                                    100 through `submit_many`, state kept in memory)
+  instructions_per_event_committed  its committed round (record, audit entry, policy, each agent's state committed
+                                    to SQLite with `synchronous=FULL` before the event is acknowledged)
+
+Each figure is (count with 3,000 events - count with 1,000) / 2,000, so start-up, imports and warming cancel out.
+Needs valgrind (Debian/Ubuntu: `apt-get install valgrind`); each figure takes about a minute. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS = 500
+ROUNDS = {"memory": {"durability": "memory", "sqlite": False, "governed": False},
+          "committed": {"durability": "commit", "sqlite": True, "governed": True}}
+
+
+def count(round_name: str, events: int) -> int:
+    """Instructions of one run of this script's `--run` mode under cachegrind (no cache simulation)."""
+    out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                          sys.executable, __file__, "--run", round_name, str(events)],
+                         capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONHASHSEED": "0"})
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def run(round_name: str, events: int) -> None:
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+    import dispatch
+
+    async def main() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            await dispatch.throughput(Path(tmp), agents=AGENTS, events=events, **ROUNDS[round_name])
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", nargs="+", choices=list(ROUNDS), default=list(ROUNDS))
+    parser.add_argument("--run", nargs=2, metavar=("ROUND", "EVENTS"), help=argparse.SUPPRESS)  # under valgrind
+    args = parser.parse_args()
+    if args.run:
+        run(args.run[0], int(args.run[1]))
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("bench/instructions.py counts with valgrind, which is not installed (apt-get install valgrind)")
+    for round_name in args.rounds:
+        per_event = (count(round_name, 3000) - count(round_name, 1000)) / 2000
+        print(json.dumps({"metric": f"instructions_per_event_{round_name}", "value": round(per_event),
+                          "unit": "instructions/event", "agents": AGENTS}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

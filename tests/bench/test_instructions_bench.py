@@ -1,0 +1,18 @@
+"""bench/instructions.py's measured part (what valgrind runs) on the repo's own files: both rounds run to the end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("round_name", ["memory", "committed"])
+def test_the_counted_round_runs(round_name: str) -> None:
+    done = subprocess.run([sys.executable, "bench/instructions.py", "--run", round_name, "200"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
