@@ -48,6 +48,14 @@ async def kernel(tmp_path: Path, clock: ManualClock, **dispatch: Any) -> AgentOp
     return aos
 
 
+async def flaky_applied_once(tmp_path: Path, clock: ManualClock) -> AgentOperatingSystem:
+    """A kernel with the Flaky agent f1, subscribed to everything, that has applied one `ok` event."""
+    aos = await kernel(tmp_path, clock)
+    await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
+    assert (await aos.process_event(Event(type="ok")))[0].result == 1
+    return aos
+
+
 async def test_live_agents_are_bounded_and_state_survives_eviction(tmp_path: Path) -> None:
     aos = await kernel(tmp_path, ManualClock(), max_live_agents=10)
     aos.subscribe("hit", agent_type="tally")
@@ -103,9 +111,7 @@ async def until_done(clock: ManualClock, *tasks: asyncio.Future[Any], step: floa
 
 async def test_a_poison_event_is_retried_then_dead_lettered_and_events_behind_it_wait(tmp_path: Path) -> None:
     clock = ManualClock()
-    aos = await kernel(tmp_path, clock)
-    await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
-    assert (await aos.process_event(Event(type="ok")))[0].result == 1
+    aos = await flaky_applied_once(tmp_path, clock)
     boom = asyncio.ensure_future(aos.process_event(Event(id="poison-1", type="boom")))
     assert await settled(aos, "f1", "failed")
     later = asyncio.ensure_future(aos.process_event(Event(id="behind-1", type="ok")))  # sent during the back-off
@@ -128,9 +134,7 @@ async def test_a_poison_event_is_retried_then_dead_lettered_and_events_behind_it
 
 async def test_a_handler_result_that_is_not_json_fails_its_event_and_commits_nothing(tmp_path: Path) -> None:
     clock = ManualClock()
-    aos = await kernel(tmp_path, clock)
-    await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
-    assert (await aos.process_event(Event(type="ok")))[0].result == 1
+    aos = await flaky_applied_once(tmp_path, clock)
     bad = asyncio.ensure_future(aos.process_event(Event(id="unstorable-1", type="unstorable")))
     await until_done(clock, bad)
     [failed] = bad.result()
@@ -142,9 +146,7 @@ async def test_a_handler_result_that_is_not_json_fails_its_event_and_commits_not
 
 async def test_recovery_gives_up_after_max_restarts_and_says_why(tmp_path: Path) -> None:
     clock = ManualClock()
-    aos = await kernel(tmp_path, clock)
-    await aos.register_agent("flaky", agent_id="f1", subscribe=["*"])
-    await aos.process_event(Event(type="ok"))
+    aos = await flaky_applied_once(tmp_path, clock)
     Flaky.broken = True
     try:
         boom = asyncio.ensure_future(aos.process_event(Event(type="boom")))
