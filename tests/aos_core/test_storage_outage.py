@@ -24,16 +24,17 @@ class OutageStore(SqliteStateStore):
     failing = "context/"
 
     async def put(self, key: str, value: Any, **options: Any) -> str:
-        if self.outage and key.startswith(self.failing):
-            self.outage -= 1
-            raise StorageUnavailableError("storage unavailable: database or disk is full (simulated)")
+        self._refuse_during_outage([key])
         return await super().put(key, value, **options)
 
     async def create_many(self, items: Sequence[tuple[str, Any]]) -> list[str | None]:
-        if self.outage and any(key.startswith(self.failing) for key, _ in items):
+        self._refuse_during_outage([key for key, _ in items])
+        return await super().create_many(items)
+
+    def _refuse_during_outage(self, keys: list[str]) -> None:
+        if self.outage and any(key.startswith(self.failing) for key in keys):
             self.outage -= 1
             raise StorageUnavailableError("storage unavailable: database or disk is full (simulated)")
-        return await super().create_many(items)
 
 
 @pytest.fixture
