@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.host_process import ROOT
 
 
 @pytest.mark.parametrize("round_name", ["memory", "committed"])
