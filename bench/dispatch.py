@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,21 +77,33 @@ async def kernel(data: Path, *, durability: str, sqlite: bool, max_live: int = 1
 
 
 async def throughput(data: Path, *, durability: str, sqlite: bool, governed: bool, agents: int,
-                     events: int) -> tuple[float, float]:
-    """Events/s and events per CPU-second: `agents` events in flight at a time, in batches of BATCH."""
+                     events: int, via: str = "submit_many") -> tuple[float, float]:
+    """Events/s and events per CPU-second: `agents` events in flight at a time, in batches of BATCH through
+    `submit_many` (as POST /api/events carries them), or each alone through `process_event` (`via`)."""
     aos = await kernel(data, durability=durability, sqlite=sqlite, governed=governed)
-    batches = [[Event(type="bench.hit", subject=f"a{i}") for i in range(o, min(agents, o + BATCH))]
-               for o in range(0, agents, BATCH)]
-    await asyncio.gather(*(aos.submit_many(b) for b in batches))  # warm: every agent live
+    send = _sender(aos, via)
+    await send([Event(type="bench.hit", subject=f"a{i}") for i in range(agents)])  # warm: every agent live
     stream = [Event(type=f"bench.k{i % 5}", subject=f"a{i % agents}") for i in range(events)]
     started, cpu = time.perf_counter(), time.process_time()
     for offset in range(0, events, agents):
-        wave = stream[offset:offset + agents]
-        records = await asyncio.gather(*(aos.submit_many(wave[o:o + BATCH]) for o in range(0, len(wave), BATCH)))
-        assert all(r.status == "completed" for batch in records for r in batch)
+        await send(stream[offset:offset + agents])
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     await aos.shutdown()
     return events / elapsed, events / cpu
+
+
+def _sender(aos: AgentOperatingSystem, via: str) -> Callable[[list[Event]], Awaitable[None]]:
+    """A wave of events submitted at once, each event checked `completed` for its one target."""
+
+    async def submit_many(wave: list[Event]) -> None:
+        records = await asyncio.gather(*(aos.submit_many(wave[o:o + BATCH]) for o in range(0, len(wave), BATCH)))
+        assert all(r.status == "completed" for batch in records for r in batch)
+
+    async def process_event(wave: list[Event]) -> None:
+        results = await asyncio.gather(*(aos.process_event(event) for event in wave))
+        assert all(r[0].status == "completed" for r in results)
+
+    return {"submit_many": submit_many, "process_event": process_event}[via]
 
 
 def autogen_rate(agents: int, events: int, folder: Path) -> dict[str, float]:

@@ -13,6 +13,11 @@ speed with `bench/dispatch.py`.
 
 Each figure is (count with 3,000 events - count with 1,000) / 2,000, so start-up, imports and warming cancel out.
 Needs valgrind (Debian/Ubuntu: `apt-get install valgrind`); each figure takes about a minute. Not a test.
+
+  --via process_event   each event submitted alone through `process_event` instead of in batches of 100
+  --code DIR            count the kernel of another checkout of this project with these same rounds, e.g. an older
+                        commit: `git worktree add ../aos-old <commit>`, then `--code ../aos-old` (its packages are
+                        imported instead of these; the rounds and this environment's libraries stay)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = 500
@@ -34,25 +40,38 @@ ROUNDS = {"memory": {"durability": "memory", "sqlite": False, "governed": False}
           "committed": {"durability": "commit", "sqlite": True, "governed": True}}
 
 
-def count(round_name: str, events: int) -> int:
+def count(round_name: str, events: int, via: str, code: Path) -> int:
     """Instructions of one run of this script's `--run` mode under cachegrind (no cache simulation)."""
-    out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                          sys.executable, __file__, "--run", round_name, str(events)],
-                         capture_output=True, text=True, check=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONHASHSEED": "0"})
+    with tempfile.TemporaryDirectory() as no_config:  # two checkouts' kernels get the same settings: defaults
+        out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                              sys.executable, __file__, "--run", round_name, str(events), "--via", via,
+                              "--code", str(code)],
+                             capture_output=True, text=True, cwd=code,
+                             env={**os.environ, "PYTHONHASHSEED": "0", "AOS_CONFIG_DIR": no_config})
     found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    if out.returncode != 0 or found is None:
+        raise RuntimeError(f"the counted run failed or printed no count:\n{out.stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
 
 
-def run(round_name: str, events: int) -> None:
-    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+def run(round_name: str, events: int, via: str, code: Path) -> None:
+    sys.path[:0] = [str(code), str(ROOT / "bench")]  # the counted kernel, then these rounds
     import dispatch
+
+    compose = dispatch.kernel
+
+    async def kernel(*args: Any, **kwargs: Any) -> Any:
+        aos = await compose(*args, **kwargs)
+        if "tally" not in aos.registry.types:  # older checkouts took their types from the install's entry points
+            from agents.tally import TallyAgent
+            aos.register_type(TallyAgent, "tally")
+        return aos
+
+    dispatch.kernel = kernel
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            await dispatch.throughput(Path(tmp), agents=AGENTS, events=events, **ROUNDS[round_name])
+            await dispatch.throughput(Path(tmp), agents=AGENTS, events=events, via=via, **ROUNDS[round_name])
 
     asyncio.run(main())
 
@@ -60,17 +79,22 @@ def run(round_name: str, events: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", nargs="+", choices=list(ROUNDS), default=list(ROUNDS))
+    parser.add_argument("--via", choices=["submit_many", "process_event"], default="submit_many")
+    parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose kernel is counted")
     parser.add_argument("--run", nargs=2, metavar=("ROUND", "EVENTS"), help=argparse.SUPPRESS)  # under valgrind
     args = parser.parse_args()
+    code = args.code.resolve()
     if args.run:
-        run(args.run[0], int(args.run[1]))
+        run(args.run[0], int(args.run[1]), args.via, code)
         return
     if shutil.which("valgrind") is None:
         sys.exit("bench/instructions.py counts with valgrind, which is not installed (apt-get install valgrind)")
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True)
     for round_name in args.rounds:
-        per_event = (count(round_name, 3000) - count(round_name, 1000)) / 2000
+        per_event = (count(round_name, 3000, args.via, code) - count(round_name, 1000, args.via, code)) / 2000
         print(json.dumps({"metric": f"instructions_per_event_{round_name}", "value": round(per_event),
-                          "unit": "instructions/event", "agents": AGENTS}), flush=True)
+                          "unit": "instructions/event", "agents": AGENTS, "via": args.via,
+                          "code": revision.stdout.strip() or str(code)}), flush=True)
 
 
 if __name__ == "__main__":
