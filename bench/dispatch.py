@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from agents.tally import TallyAgent
 from aos_core import AgentOperatingSystem, AOSConfig
 from aos_core.events import AgentId, Event
 from aos_core.gc_tuning import tune_for_server
@@ -67,11 +68,16 @@ async def kernel(data: Path, *, durability: str, sqlite: bool, max_live: int = 1
     synchronous = "FULL" if governed else "NORMAL"
     store = SqliteStateStore(data / "state.db", synchronous=synchronous) if sqlite else InMemoryStateStore()
     audit = SqliteAuditLog(data / "audit.db", synchronous="FULL") if governed else None
+    # Nothing from the config folder (its sample agents, schedules and policies): the rounds measure the kernel
+    # alone, whichever folder they run from, and run another checkout's kernel the same way (instructions.py --code).
     config = AOSConfig(data_dir=data, dispatch={"durability": durability, "max_live_agents": max_live},
+                       agents={"instances": []}, schedules=[],
                        governance={"policies": [POLICY] if governed else [],
                                    "audit_backend": "sqlite" if governed else "none"})
     aos = AgentOperatingSystem(config, store=store, audit=audit)
     await aos.initialize()
+    if "tally" not in aos.registry.types:  # a kernel from before agents.builtin found its types in entry points
+        aos.register_type(TallyAgent, "tally")
     aos.subscribe("bench.*", agent_type="tally")
     return aos
 

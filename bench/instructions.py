@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTS = 500
@@ -42,12 +41,10 @@ ROUNDS = {"memory": {"durability": "memory", "sqlite": False, "governed": False}
 
 def count(round_name: str, events: int, via: str, code: Path) -> int:
     """Instructions of one run of this script's `--run` mode under cachegrind (no cache simulation)."""
-    with tempfile.TemporaryDirectory() as no_config:  # two checkouts' kernels get the same settings: defaults
-        out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                              sys.executable, __file__, "--run", round_name, str(events), "--via", via,
-                              "--code", str(code)],
-                             capture_output=True, text=True, cwd=code,
-                             env={**os.environ, "PYTHONHASHSEED": "0", "AOS_CONFIG_DIR": no_config})
+    out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                          sys.executable, __file__, "--run", round_name, str(events), "--via", via,
+                          "--code", str(code)],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
     if out.returncode != 0 or found is None:
         raise RuntimeError(f"the counted run failed or printed no count:\n{out.stderr[-2000:]}")
@@ -57,17 +54,6 @@ def count(round_name: str, events: int, via: str, code: Path) -> int:
 def run(round_name: str, events: int, via: str, code: Path) -> None:
     sys.path[:0] = [str(code), str(ROOT / "bench")]  # the counted kernel, then these rounds
     import dispatch
-
-    compose = dispatch.kernel
-
-    async def kernel(*args: Any, **kwargs: Any) -> Any:
-        aos = await compose(*args, **kwargs)
-        if "tally" not in aos.registry.types:  # older checkouts took their types from the install's entry points
-            from agents.tally import TallyAgent
-            aos.register_type(TallyAgent, "tally")
-        return aos
-
-    dispatch.kernel = kernel
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
