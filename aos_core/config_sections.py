@@ -51,7 +51,7 @@ class DispatchSettings(_Section):
     block_threshold: float = Field(default=1.0, gt=0)  # seconds the kernel loop may stall before it is reported
     # allocations between young collections of a hosting process's garbage collector (aos_core/gc_tuning.py);
     # 0 leaves Python's defaults
-    gc_threshold: int = Field(default=50_000, ge=0)
+    gc_threshold: int = Field(default=200_000, ge=0)
 
 
 class LifecycleSettings(_Section):

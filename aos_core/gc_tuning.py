@@ -10,7 +10,12 @@ longer, and they are rare on the event path.
 So once a hosted kernel is warm (`aos_core.runtime`), `tune_for_server`:
 - freezes what exists then out of every later collection (`gc.freeze`): the modules and the kernel live as long
   as the process;
-- collects young objects every `dispatch.gc_threshold` allocations (50,000), and everything every 400 of those.
+- collects young objects every `dispatch.gc_threshold` allocations (200,000), and everything every 400 of those.
+
+Under load a young collection costs about what is in flight then (requests, events, their tasks), not what was
+allocated since the last one: the rest was freed by reference counting already. So fewer, larger young collections
+cost less in all: at 50,000, a host loaded by `bench/http.py`'s events round spent ~1.4 s of ~15 s in collections of
+~60 ms each; at 200,000, ~0.1 s (docs/benchmarks.md).
 
 An application that embeds the kernel in its own process decides for itself; it may call this too.
 """

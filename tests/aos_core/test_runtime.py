@@ -298,6 +298,6 @@ def test_a_worker_whose_kernel_is_warm_sets_its_garbage_collector_for_a_server(
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["before"] == [700, 10, 10]  # Python's defaults until the kernel is warm
     if setting is None:
-        assert seen["after"] == [50_000, 20, 20] and seen["frozen"] > 1000  # the modules and the kernel, frozen
+        assert seen["after"] == [200_000, 20, 20] and seen["frozen"] > 1000  # the modules and the kernel, frozen
     else:
         assert seen["after"] == [700, 10, 10] and seen["frozen"] == 0
