@@ -14,8 +14,8 @@ So once a hosted kernel is warm (`aos_core.runtime`), `tune_for_server`:
 
 Under load a young collection costs about what is in flight then (requests, events, their tasks), not what was
 allocated since the last one: the rest was freed by reference counting already. So fewer, larger young collections
-cost less in all: at 50,000, a host loaded by `bench/http.py`'s events round spent ~1.4 s of ~15 s in collections of
-~60 ms each; at 200,000, ~0.1 s (docs/benchmarks.md).
+cost less in all: at 50,000, a host loaded by `bench/http.py`'s events round spent ~1.6 s of ~15 s in collections of
+~60 ms each; at 200,000, ~0.2 s (docs/benchmarks.md).
 
 An application that embeds the kernel in its own process decides for itself; it may call this too.
 """
