@@ -415,7 +415,7 @@ def path_id(request: ApiRequest, name: str) -> str:
 
 def int_param(request: ApiRequest, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²" is a digit to isdigit
         raise Problem(400, "Invalid request", f"{name} must be an integer from {low} to {high}, not {raw!r}")
     return int(raw)
 

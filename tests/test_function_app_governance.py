@@ -33,6 +33,14 @@ async def test_every_state_change_is_in_an_audit_chain_that_verifies(durable: Si
     assert (await call("list_audit", params={"limit": "0"})).status_code == 400
 
 
+@pytest.mark.parametrize("raw", ["\u00b2", "\u0661\u0660", "1e3", "-1"])  # ², Arabic-Indic 10: isdigit
+async def test_a_number_in_the_query_is_plain_ascii_digits_or_a_400(raw: str) -> None:
+    for operation in ("list_audit", "list_decisions"):
+        answer = await call(operation, params={"limit": raw})
+        assert answer.status_code == 400, (operation, raw)
+        assert "limit must be an integer" in body_of(answer)["detail"]
+
+
 async def test_a_role_denial_is_a_403_and_is_audited(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AOS_AUTH__TRUST_PRINCIPAL_HEADER", "true")
     reader = {"x-ms-client-principal": principal("reader", name="rita@example.com")}

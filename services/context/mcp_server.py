@@ -232,7 +232,7 @@ def register_context_mcp(server: MCPServer, store: StateStore, *, clock: Clock |
     async def history_resource(agent_id: str, version: str, ctx: Context) -> str:
         with resource_errors():
             await access.check(principal_of(ctx), agent_id)
-            if not version.isdigit():
+            if not (version.isascii() and version.isdigit()):  # "²" is a digit to isdigit, not to int
                 raise ValueError(f"version must be a whole number, not {version!r}")
             return _json(await (await open_context(agent_id)).get_version(int(version)))
 

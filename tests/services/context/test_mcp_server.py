@@ -157,6 +157,8 @@ async def test_invalid_arguments_are_clear_errors_and_the_server_keeps_going(ser
     assert not ok and "query" in error
     with pytest.raises(MCPError, match="version must be a whole number"):
         await read(server, ADMIN, "context://agents/ceo/history/latest")
+    with pytest.raises(MCPError, match="version must be a whole number"):  # a digit to str.isdigit, not to int
+        await read(server, ADMIN, "context://agents/ceo/history/%C2%B2")
     with pytest.raises(MCPError, match="not in the history"):
         await read(server, ADMIN, "context://agents/ceo/history/7")
     ok, got = await call(server, ADMIN, "get_context", agent_id="ceo")
