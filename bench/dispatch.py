@@ -48,6 +48,9 @@ from services.storage import InMemoryStateStore, SqliteStateStore
 BATCH = 100  # events per submit, as one POST /api/events carries them
 # A real rule that every delivery is checked against (and passes): the policy costs what it costs in production.
 POLICY = {"id": "no-bench-refunds", "kind": "event_types", "agent": "*", "deny": ["refund.*"]}
+# The throughput rounds (also what bench/instructions.py counts): state in memory, or the full accept path.
+ROUNDS: dict[str, dict[str, Any]] = {"memory": {"durability": "memory", "sqlite": False, "governed": False},
+                                     "committed": {"durability": "commit", "sqlite": True, "governed": True}}
 
 
 def emit(metric: str, value: float, unit: str, **extra: Any) -> None:
@@ -167,8 +170,7 @@ async def main() -> None:
         def folder() -> Path:
             return Path(tempfile.mkdtemp(dir=root))
 
-        rate, per_cpu = await throughput(folder(), durability="memory", sqlite=False, governed=False,
-                                         agents=agents, events=mem_events)
+        rate, per_cpu = await throughput(folder(), agents=agents, events=mem_events, **ROUNDS["memory"])
         emit("events_per_s_memory", rate, "events/s", per_cpu_s=round(per_cpu), agents=agents, events=mem_events,
              load=load)
         if not (args.small or args.no_autogen):
@@ -179,8 +181,7 @@ async def main() -> None:
                  per_cpu=round(per_cpu / baseline["events_per_cpu_s"], 2))
         gc_threshold = AOSConfig().dispatch.gc_threshold
         tune_for_server(gc_threshold)  # from here on, as in a host
-        rate, per_cpu = await throughput(folder(), durability="commit", sqlite=True, governed=True, agents=agents,
-                                         events=db_events)
+        rate, per_cpu = await throughput(folder(), agents=agents, events=db_events, **ROUNDS["committed"])
         emit("events_per_s_committed", rate, "events/s", per_cpu_s=round(per_cpu), agents=agents, events=db_events,
              synchronous="FULL", gc_threshold=gc_threshold, load=load)
         per_agent, activation, first_event = await dormant(folder(), count=dormant_count, samples=samples)
