@@ -25,7 +25,8 @@ from aos_core.etag import retry_on_conflict, update_document
 from aos_core.ports import Clock, StateStore
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
+# ASCII digits only: in a str pattern \d also matches other scripts' digits, which int() reads ("1\u0663" is 13)
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$", re.ASCII)
 _ROOT = "ml/adapters"
 _MAX_HISTORY = 50
 

@@ -125,6 +125,12 @@ def test_semver_key_orders_prereleases_first() -> None:
     assert semver_key("1.0.0-alpha") < semver_key("1.0.0") < semver_key("1.0.1") < semver_key("1.10.0")
 
 
+@pytest.mark.parametrize("version", ["1\u0663.0.0", "1.1\u0660.0", "1.0.1\uff11"])  # Arabic-Indic, fullwidth digits
+def test_a_version_is_ascii_digits_only(version: str) -> None:
+    with pytest.raises(InvalidAdapterError, match="invalid version"):
+        semver_key(version)
+
+
 def test_semver_key_follows_semver_precedence_within_prereleases() -> None:
     # The example list of SemVer 2.0.0, section 11, in ascending order.
     ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
