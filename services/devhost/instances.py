@@ -5,7 +5,8 @@ Functions instance does, with its own warm kernel; the workers share only the da
 share only Storage, Service Bus and the task hub. They divide the work the way instances do on Azure:
 
 - HTTP: the front door on the public port sends each request to the next live worker (round robin), and to
-  the one after when a worker does not accept the connection (it died: nothing was sent to it).
+  the one after when a worker does not accept the connection (it died: nothing was sent to it) or when it
+  dies during a GET, HEAD or OPTIONS request (those change nothing, so sending them again is harmless).
 - Service Bus topic triggers: every worker peek-locks from the same subscriptions (competing consumers); the
   locks of a worker that dies expire and the messages go to another.
 - Durable entities and timers: by leases in the shared host database (services/devhost/leases.py).
@@ -37,6 +38,8 @@ log = logging.getLogger("aos.devhost.instances")
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                "transfer-encoding", "upgrade", "host"}
 _START_TIMEOUT = 120.0
+# Requests that change nothing (RFC 9110 safe methods): one cut off by a dying worker is sent again to the next.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -176,6 +179,7 @@ class FrontDoor:
         if host:  # absolute URLs a worker builds name the front door
             headers += [("Host", host), ("X-Forwarded-Host", host)]
         started = False
+        failed: Worker | None = None
         for _ in range(len(self.workers)):
             worker = self._next()
             if worker is None:
@@ -200,10 +204,14 @@ class FrontDoor:
                 if started:
                     raise  # the client sees the connection cut short
                 log.warning("instance %d failed during %s %s: %s", worker.index, scope["method"], target, exc)
-                response = problem(502, "Bad Gateway", f"instance {worker.index} failed during the request")
-                await response(scope, receive, send)
-                return
-        response = problem(503, "Service Unavailable", "no instance of the app is running")
+                failed = worker
+                if scope["method"] in _SAFE_METHODS:
+                    continue  # nothing changed by it: the next instance answers instead
+                break  # it may have acted on it: only the client may send it again (with its event id)
+        if failed is not None:
+            response = problem(502, "Bad Gateway", f"instance {failed.index} failed during the request")
+        else:
+            response = problem(503, "Service Unavailable", "no instance of the app is running")
         await response(scope, receive, send)
 
     def _next(self) -> Worker | None:
