@@ -32,7 +32,7 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 DEV_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
 _ENDPOINT_KEYS = {"blob": "BlobEndpoint", "queue": "QueueEndpoint", "table": "TableEndpoint"}
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
-_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9](:\d+)?$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9](:[0-9]+)?$")  # [0-9]: \d takes any script's digits
 
 
 def development_connection_string(host: str = "127.0.0.1", ports: Mapping[str, int] | None = None) -> str:

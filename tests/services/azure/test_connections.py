@@ -97,11 +97,15 @@ def test_service_bus_connections() -> None:
         "ServiceBusConnection__credential": "managedidentity", "ServiceBusConnection__clientId": "abc"})
     assert conn.namespace == "aos.servicebus.windows.net" and conn.identity is not None
     assert conn.identity.client_id == "abc"
+    assert resolve_servicebus_connection("ServiceBusConnection", {  # a port, as an emulator or a proxy has
+        "ServiceBusConnection__fullyQualifiedNamespace": "aos.servicebus.windows.net:5671"}).namespace.endswith(":5671")
     for env, setting in [
         ({}, "ServiceBusConnection: Service Bus connection not configured"),
         ({"ServiceBusConnection": "Endpoint=https://x;SharedAccessKeyName=a;SharedAccessKey=b"}, "Endpoint=sb://"),
         ({"ServiceBusConnection": "Endpoint=sb://aos.servicebus.windows.net/"}, "SharedAccessKeyName"),
         ({"ServiceBusConnection__fullyQualifiedNamespace": "not a host"}, "__fullyQualifiedNamespace"),
+        ({"ServiceBusConnection__fullyQualifiedNamespace": "aos.servicebus.windows.net:\u0665\u0666\u0667\u0661"},
+         "__fullyQualifiedNamespace"),  # Arabic-Indic digits are no port
     ]:
         with pytest.raises(ConfigError, match=setting) as info:
             resolve_servicebus_connection("ServiceBusConnection", env)
