@@ -83,7 +83,8 @@ class AuthSettings(_Section):
 class KeyVaultSettings(_Section):
     """Key Vault for secrets (AOS_KEYVAULT__URL); unset: secrets come from the environment only."""
 
-    url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?/?$")
+    # [0-9], not \d: in the pattern's regex engine \d takes any script's digits
+    url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]+)?/?$")
     client_id: str | None = None  # a user-assigned managed identity; None: DefaultAzureCredential
 
 

@@ -24,6 +24,8 @@ _CONSTRAINT = re.compile(r"([a-z]+)(?:\((.*)\))?$")
 
 def _number(kind: type) -> Callable[[str], bool]:
     def check(value: str) -> bool:
+        if not value.isascii() or "_" in value:  # Python's float() also reads "1_0" and other scripts' digits
+            return False
         try:
             kind(value)
         except ValueError:
@@ -50,8 +52,9 @@ def _is_guid(value: str) -> bool:
 
 
 _SIMPLE: dict[str, Callable[[str], bool]] = {
-    "int": lambda v: bool(re.fullmatch(r"-?\d+", v)) and -(2**31) <= int(v) < 2**31,
-    "long": lambda v: bool(re.fullmatch(r"-?\d+", v)) and -(2**63) <= int(v) < 2**63,
+    # [0-9], not \d: ASP.NET reads invariant-culture numbers, and \d takes any script's digits
+    "int": lambda v: bool(re.fullmatch(r"-?[0-9]+", v)) and -(2**31) <= int(v) < 2**31,
+    "long": lambda v: bool(re.fullmatch(r"-?[0-9]+", v)) and -(2**63) <= int(v) < 2**63,
     "float": _number(float), "double": _number(float), "decimal": _number(float),
     "bool": lambda v: v.lower() in ("true", "false"),
     "guid": _is_guid, "datetime": _is_datetime,

@@ -174,3 +174,20 @@ def test_broken_files_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "app.json").write_bytes(content.encode("utf-8", "surrogateescape"))
     with pytest.raises(ConfigError, match=r"app\.json: "):
         AOSConfig()
+
+
+@pytest.mark.parametrize(("url", "valid"), [
+    ("https://kv-aos.vault.azure.net/", True),
+    ("https://kv-aos.vault.azure.net:443", True),
+    ("http://kv-aos.vault.azure.net/", False),  # secrets only over TLS
+    ("https://kv-aos.vault.azure.net:\u0664\u0664\u0663", False),  # Arabic-Indic digits are no port
+])
+def test_a_key_vault_url_is_https_and_a_host_with_an_ascii_port(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, valid: bool) -> None:
+    monkeypatch.setenv("AOS_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("AOS_KEYVAULT__URL", url)
+    if valid:
+        assert AOSConfig().keyvault.url == url
+    else:
+        with pytest.raises(ConfigError, match=r"^keyvault\.url: String should match pattern .*AOS_KEYVAULT__URL\)$"):
+            AOSConfig()

@@ -11,6 +11,11 @@ from services.devhost.routes import Router, RouteTemplate
     ("agents/{agent_id}", "agents", None),
     ("items/{id:int}", "items/-7", {"id": "-7"}),
     ("items/{id:int}", "items/7.5", None),
+    ("items/{id:int}", "items/\u0661\u0662", None),  # Arabic-Indic digits are no invariant-culture number
+    ("items/{id:range(1,20)}", "items/\u0661\u0662", None),
+    ("prices/{p:double}", "prices/-1.5e3", {"p": "-1.5e3"}),
+    ("prices/{p:double}", "prices/\u0661.5", None),
+    ("prices/{p:double}", "prices/1_000", None),  # Python's float() reads it, ASP.NET does not
     ("items/{id:int:min(10)}", "items/9", None),
     ("items/{id:int:range(1,5)}", "items/5", {"id": "5"}),
     ("code/{c:length(3)}", "code/abcd", None),
