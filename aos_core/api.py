@@ -224,8 +224,8 @@ def _wait_seconds(aos: AgentOperatingSystem, request: ApiRequest) -> float | Non
     raw = request.query.get("wait")
     if raw is None or raw == "":
         return None
-    try:
-        seconds = float(raw)
+    try:  # float() alone would also read "1_0" and other scripts' digits
+        seconds = float(raw) if raw.isascii() and "_" not in raw else math.nan
     except ValueError:
         seconds = math.nan
     limit = aos.config.api.max_wait

@@ -126,6 +126,18 @@ async def test_wait_returns_200_with_results_when_done_and_202_when_not(durable:
         "accepted_at": None, "targets": [], "results": []}
 
 
+@pytest.mark.parametrize("raw", ["\u0665", "1_0", "-1", "nan", "inf", "soon"])  # \u0665: Arabic-Indic 5
+async def test_a_wait_that_is_no_plain_number_of_seconds_is_a_400_and_accepts_nothing(
+        raw: str, durable: SignalRecorder) -> None:
+    await register("t1", subscribe=["ping"])
+    refused = await call("post_events", "POST", body={"id": "w3", "source": "c", "type": "ping"},
+                         params={"wait": raw}, durable=durable)
+    assert refused.status_code == 400
+    assert "wait must be a number of seconds" in body_of(refused)["detail"]
+    assert durable.signals == []
+    assert (await call("get_event", route={"id": "w3"})).status_code == 404
+
+
 async def test_a_direct_message_reaches_one_agent(durable: SignalRecorder) -> None:
     await register("t1")
     await register("t2")
