@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from aos_core import api_models as m
 from aos_core import strict_json
+from aos_core.ascii_numbers import decimal_number, whole_number
 from aos_core.auth import AuthError, Caller, identify
 from aos_core.errors import (
     AgentUnavailableError,
@@ -224,8 +225,8 @@ def _wait_seconds(aos: AgentOperatingSystem, request: ApiRequest) -> float | Non
     raw = request.query.get("wait")
     if raw is None or raw == "":
         return None
-    try:  # float() alone would also read "1_0" and other scripts' digits
-        seconds = float(raw) if raw.isascii() and "_" not in raw else math.nan
+    try:
+        seconds = decimal_number(raw)
     except ValueError:
         seconds = math.nan
     limit = aos.config.api.max_wait
@@ -415,9 +416,13 @@ def path_id(request: ApiRequest, name: str) -> str:
 
 def int_param(request: ApiRequest, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name, str(default))
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²" is a digit to isdigit
+    try:
+        value: int | None = whole_number(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
         raise Problem(400, "Invalid request", f"{name} must be an integer from {low} to {high}, not {raw!r}")
-    return int(raw)
+    return value
 
 
 async def list_audit(aos: AgentOperatingSystem, request: ApiRequest, caller: Caller) -> ApiResponse:

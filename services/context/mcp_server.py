@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
+from aos_core.ascii_numbers import whole_number
 from aos_core.errors import AOSError, ConflictError, NotFoundError
 from aos_core.etag import retry_on_conflict, update_document
 from aos_core.events import ID_PATTERN, validate_id
@@ -232,9 +233,11 @@ def register_context_mcp(server: MCPServer, store: StateStore, *, clock: Clock |
     async def history_resource(agent_id: str, version: str, ctx: Context) -> str:
         with resource_errors():
             await access.check(principal_of(ctx), agent_id)
-            if not (version.isascii() and version.isdigit()):  # "²" is a digit to isdigit, not to int
-                raise ValueError(f"version must be a whole number, not {version!r}")
-            return _json(await (await open_context(agent_id)).get_version(int(version)))
+            try:
+                number = whole_number(version)
+            except ValueError:
+                raise ValueError(f"version must be a whole number, not {version!r}") from None
+            return _json(await (await open_context(agent_id)).get_version(number))
 
     return access
 

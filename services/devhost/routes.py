@@ -16,23 +16,19 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+from aos_core.ascii_numbers import decimal_number
 from aos_core.errors import ConfigError
 
 _PARAM = re.compile(r"^\{(\*{1,2})?([A-Za-z_][A-Za-z0-9_]*)((?::[^=?]+)*)(\?)?(?:=(.*))?\}$")
 _CONSTRAINT = re.compile(r"([a-z]+)(?:\((.*)\))?$")
 
 
-def _number(kind: type) -> Callable[[str], bool]:
-    def check(value: str) -> bool:
-        if not value.isascii() or "_" in value:  # Python's float() also reads "1_0" and other scripts' digits
-            return False
-        try:
-            kind(value)
-        except ValueError:
-            return False
-        return True
-
-    return check
+def _is_number(value: str) -> bool:
+    try:
+        decimal_number(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_datetime(value: str) -> bool:
@@ -55,7 +51,7 @@ _SIMPLE: dict[str, Callable[[str], bool]] = {
     # [0-9], not \d: ASP.NET reads invariant-culture numbers, and \d takes any script's digits
     "int": lambda v: bool(re.fullmatch(r"-?[0-9]+", v)) and -(2**31) <= int(v) < 2**31,
     "long": lambda v: bool(re.fullmatch(r"-?[0-9]+", v)) and -(2**63) <= int(v) < 2**63,
-    "float": _number(float), "double": _number(float), "decimal": _number(float),
+    "float": _is_number, "double": _is_number, "decimal": _is_number,
     "bool": lambda v: v.lower() in ("true", "false"),
     "guid": _is_guid, "datetime": _is_datetime,
     "alpha": lambda v: bool(re.fullmatch(r"[A-Za-z]+", v)),
