@@ -36,6 +36,6 @@ def in_process_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         settings = HostSettings(app_dir=Path.cwd(), data_dir=folder / "data", port=free_port(),
                                 function_key=FUNCTION_KEY, master_key=MASTER_KEY)
         host = DevHost(indexed_function_app(), settings)
-        with ServerThread(host):
+        with ServerThread(host.app, host.settings.port, host.settings.host):
             yield host.settings.base_url
         runtime.reset_aos()

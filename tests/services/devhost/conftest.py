@@ -31,11 +31,11 @@ class Running:
 
 
 class ServerThread:
-    """A real uvicorn serving the host on 127.0.0.1, on its own thread and event loop (as `aos serve` runs)."""
+    """A real uvicorn serving an ASGI app (a host's, or a front door) on its own thread and event loop, as
+    `aos serve` runs it."""
 
-    def __init__(self, host: DevHost) -> None:
-        config = uvicorn.Config(host.app, host=host.settings.host, port=host.settings.port, log_level="warning",
-                                lifespan="on")
+    def __init__(self, app: Any, port: int, host: str = "127.0.0.1") -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
 
@@ -69,7 +69,7 @@ def running(tmp_path: Path, sample_env: None) -> Iterator[Running]:
 
     app, calls = build_app()
     host = DevHost(index_functions(app), sample_settings(tmp_path))
-    with ServerThread(host):
+    with ServerThread(host.app, host.settings.port, host.settings.host):
         yield Running(host, calls, host.settings.base_url)
 
 

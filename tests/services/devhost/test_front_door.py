@@ -4,17 +4,15 @@ worker may have acted on it and only the client can send it again safely (with t
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from services.devhost.instances import FrontDoor, Worker, free_port, wait_until_listening
+from tests.services.devhost.conftest import ServerThread
 
 # A worker that reads each request, then closes the connection without answering, as one killed mid-request.
 DROPS = """
@@ -51,17 +49,11 @@ def front_door() -> Iterator[tuple[str, FrontDoor]]:
         workers.append(Worker(index, port, subprocess.Popen([sys.executable, "-c", script, str(port)])))
     door = FrontDoor(workers)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(door, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     try:
         wait_until_listening(workers)
-        thread.start()
-        while not server.started:
-            thread.join(0.01)
-        yield f"http://127.0.0.1:{port}", door
+        with ServerThread(door, port):
+            yield f"http://127.0.0.1:{port}", door
     finally:
-        server.should_exit = True
-        thread.join(15)
         for worker in workers:
             worker.proc.kill()
             worker.proc.wait(10)

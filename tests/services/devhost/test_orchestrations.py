@@ -55,7 +55,7 @@ def orchestrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     store = tmp_path / "runs.db"
     monkeypatch.setenv("ORCH_TEST_STORE", str(store))
     host = DevHost(index_functions(app), sample_settings(tmp_path))
-    with ServerThread(host):
+    with ServerThread(host.app, host.settings.port, host.settings.host):
         yield Orchestrations(host, store)
 
 
